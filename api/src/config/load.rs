@@ -1,0 +1,321 @@
+//! Reading files and folders, splitting documents, and parsing each into a typed resource.
+//!
+//! Each document is parsed twice: first into a generic YAML value (syntax errors, duplicate
+//! keys, and `apiVersion`/`kind`/`metadata` to know what it is), then from its text into the
+//! kind's struct through `serde_path_to_error`, so that errors carry the field path and, from
+//! serde_yaml_ng, the line. Strings stay as written (`1.10`, `2024-01-01T00:00:00Z`, `on`):
+//! string fields take the scalar's text, never a re-formatted number or date.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_yaml_ng::Value;
+
+use super::documents::{self, Document};
+use super::error::{ConfigError, ConfigErrors};
+use super::locate::locate;
+use super::parse::{self, TypedError, typed};
+use super::validate;
+use super::{Config, Origin};
+use crate::field::FieldPath;
+use crate::meta::DEFAULT_NAMESPACE;
+use crate::resource::{Kind, Resource, ResourceId};
+
+/// Loads and validates the configuration in `paths`: each a file, or a folder whose `*.yaml`
+/// and `*.yml` files (directly inside it, not in sub-folders) are read in name order. Files are
+/// read in the order given; a file reached twice is read once.
+///
+/// Returns every error found, not only the first.
+pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    let mut seen = BTreeSet::new();
+    for path in paths {
+        for file in expand(path, &mut errors) {
+            let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+            if !seen.insert(key) {
+                continue;
+            }
+            match std::fs::read(&file) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => files.push((file, text)),
+                    Err(e) => errors.push(ConfigError::file(
+                        file,
+                        format!("is not UTF-8 text: {}", e.utf8_error()),
+                    )),
+                },
+                Err(e) => errors.push(ConfigError::file(file, format!("cannot read: {e}"))),
+            }
+        }
+    }
+    load_texts(files, errors)
+}
+
+/// Loads and validates one file's text, `file` naming it in errors (for tests, or `-f -`).
+pub fn load_str(file: impl Into<PathBuf>, text: &str) -> Result<Config, ConfigErrors> {
+    load_texts(vec![(file.into(), text.to_owned())], Vec::new())
+}
+
+/// The files `path` stands for: itself, or the YAML files of a folder in name order.
+fn expand(path: &Path, errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            errors.push(ConfigError::file(path, format!("cannot read: {e}")));
+            return Vec::new();
+        }
+    };
+    if !meta.is_dir() {
+        return vec![path.to_owned()];
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(ConfigError::file(path, format!("cannot read folder: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml") && p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        errors.push(ConfigError::file(
+            path,
+            "folder holds no *.yaml or *.yml files",
+        ));
+    }
+    files
+}
+
+/// A document parsed into a resource, or at least identified.
+pub(super) struct Parsed {
+    pub resource: Option<Resource>,
+    /// Known when `kind` and `metadata.name` could be read, even if the rest failed.
+    pub id: Option<ResourceId>,
+    pub origin: Origin,
+}
+
+fn load_texts(
+    files: Vec<(PathBuf, String)>,
+    errors: Vec<ConfigError>,
+) -> Result<Config, ConfigErrors> {
+    // File-level errors sort first.
+    let mut found: Vec<((usize, usize, usize), ConfigError)> =
+        errors.into_iter().map(|e| ((0, 0, 0), e)).collect();
+    let mut parsed = Vec::new();
+    for (seq, (file, text)) in files.into_iter().enumerate() {
+        for doc in documents::split(&text) {
+            let origin = Origin {
+                file: file.clone(),
+                document: doc.index,
+                line: doc.start_line,
+                seq: seq + 1,
+                first_line: doc.first_line,
+                text: Arc::from(doc.text.as_str()),
+            };
+            match parse_document(&doc, &origin) {
+                Ok(p) => parsed.push(p),
+                Err(failed) => {
+                    let (p, e) = *failed;
+                    found.push(((seq + 1, doc.index, e.line.unwrap_or(0)), e));
+                    if let Some(p) = p {
+                        parsed.push(p);
+                    }
+                }
+            }
+        }
+    }
+    for (origin, e) in validate::validate(&parsed) {
+        let (seq, doc) = origin.sort_key();
+        found.push(((seq, doc, e.line.unwrap_or(0)), e));
+    }
+    if !found.is_empty() {
+        found.sort_by_key(|(k, _)| *k);
+        return Err(ConfigErrors(found.into_iter().map(|(_, e)| e).collect()));
+    }
+    let mut config = Config::default();
+    for p in parsed {
+        if let Some(r) = p.resource {
+            config.push(r, p.origin);
+        }
+    }
+    Ok(config)
+}
+
+fn doc_error(
+    doc: &Document,
+    resource: Option<String>,
+    field: Option<&FieldPath>,
+    line: Option<usize>,
+    reason: String,
+    origin: &Origin,
+) -> ConfigError {
+    ConfigError {
+        file: origin.file.clone(),
+        document: Some(doc.index),
+        line: Some(line.unwrap_or(doc.start_line)),
+        resource,
+        field: field.filter(|p| !p.is_empty()).map(ToString::to_string),
+        reason,
+    }
+}
+
+/// The file line of `path` in `doc`, if it can be found.
+fn line_of(doc: &Document, path: &FieldPath) -> Option<usize> {
+    locate(&doc.text, path.segments()).map(|f| doc.file_line(f.line))
+}
+
+fn str_field<'a>(map: &'a Value, key: &str) -> Option<&'a str> {
+    map.get(key).and_then(Value::as_str)
+}
+
+/// A document that failed: its error, and what could be identified of it.
+type Failed = Box<(Option<Parsed>, ConfigError)>;
+
+/// Parses one document. On failure, returns the error and whatever could be identified.
+fn parse_document(doc: &Document, origin: &Origin) -> Result<Parsed, Failed> {
+    let value: Value = match serde_yaml_ng::from_str(&doc.text) {
+        Ok(v) => v,
+        Err(e) => {
+            let (field, line, reason) = parse::yaml_error(doc, &e);
+            return Err(Box::new((
+                None,
+                doc_error(doc, None, field.as_ref(), line, reason, origin),
+            )));
+        }
+    };
+    if !value.is_mapping() {
+        return Err(Box::new((
+            None,
+            doc_error(
+                doc,
+                None,
+                None,
+                None,
+                "a document must be a mapping with apiVersion, kind, metadata and spec".into(),
+                origin,
+            ),
+        )));
+    }
+    let api_version = str_field(&value, "apiVersion");
+    let kind_name = str_field(&value, "kind");
+    let meta = value.get("metadata");
+    let name = meta.and_then(|m| str_field(m, "name"));
+    let namespace = meta
+        .and_then(|m| str_field(m, "namespace"))
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE);
+    let label = kind_name.map(|k| match name {
+        Some(n) => format!("{k} {namespace}/{n}"),
+        None => format!("{k} (no metadata.name)"),
+    });
+    let fail = |field: &str, reason: String, id: Option<ResourceId>| {
+        let path = FieldPath::parse_keys(field);
+        let e = doc_error(
+            doc,
+            label.clone(),
+            Some(&path),
+            line_of(doc, &path),
+            reason,
+            origin,
+        );
+        let p = id.map(|id| Parsed {
+            resource: None,
+            id: Some(id),
+            origin: origin.clone(),
+        });
+        Err(Box::new((p, e)))
+    };
+    let Some(kind_name) = kind_name else {
+        let why = if value.get("kind").is_some() {
+            "must be a string"
+        } else {
+            "required"
+        };
+        return fail(
+            "kind",
+            format!("{why}; supported kinds: {}", Kind::supported_list()),
+            None,
+        );
+    };
+    let Some(kind) = Kind::from_name(kind_name) else {
+        return fail(
+            "kind",
+            format!(
+                "unknown kind {kind_name:?}; supported kinds: {}",
+                Kind::supported_list()
+            ),
+            None,
+        );
+    };
+    let id = name.map(|n| ResourceId {
+        kind,
+        namespace: namespace.to_owned(),
+        name: n.to_owned(),
+    });
+    match api_version {
+        None => {
+            return fail(
+                "apiVersion",
+                format!(
+                    "{}; {kind} is {}",
+                    if value.get("apiVersion").is_some() {
+                        "must be a string"
+                    } else {
+                        "required"
+                    },
+                    kind.api_versions().join(" or ")
+                ),
+                id,
+            );
+        }
+        Some(v) if !kind.api_versions().contains(&v) => {
+            return fail(
+                "apiVersion",
+                format!(
+                    "{kind} is served at {}, not {v:?}",
+                    kind.api_versions().join(" or ")
+                ),
+                id,
+            );
+        }
+        Some(_) => {}
+    }
+    let typed = match kind {
+        Kind::Broker => typed(doc).map(Resource::Broker),
+        Kind::Trigger => typed(doc).map(Resource::Trigger),
+        Kind::PingSource => typed(doc).map(Resource::PingSource),
+        Kind::KafkaSource => typed(doc).map(Resource::KafkaSource),
+        Kind::RabbitmqSource => typed(doc).map(Resource::RabbitmqSource),
+        Kind::WebhookSource => typed(doc).map(Resource::WebhookSource),
+        Kind::Service => typed(doc).map(Resource::Service),
+    };
+    match typed {
+        Ok(resource) => Ok(Parsed {
+            id: Some(resource.id()),
+            resource: Some(resource),
+            origin: origin.clone(),
+        }),
+        Err(TypedError { path, line, reason }) => {
+            // The locator knows block layouts better than serde's marks; serde's line wins
+            // when the locator cannot follow the whole path.
+            let located = locate(&doc.text, path.segments());
+            let line = match (located, line) {
+                (Some(f), _) if f.complete => Some(doc.file_line(f.line)),
+                (_, Some(l)) => Some(doc.file_line(l)),
+                (Some(f), None) => Some(doc.file_line(f.line)),
+                (None, None) => None,
+            };
+            let e = doc_error(doc, label.clone(), Some(&path), line, reason, origin);
+            let p = id.map(|id| Parsed {
+                resource: None,
+                id: Some(id),
+                origin: origin.clone(),
+            });
+            Err(Box::new((p, e)))
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! What parses but does not run yet.
+//!
+//! [`Config::ensure_runnable`](super::Config::ensure_runnable) refuses resources of kinds the
+//! caller cannot run, and features listed in [`not_yet_supported`] — the one list to shrink as
+//! Ember grows.
+
+use super::Config;
+use super::error::{ConfigError, ConfigErrors};
+use crate::annotations::{BROKER_CLASS, annotation_path};
+use crate::broker::BrokerClass;
+use crate::field::{FieldError, FieldPath};
+use crate::resource::{Kind, Resource};
+
+/// The features of `resource` that parse and validate but that Ember does not run yet, each
+/// as a field error whose reason starts with `not supported yet: `.
+pub fn not_yet_supported(resource: &Resource) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    let mut refuse = |path: FieldPath, what: &str| {
+        out.push(FieldError::new(path, format!("not supported yet: {what}")));
+    };
+    match resource {
+        Resource::Broker(b) if b.settings().is_ok_and(|s| s.class == BrokerClass::Kafka) => {
+            refuse(
+                annotation_path(&FieldPath::root().key("metadata"), BROKER_CLASS),
+                "broker class Kafka (use Ember, the default)",
+            );
+        }
+        Resource::Trigger(t) if !t.spec.filters.is_empty() => {
+            refuse(
+                FieldPath::parse_keys("spec.filters"),
+                "spec.filters (use spec.filter.attributes for now)",
+            );
+        }
+        _ => {}
+    }
+    for (path, dest) in resource.destinations() {
+        if dest.reference.is_some() {
+            refuse(path.key("ref"), "ref destinations (use uri for now)");
+        }
+        if dest.ca_certs.is_some() {
+            refuse(path.key("CACerts"), "CACerts (custom CA certificates)");
+        }
+        if dest.audience.is_some() {
+            refuse(path.key("audience"), "audience (OIDC authentication)");
+        }
+    }
+    out
+}
+
+pub(super) fn ensure_runnable(config: &Config, runnable: &[Kind]) -> Result<(), ConfigErrors> {
+    let mut errors: Vec<((usize, usize), ConfigError)> = Vec::new();
+    for (resource, origin) in config.resources() {
+        let label = Some(resource.id().to_string());
+        if !runnable.contains(&resource.kind()) {
+            errors.push((
+                origin.sort_key(),
+                origin.error(
+                    label,
+                    FieldError::new(
+                        FieldPath::root(),
+                        format!("not supported yet: {}", resource.kind()),
+                    ),
+                ),
+            ));
+            continue;
+        }
+        for e in not_yet_supported(&resource) {
+            errors.push((origin.sort_key(), origin.error(label.clone(), e)));
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    errors.sort_by(|(a, ea), (b, eb)| (a, ea.line).cmp(&(b, eb.line)));
+    Err(ConfigErrors(errors.into_iter().map(|(_, e)| e).collect()))
+}

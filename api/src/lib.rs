@@ -1,0 +1,32 @@
+//! Ember's resource types and configuration loading.
+//!
+//! The resources a user writes are Kubernetes-shaped YAML (`apiVersion`, `kind`, `metadata`,
+//! `spec`) in Knative's own shapes — [`Broker`], [`Trigger`], [`PingSource`], [`KafkaSource`],
+//! [`RabbitmqSource`], [`Service`] — plus Ember's [`WebhookSource`]. This crate holds their
+//! typed structs (shared by every crate and by the operator), their validation, the annotations
+//! Ember reads, duration parsing, and [`config::load`], which reads files and folders of
+//! multi-document YAML into a validated [`config::Config`] or a list of precise errors.
+
+#![warn(missing_docs)]
+
+pub mod annotations;
+pub mod broker;
+pub mod config;
+pub mod delivery;
+pub mod duration;
+pub mod field;
+pub mod meta;
+pub mod resource;
+pub mod serving;
+pub mod sources;
+pub mod trigger;
+
+pub use broker::{Broker, BrokerClass, BrokerSettings, BrokerSpec, Durability};
+pub use config::{Config, ConfigError, ConfigErrors, Located, Origin, load, load_str};
+pub use delivery::{BackoffPolicy, DeliveryFormat, DeliverySpec, Destination};
+pub use field::{FieldError, FieldPath};
+pub use meta::{KReference, ObjectMeta};
+pub use resource::{Kind, Resource, ResourceId};
+pub use serving::Service;
+pub use sources::{KafkaSource, PingSource, RabbitmqSource, WebhookSource};
+pub use trigger::{DeliveryOrder, Filter, Trigger, TriggerSettings, TriggerSpec};

@@ -1,0 +1,402 @@
+//! `Service` (serving.knative.dev/v1): a user's function, run as revisions that scale with load.
+//!
+//! Each change of `spec.template` makes a new revision; `spec.traffic` splits requests across
+//! revisions by percent. The template's `autoscaling.knative.dev/*` annotations are exposed
+//! typed through [`Service::autoscaling`]. Container fields only meaningful on Kubernetes
+//! (`resources`, probes) are kept as loose JSON.
+
+mod autoscaling;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::field::{Errors, FieldError, FieldPath};
+use crate::meta::{ObjectMeta, check_dns_label, null_as_default, qualified_name};
+
+pub use autoscaling::{AutoscalingSettings, ScalingMetric};
+
+/// The API version of Service.
+pub const API_VERSION: &str = "serving.knative.dev/v1";
+
+/// A Service: a function (container or local command) run as revisions with traffic routing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Service {
+    /// `serving.knative.dev/v1`.
+    pub api_version: String,
+    /// `Service`.
+    pub kind: String,
+    /// Name, namespace, labels and annotations.
+    pub metadata: ObjectMeta,
+    /// Revision template and traffic.
+    pub spec: ServiceSpec,
+    /// Status as written (e.g. exported from a cluster); ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+/// A Service's desired state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// The template every new revision is made from.
+    pub template: RevisionTemplate,
+    /// How requests are split across revisions; all to the latest revision when empty.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub traffic: Vec<TrafficTarget>,
+}
+
+/// The template of a revision: its metadata (annotations, optional name) and spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevisionTemplate {
+    /// Revision name (optional, `<service>-<suffix>`), labels and annotations, including
+    /// `autoscaling.knative.dev/*`.
+    #[serde(default)]
+    pub metadata: TemplateMeta,
+    /// Containers, concurrency and timeouts.
+    pub spec: RevisionSpec,
+}
+
+/// Metadata of a revision template; unknown fields are tolerated as in any metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateMeta {
+    /// The revision's name; must start with `<service name>-`. Generated when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Labels of the revision.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations of the revision, e.g. `autoscaling.knative.dev/min-scale: "1"`.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A revision's spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevisionSpec {
+    /// The containers; Ember runs the first (`command`/`args` locally, `image` on Kubernetes).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub containers: Vec<Container>,
+    /// Requests one instance handles at once; 0 (default) means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_concurrency: Option<i64>,
+    /// How long a request may take, in seconds (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
+    /// How long to wait for the first response byte, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_start_timeout_seconds: Option<i64>,
+    /// How long a request may stay idle, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<i64>,
+    /// The Kubernetes service account (operator mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+}
+
+/// A container (a subset of Kubernetes' Container).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Container {
+    /// The container's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The container image (used on Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The program and its leading arguments (used by the local process runtime).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub command: Vec<String>,
+    /// Further arguments.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub args: Vec<String>,
+    /// The working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Environment variables.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub env: Vec<EnvVar>,
+    /// The port the function listens on (at most one; `PORT` is set to it, default 8080).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub ports: Vec<ContainerPort>,
+    /// Kubernetes resource requests and limits (operator mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<serde_json::Value>,
+    /// Kubernetes readiness probe (operator mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<serde_json::Value>,
+    /// Kubernetes liveness probe (operator mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<serde_json::Value>,
+    /// Kubernetes image pull policy (operator mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+}
+
+/// An environment variable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVar {
+    /// The variable's name.
+    pub name: String,
+    /// Its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A Kubernetes value source (secret or config map key; operator mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<serde_json::Value>,
+}
+
+/// A port the container listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerPort {
+    /// The port number (1–65535).
+    pub container_port: i64,
+    /// `http1` (default) or `h2c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `TCP` (the only one accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+}
+
+/// A share of a Service's traffic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrafficTarget {
+    /// The revision receiving this share (exclusive with `latestRevision: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_name: Option<String>,
+    /// `true`: this share follows the latest ready revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_revision: Option<bool>,
+    /// Percent of requests, 0–100; the percents of all targets sum to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<i64>,
+    /// A name giving this target its own address (`<tag>-<service>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl Service {
+    /// The autoscaling settings of the revision template. Always `Ok` for a validated service.
+    pub fn autoscaling(&self) -> Result<AutoscalingSettings, Vec<FieldError>> {
+        let mut errs = Errors::default();
+        let s = self
+            .spec
+            .template
+            .metadata
+            .autoscaling_into(&FieldPath::parse_keys("spec.template.metadata"), &mut errs);
+        if errs.0.is_empty() {
+            Ok(s)
+        } else {
+            Err(errs.into_vec())
+        }
+    }
+
+    /// Checks the service on its own (not against other resources).
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Errors::default();
+        self.metadata
+            .validate_into(&FieldPath::root().key("metadata"), &mut errs);
+        let tmpl = FieldPath::parse_keys("spec.template");
+        let tm = &self.spec.template.metadata;
+        let tm_path = tmpl.key("metadata");
+        if let Some(name) = &tm.name {
+            check_dns_label(&tm_path.key("name"), name, &mut errs);
+            let prefix = format!("{}-", self.metadata.name);
+            if !name.starts_with(&prefix) || name.len() == prefix.len() {
+                errs.push(
+                    &tm_path.key("name"),
+                    format!("{name:?} must start with the service name, e.g. {prefix}v2"),
+                );
+            }
+        }
+        for (k, _) in tm.labels.iter().chain(tm.annotations.iter()) {
+            if let Err(why) = qualified_name(k) {
+                errs.push(&tm_path, format!("invalid key {k:?}: {why}"));
+            }
+        }
+        tm.autoscaling_into(&tm_path, &mut errs);
+        self.validate_revision_spec(&tmpl.key("spec"), &mut errs);
+        self.validate_traffic(&mut errs);
+        errs.into_vec()
+    }
+
+    fn validate_revision_spec(&self, path: &FieldPath, errs: &mut Errors) {
+        let rs = &self.spec.template.spec;
+        if rs.containers.is_empty() {
+            errs.push(&path.key("containers"), "required: at least one container");
+        }
+        let mut ports = 0;
+        let mut names = BTreeSet::new();
+        for (i, c) in rs.containers.iter().enumerate() {
+            let cp = path.key("containers").index(i);
+            if let Some(n) = &c.name {
+                check_dns_label(&cp.key("name"), n, errs);
+                if !names.insert(n.as_str()) {
+                    errs.push(&cp.key("name"), format!("duplicate container name {n:?}"));
+                }
+            }
+            let no_image = c.image.as_deref().is_none_or(|s| s.trim().is_empty());
+            if no_image && c.command.is_empty() {
+                errs.push(
+                    &cp,
+                    "needs a command (to run as a local process) or an image (on Kubernetes)",
+                );
+            }
+            if c.command.first().is_some_and(|p| p.trim().is_empty()) {
+                errs.push(&cp.key("command").index(0), "the program must not be empty");
+            }
+            let mut env_names = BTreeSet::new();
+            for (j, e) in c.env.iter().enumerate() {
+                let ep = cp.key("env").index(j);
+                if e.name.is_empty() || e.name.contains('=') {
+                    errs.push(&ep.key("name"), "must be a non-empty name without '='");
+                } else if !env_names.insert(e.name.as_str()) {
+                    errs.push(&ep.key("name"), format!("duplicate variable {:?}", e.name));
+                }
+                if e.value.is_some() && e.value_from.is_some() {
+                    errs.push(&ep, "value and valueFrom are exclusive; set only one");
+                }
+            }
+            for (j, p) in c.ports.iter().enumerate() {
+                ports += 1;
+                let pp = cp.key("ports").index(j);
+                if !(1..=65535).contains(&p.container_port) {
+                    errs.push(
+                        &pp.key("containerPort"),
+                        format!("must be between 1 and 65535, got {}", p.container_port),
+                    );
+                }
+                if let Some(n) = &p.name
+                    && n != "http1"
+                    && n != "h2c"
+                {
+                    errs.push(
+                        &pp.key("name"),
+                        format!("{n:?} must be http1 or h2c (the protocol spoken)"),
+                    );
+                }
+                if let Some(proto) = &p.protocol
+                    && proto != "TCP"
+                {
+                    errs.push(&pp.key("protocol"), format!("{proto:?} must be TCP"));
+                }
+            }
+        }
+        if ports > 1 {
+            errs.push(
+                &path.key("containers"),
+                "only one port may be given, across all containers",
+            );
+        }
+        if let Some(cc) = rs.container_concurrency
+            && !(0..=1000).contains(&cc)
+        {
+            errs.push(
+                &path.key("containerConcurrency"),
+                format!("must be between 0 (no limit) and 1000, got {cc}"),
+            );
+        }
+        for (field, v) in [
+            ("timeoutSeconds", rs.timeout_seconds),
+            (
+                "responseStartTimeoutSeconds",
+                rs.response_start_timeout_seconds,
+            ),
+            ("idleTimeoutSeconds", rs.idle_timeout_seconds),
+        ] {
+            if let Some(t) = v
+                && (!(1..=24 * 3600).contains(&t))
+            {
+                errs.push(
+                    &path.key(field),
+                    format!("must be between 1 and 86400 seconds, got {t}"),
+                );
+            }
+        }
+    }
+
+    fn validate_traffic(&self, errs: &mut Errors) {
+        let traffic = &self.spec.traffic;
+        if traffic.is_empty() {
+            return;
+        }
+        let path = FieldPath::parse_keys("spec.traffic");
+        let mut sum: i64 = 0;
+        let mut tags = BTreeSet::new();
+        for (i, t) in traffic.iter().enumerate() {
+            let tp = path.index(i);
+            let latest = t.latest_revision.unwrap_or(t.revision_name.is_none());
+            match (&t.revision_name, latest) {
+                (Some(_), true) if t.latest_revision == Some(true) => errs.push(
+                    &tp,
+                    "revisionName and latestRevision: true are exclusive; set only one",
+                ),
+                (None, false) => errs.push(
+                    &tp.key("revisionName"),
+                    "required when latestRevision is false",
+                ),
+                _ => {}
+            }
+            if let Some(r) = &t.revision_name {
+                check_dns_label(&tp.key("revisionName"), r, errs);
+            }
+            if let Some(p) = t.percent {
+                if !(0..=100).contains(&p) {
+                    errs.push(
+                        &tp.key("percent"),
+                        format!("must be between 0 and 100, got {p}"),
+                    );
+                }
+                sum += p;
+            }
+            if let Some(tag) = &t.tag {
+                check_dns_label(&tp.key("tag"), tag, errs);
+                if !tags.insert(tag.as_str()) {
+                    errs.push(&tp.key("tag"), format!("duplicate tag {tag:?}"));
+                }
+            }
+        }
+        if sum != 100 {
+            errs.push(
+                &path,
+                format!("traffic percents must sum to 100, they sum to {sum}"),
+            );
+        }
+    }
+}

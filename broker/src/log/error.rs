@@ -1,0 +1,98 @@
+//! The log's two error types: [`LogError`] for opening, reading and maintenance, and
+//! [`AppendError`] for the append path, whose variants map onto HTTP answers at the ingress.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Errors from opening, reading, deleting and closing an [`EventLog`](super::EventLog).
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// An I/O call failed; `context` says what was being done and to which file.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A record or segment header on disk is damaged somewhere recovery must not truncate
+    /// (a sealed segment), or a reader met a checksum mismatch in committed data.
+    #[error("corrupt log file {}: at byte {position}: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+
+    /// Segment file names are not contiguous: records between two segments are missing.
+    #[error(
+        "gap in the log: {} ends at offset {expected} but the next segment is {}",
+        previous.display(),
+        next.display()
+    )]
+    Gap {
+        previous: PathBuf,
+        next: PathBuf,
+        expected: u64,
+    },
+
+    /// Another `EventLog` (in this or another process) holds the directory's lock.
+    #[error("log directory {} is already open (lock file held)", dir.display())]
+    Locked { dir: PathBuf },
+
+    /// A [`LogConfig`](super::LogConfig) value that cannot work.
+    #[error("invalid log configuration: {0}")]
+    InvalidConfig(String),
+
+    /// The log was closed (or its writer has exited) and nothing more will arrive.
+    #[error("the log is closed")]
+    Closed,
+
+    /// The writer thread hit an I/O error; every later append is refused. Nothing acknowledged
+    /// is lost, but the process must reopen the log (which runs recovery) to go on.
+    #[error("the log writer failed: {0}")]
+    WriterFailed(#[source] Arc<io::Error>),
+
+    /// The writer thread panicked (a bug).
+    #[error("the log writer thread panicked")]
+    WriterPanicked,
+}
+
+impl LogError {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        LogError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Why an [`EventLog::append`](super::EventLog::append) was refused.
+///
+/// Only `Ok` means the records are durable; every error means none of them were acknowledged.
+/// (After `Io`, a prefix may still have reached the disk; it is kept or truncated by recovery,
+/// and the caller must treat the records as not stored.)
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
+    /// The bounded append queue (requests or bytes) is full; retry later (HTTP 503 + Retry-After).
+    #[error("the log's append queue is full")]
+    Full,
+
+    /// The log is closed or closing.
+    #[error("the log is closed")]
+    Closed,
+
+    /// A record, or the whole batch, is larger than the log accepts.
+    #[error("{what} of {size} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        what: &'static str,
+        size: u64,
+        max: u64,
+    },
+
+    /// Writing or syncing failed; the log refuses appends from now on (see
+    /// [`LogError::WriterFailed`]).
+    #[error("log write failed: {0}")]
+    Io(#[source] Arc<io::Error>),
+}

@@ -1,0 +1,80 @@
+//! The command line: `ember run`, `ember validate`, `ember send`, `ember display`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::display::DisplayArgs;
+use crate::logging::{self, LogFormat};
+use crate::run::RunArgs;
+use crate::send::SendArgs;
+
+/// Ember: CloudEvents sources feed durable brokers; triggers filter events and deliver them to
+/// subscribers. Reads Knative-style YAML (Broker, Trigger, ...); runs with no Kafka and no
+/// Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "ember", version, propagate_version = true)]
+#[command(
+    after_help = "Example:\n  ember run -f examples/quickstart/\n  ember send --to http://127.0.0.1:8080/default/default --type com.example.hello --source /me"
+)]
+pub struct Cli {
+    /// Log line format (the level comes from RUST_LOG, default `info`).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the brokers and triggers described by the configuration.
+    Run(RunArgs),
+    /// Check the configuration without starting anything; prints every problem found.
+    #[command(after_help = "Example:\n  ember validate -f examples/")]
+    Validate(ConfigArgs),
+    /// Send one CloudEvent (binary mode) and print the response status.
+    Send(SendArgs),
+    /// Listen for CloudEvents and print each one (a subscriber for trying triggers out).
+    Display(DisplayArgs),
+}
+
+/// Where the configuration is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// A YAML file or a folder of them (repeatable). Files may hold several documents.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => crate::run::run(args).await,
+            Command::Validate(args) => crate::run::validate(&args),
+            Command::Send(args) => crate::send::run(args).await,
+            Command::Display(args) => crate::display::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The `ember` binary's library: the command line, loading configuration into running brokers,
+//! and the HTTP server. `main.rs` only parses arguments and calls [`cli::main`].
+
+pub mod cli;
+pub mod display;
+pub mod logging;
+pub mod run;
+pub mod send;
+pub mod server;
+pub mod wiring;

@@ -1,0 +1,138 @@
+//! Ember's HTTP listener: broker ingress at `/{namespace}/{broker}`, plus `/healthz` and
+//! `/readyz`.
+//!
+//! The server takes a bound listener and a shutdown signal (so tests bind port 0). On shutdown
+//! it stops accepting, lets requests in progress finish — an ingress request finishes when its
+//! events are durable — and returns when they are done or the grace period has passed.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ember_broker::broker::Broker;
+use ember_broker::ingress;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+/// Connections served at once; more wait in the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// Routes requests to brokers and health endpoints.
+pub struct Router {
+    brokers: HashMap<(String, String), Arc<Broker>>,
+    ready: AtomicBool,
+}
+
+impl Router {
+    /// A router over the given brokers; not ready until [`Router::set_ready`].
+    pub fn new(brokers: impl IntoIterator<Item = Arc<Broker>>) -> Self {
+        let brokers = brokers
+            .into_iter()
+            .map(|b| ((b.namespace().to_owned(), b.short_name().to_owned()), b))
+            .collect();
+        Self {
+            brokers,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the server ready (every broker open and dispatching) or not (shutting down).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Answers one request.
+    pub async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        match path {
+            "/healthz" => return text(StatusCode::OK, "ok\n"),
+            "/readyz" if self.ready.load(Ordering::Acquire) => {
+                return text(StatusCode::OK, "ready\n");
+            }
+            "/readyz" => return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            _ => {}
+        }
+        let mut segments = path.trim_start_matches('/').split('/');
+        match (segments.next(), segments.next(), segments.next()) {
+            (Some(ns), Some(name), None) if !ns.is_empty() && !name.is_empty() => {
+                let broker = self.brokers.get(&(ns.to_owned(), name.to_owned()));
+                ingress::handle(broker.map(Arc::as_ref), req).await
+            }
+            _ => ingress::error_response(
+                StatusCode::NOT_FOUND,
+                "not found: send events to /{namespace}/{broker}",
+            ),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Serves until `shutdown` turns true, then drains connections for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<Router>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.keep_alive(true);
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.changed() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, _) = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = service_fn(move |req| {
+            let router = router.clone();
+            async move { Ok::<_, Infallible>(router.route(req).await) }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    router.set_ready(false);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "connections still open after the shutdown grace period"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Shared parts of the end-to-end tests: an Ember started in-process on loopback (port 0), a
+//! scriptable subscriber that records what it receives, and a small HTTP client.
+#![allow(dead_code)]
+
+pub mod subscriber;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ember::run::Ember;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::net::TcpListener;
+
+/// An Ember running in this process on a temporary data directory.
+pub struct TestEmber {
+    pub ember: Ember,
+    pub data_dir: tempfile::TempDir,
+    pub config_dir: tempfile::TempDir,
+}
+
+impl TestEmber {
+    /// Writes `yaml` to a file and starts Ember on it.
+    pub async fn start(yaml: &str) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_in(yaml, data_dir).await
+    }
+
+    /// Starts Ember on `yaml` with an existing data directory (to test restarts).
+    pub async fn start_in(yaml: &str, data_dir: tempfile::TempDir) -> Self {
+        let config_dir = tempfile::tempdir().unwrap();
+        let file = config_dir.path().join("ember.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let config = ember::wiring::load(&[file]).expect("valid config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ember = Ember::start(&config, data_dir.path(), listener, Duration::from_secs(5))
+            .await
+            .expect("ember starts");
+        Self {
+            ember,
+            data_dir,
+            config_dir,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.ember.addr, path)
+    }
+
+    /// Stops Ember gracefully and hands back the data directory.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.ember.stop().await;
+        self.data_dir
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The `error` member of a JSON error body.
+    pub fn error(&self) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("JSON error body, got {:?}", self.body));
+        v["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Sends one request.
+pub async fn request(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let client = ember_broker::dispatch::http_client();
+    let mut req = Request::new(Full::new(body.into()));
+    *req.method_mut() = method;
+    *req.uri_mut() = url.parse().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    let resp = client.request(req).await.expect("request");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// POSTs a body with headers.
+pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    request(Method::POST, url, headers, body).await
+}
+
+/// Headers of a minimal valid binary-mode event with the given id and type.
+pub fn binary_event<'a>(id: &'a str, ty: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("ce-specversion", "1.0"),
+        ("ce-id", id),
+        ("ce-source", "/test"),
+        ("ce-type", ty),
+    ]
+}
+
+/// Path to the built `ember` binary.
+pub fn ember_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ember"))
+}
+
+/// The repository root.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,119 @@
+//! A scriptable test subscriber on loopback: records every request it receives and answers with
+//! a status chosen per request (e.g. fail the first N with 503).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// One request as the subscriber saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    received: Vec<Received>,
+    /// Statuses to answer, in order; when empty, 200.
+    script: VecDeque<StatusCode>,
+}
+
+/// A running subscriber.
+#[derive(Clone)]
+pub struct Subscriber {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl Subscriber {
+    /// Starts a subscriber answering 200 (empty body) to everything.
+    pub async fn start() -> Self {
+        Self::with_script(Vec::new()).await
+    }
+
+    /// Starts a subscriber answering the given statuses first, then 200.
+    pub async fn with_script(statuses: Vec<u16>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, statuses)
+    }
+
+    /// Serves on a given listener (to restart on a known port).
+    pub fn serve(listener: TcpListener, statuses: Vec<u16>) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            received: Vec::new(),
+            script: statuses
+                .into_iter()
+                .map(|s| StatusCode::from_u16(s).unwrap())
+                .collect(),
+        }));
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let st = st.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let status = {
+                                let mut s = st.lock().unwrap();
+                                s.received.push(Received {
+                                    headers: parts.headers,
+                                    body,
+                                });
+                                s.script.pop_front().unwrap_or(StatusCode::OK)
+                            };
+                            let mut resp = Response::new(Full::new(Bytes::new()));
+                            *resp.status_mut() = status;
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, state }
+    }
+
+    /// `http://ADDR/`.
+    pub fn uri(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// How many requests arrived.
+    pub fn count(&self) -> usize {
+        self.state.lock().unwrap().received.len()
+    }
+}

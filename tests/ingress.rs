@@ -1,0 +1,416 @@
+//! Broker ingress over real HTTP on loopback: every content mode and every status code of the
+//! contract, checked by what a subscriber then receives.
+
+mod common;
+
+use std::time::Duration;
+
+use common::subscriber::Subscriber;
+use common::{TestEmber, binary_event, eventually, post, request};
+use ember_broker::event::{CloudEvent, proto::CloudEventBatch};
+use http::{Method, StatusCode};
+use prost::Message;
+
+fn config(subscriber: &Subscriber, broker_annotations: &str) -> String {
+    format!(
+        r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  annotations: {{{broker_annotations}}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: all
+spec:
+  broker: default
+  subscriber:
+    uri: {}
+"#,
+        subscriber.uri()
+    )
+}
+
+async fn setup() -> (TestEmber, Subscriber, String) {
+    let sub = Subscriber::start().await;
+    let ember = TestEmber::start(&config(&sub, "")).await;
+    let url = ember.url("/default/default");
+    (ember, sub, url)
+}
+
+async fn wait_for(sub: &Subscriber, n: usize) {
+    assert!(
+        eventually(Duration::from_secs(10), || sub.count() >= n).await,
+        "expected {n} deliveries, got {}",
+        sub.count()
+    );
+}
+
+#[tokio::test]
+async fn binary_mode_event_is_accepted_and_delivered_unchanged() {
+    let (ember, sub, url) = setup().await;
+    let mut headers = binary_event("b-1", "com.example.binary");
+    headers.extend([
+        ("ce-subject", "orders/1"),
+        ("ce-time", "2026-01-02T03:04:05Z"),
+        ("ce-myext", "hello"),
+        ("content-type", "application/json"),
+    ]);
+    let r = post(&url, &headers, r#"{"n":1}"#).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    wait_for(&sub, 1).await;
+    let got = &sub.received()[0];
+    assert_eq!(got.header("ce-id"), Some("b-1"));
+    assert_eq!(got.header("ce-type"), Some("com.example.binary"));
+    assert_eq!(got.header("ce-source"), Some("/test"));
+    assert_eq!(got.header("ce-specversion"), Some("1.0"));
+    assert_eq!(got.header("ce-subject"), Some("orders/1"));
+    assert_eq!(got.header("ce-time"), Some("2026-01-02T03:04:05Z"));
+    assert_eq!(got.header("ce-myext"), Some("hello"));
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert_eq!(got.header("prefer"), Some("reply"));
+    assert_eq!(got.header("ce-knativebrokerttl"), Some("255"));
+    assert!(
+        got.header("ce-knativearrivaltime")
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert_eq!(&got.body[..], br#"{"n":1}"#);
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn structured_json_event_is_accepted_and_delivered_in_binary_mode() {
+    let (ember, sub, url) = setup().await;
+    let body = r#"{"specversion":"1.0","id":"s-1","source":"/json","type":"com.example.json",
+                  "datacontenttype":"application/json","count":3,"data":{"a":[1,2]}}"#;
+    let r = post(
+        &url,
+        &[(
+            "content-type",
+            "application/cloudevents+json; charset=utf-8",
+        )],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    wait_for(&sub, 1).await;
+    let got = &sub.received()[0];
+    assert_eq!(got.header("ce-id"), Some("s-1"));
+    assert_eq!(got.header("ce-count"), Some("3"));
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert_eq!(&got.body[..], br#"{"a":[1,2]}"#);
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn json_batch_is_accepted_whole() {
+    let (ember, sub, url) = setup().await;
+    let body = r#"[
+        {"specversion":"1.0","id":"1","source":"/b","type":"t"},
+        {"specversion":"1.0","id":"2","source":"/b","type":"t","data_base64":"AAE="},
+        {"specversion":"0.3","id":"3","source":"/b","type":"t"}]"#;
+    let r = post(
+        &url,
+        &[("content-type", "application/cloudevents-batch+json")],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    wait_for(&sub, 3).await;
+    let mut ids: Vec<_> = sub
+        .received()
+        .iter()
+        .map(|r| r.header("ce-id").unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["1", "2", "3"]);
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_event_in_a_batch_refuses_the_whole_batch() {
+    let (ember, sub, url) = setup().await;
+    let body = r#"[{"specversion":"1.0","id":"1","source":"/b","type":"t"},
+                   {"specversion":"1.0","id":"2","source":"/b"}]"#;
+    let r = post(
+        &url,
+        &[("content-type", "application/cloudevents-batch+json")],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.error()
+            .contains("event 1: missing required attribute: type"),
+        "{}",
+        r.error()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sub.count(), 0);
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn structured_protobuf_event_is_accepted() {
+    let (ember, sub, url) = setup().await;
+    let ev = CloudEvent {
+        id: "p-1".into(),
+        source: "/proto".into(),
+        spec_version: "1.0".into(),
+        r#type: "com.example.proto".into(),
+        data: Some(ember_broker::event::Data::TextData("hi".into())),
+        ..Default::default()
+    };
+    let r = post(
+        &url,
+        &[("content-type", "application/cloudevents+protobuf")],
+        ev.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let batch = CloudEventBatch {
+        events: vec![CloudEvent {
+            id: "p-2".into(),
+            ..ev.clone()
+        }],
+    };
+    let r = post(
+        &url,
+        &[("content-type", "application/cloudevents-batch+protobuf")],
+        batch.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    wait_for(&sub, 2).await;
+    let got = sub.received();
+    assert_eq!(got[0].header("ce-type"), Some("com.example.proto"));
+    assert_eq!(&got[0].body[..], b"hi");
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn spec_version_0_3_is_kept_as_0_3() {
+    let (ember, sub, url) = setup().await;
+    let mut headers = binary_event("v03", "t");
+    headers[0] = ("ce-specversion", "0.3");
+    headers.push(("ce-schemaurl", "https://example.com/schema"));
+    assert_eq!(post(&url, &headers, "x").await.status, StatusCode::ACCEPTED);
+    wait_for(&sub, 1).await;
+    let got = &sub.received()[0];
+    assert_eq!(got.header("ce-specversion"), Some("0.3"));
+    assert_eq!(
+        got.header("ce-schemaurl"),
+        Some("https://example.com/schema")
+    );
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn percent_encoded_headers_follow_the_spec_example() {
+    let (ember, sub, url) = setup().await;
+    let mut headers = binary_event("pct", "t");
+    headers.push(("ce-subject", "Euro%20%E2%82%AC%20%F0%9F%98%80"));
+    headers.push(("ce-quoted", "\"a b\""));
+    assert_eq!(post(&url, &headers, "").await.status, StatusCode::ACCEPTED);
+    wait_for(&sub, 1).await;
+    let got = &sub.received()[0];
+    // Decoded on the way in ("Euro € 😀"), encoded again on the way out, exactly as the spec.
+    assert_eq!(
+        got.header("ce-subject"),
+        Some("Euro%20%E2%82%AC%20%F0%9F%98%80")
+    );
+    assert_eq!(got.header("ce-quoted"), Some("a%20b"));
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_after_percent_decoding_is_400() {
+    let (ember, _sub, url) = setup().await;
+    let mut headers = binary_event("bad", "t");
+    headers.push(("ce-subject", "%C0%A0"));
+    let r = post(&url, &headers, "").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.error().contains("ce-subject") && r.error().contains("UTF-8"),
+        "{}",
+        r.error()
+    );
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn missing_or_bad_attributes_are_400_naming_the_problem() {
+    let (ember, sub, url) = setup().await;
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![
+                ("ce-specversion", "1.0"),
+                ("ce-source", "/s"),
+                ("ce-type", "t"),
+            ],
+            "missing required attribute: id",
+        ),
+        (
+            vec![("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-type", "t")],
+            "missing required attribute: source",
+        ),
+        (
+            vec![
+                ("ce-specversion", "1.0"),
+                ("ce-id", "1"),
+                ("ce-source", "/s"),
+            ],
+            "missing required attribute: type",
+        ),
+        (
+            vec![("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t")],
+            "specversion",
+        ),
+        (
+            vec![
+                ("ce-specversion", "2.0"),
+                ("ce-id", "1"),
+                ("ce-source", "/s"),
+                ("ce-type", "t"),
+            ],
+            "unsupported specversion \"2.0\"",
+        ),
+        (
+            [binary_event("1", "t"), vec![("ce-time", "yesterday")]].concat(),
+            "time",
+        ),
+        (
+            [binary_event("1", "t"), vec![("ce-my_ext", "x")]].concat(),
+            "invalid attribute name \"my_ext\"",
+        ),
+        (
+            [
+                binary_event("1", "t"),
+                vec![("ce-datacontenttype", "text/plain")],
+            ]
+            .concat(),
+            "Content-Type",
+        ),
+        (
+            [binary_event("1", "t"), vec![("ce-knativebrokerttl", "0")]].concat(),
+            "knativebrokerttl exhausted",
+        ),
+    ];
+    for (headers, expected) in cases {
+        let r = post(&url, &headers, "").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{headers:?}");
+        assert!(
+            r.error().contains(expected),
+            "{headers:?}: {:?} lacks {expected:?}",
+            r.error()
+        );
+    }
+    let bad_json = post(
+        &url,
+        &[("content-type", "application/cloudevents+json")],
+        "{not json",
+    )
+    .await;
+    assert_eq!(bad_json.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad_json.error().contains("malformed JSON"),
+        "{}",
+        bad_json.error()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sub.count(), 0, "nothing refused may be delivered");
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn ttl_is_decremented_when_present() {
+    let (ember, sub, url) = setup().await;
+    let mut headers = binary_event("ttl", "t");
+    headers.push(("ce-knativebrokerttl", "5"));
+    assert_eq!(post(&url, &headers, "").await.status, StatusCode::ACCEPTED);
+    wait_for(&sub, 1).await;
+    assert_eq!(sub.received()[0].header("ce-knativebrokerttl"), Some("4"));
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_broker_is_404_and_other_paths_too() {
+    let (ember, _sub, _url) = setup().await;
+    let r = post(&ember.url("/default/nope"), &binary_event("1", "t"), "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.error().contains("no such broker"));
+    let r = post(&ember.url("/a/b/c"), &binary_event("1", "t"), "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn other_methods_are_405_and_options_answers_the_webhook_handshake() {
+    let (ember, _sub, url) = setup().await;
+    for m in [Method::GET, Method::PUT, Method::DELETE] {
+        let r = request(m.clone(), &url, &[], "").await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m}");
+        assert_eq!(r.headers["allow"], "POST, OPTIONS");
+    }
+    let r = request(
+        Method::OPTIONS,
+        &url,
+        &[("webhook-request-origin", "eventemitter.example.com")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers["webhook-allowed-origin"],
+        "eventemitter.example.com"
+    );
+    assert!(r.headers.contains_key("webhook-allowed-rate"));
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let sub = Subscriber::start().await;
+    let ember = TestEmber::start(&config(&sub, "ember.dev/max-event-bytes: \"1024\"")).await;
+    let url = ember.url("/default/default");
+    let r = post(&url, &binary_event("big", "t"), vec![b'x'; 1025]).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.error().contains("1024"));
+    let r = post(&url, &binary_event("ok", "t"), vec![b'x'; 1000]).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_structured_format_is_415() {
+    let (ember, _sub, url) = setup().await;
+    let r = post(
+        &url,
+        &[("content-type", "application/cloudevents+avro")],
+        "x",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(r.error().contains("application/cloudevents+avro"));
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let (ember, _sub, _url) = setup().await;
+    assert_eq!(
+        request(Method::GET, &ember.url("/healthz"), &[], "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        request(Method::GET, &ember.url("/readyz"), &[], "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    ember.stop().await;
+}
