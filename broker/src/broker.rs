@@ -114,6 +114,12 @@ impl Broker {
                 .load(&trigger.name)
                 .map_err(|e| cursor_error(&trigger.name, e))?
             {
+                // A cursor past the end means the log's tail was cut off by recovery (a torn
+                // write, or damage); resume at the new end so new events are not skipped.
+                Some(p) if p > end => {
+                    tracing::warn!(broker = %id, trigger = %trigger.name, cursor = p, end, "cursor beyond the end of the recovered log; resuming at the end");
+                    end
+                }
                 Some(p) => p,
                 None => {
                     cursors

@@ -73,13 +73,25 @@ impl Reply {
     }
 }
 
-/// Sends one request.
+/// Sends one request; panics if no response arrives.
 pub async fn request(
     method: Method,
     url: &str,
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Reply {
+    try_request(method, url, headers, body)
+        .await
+        .expect("a response")
+}
+
+/// Sends one request; `None` if no response arrives (connection refused or reset).
+pub async fn try_request(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Option<Reply> {
     let client = ember_broker::dispatch::http_client();
     let mut req = Request::new(Full::new(body.into()));
     *req.method_mut() = method;
@@ -90,15 +102,15 @@ pub async fn request(
             http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
         );
     }
-    let resp = client.request(req).await.expect("request");
+    let resp = client.request(req).await.ok()?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Reply {
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some(Reply {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// POSTs a body with headers.

@@ -1,0 +1,152 @@
+//! The `ember` command line as a user meets it: validate, run refusing what it cannot run yet,
+//! send, and --version.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::subscriber::Subscriber;
+use common::{TestEmber, ember_bin, eventually, repo_root};
+
+fn run_ember(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(ember_bin())
+        .args(args)
+        .output()
+        .expect("ember runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_example_passes_validate() {
+    let examples = repo_root().join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let (ok, stdout, stderr) = run_ember(&["validate", "-f", dir.to_str().unwrap()]);
+        assert!(ok, "{}: {stderr}", dir.display());
+        assert!(stdout.contains("configuration is valid"), "{stdout}");
+        checked += 1;
+    }
+    assert!(checked >= 1, "no examples found");
+}
+
+#[test]
+fn validate_reports_file_document_line_field_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\nspec:\n  \
+         broker: default\n  filter:\n    attributes:\n      Type: x\n  subscriber: {uri: http://127.0.0.1:1/}\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = run_ember(&["validate", "-f", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("bad.yaml: document 2 (line"), "{stderr}");
+    assert!(stderr.contains("Trigger default/t"), "{stderr}");
+    assert!(stderr.contains("spec.filter.attributes"), "{stderr}");
+    assert!(stderr.contains("^[a-z][a-z0-9]*$"), "{stderr}");
+}
+
+#[test]
+fn run_refuses_kinds_it_cannot_run_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ping.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n---\n\
+         apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {name: p}\nspec:\n  \
+         schedule: '* * * * *'\n  sink: {uri: http://127.0.0.1:1/}\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = run_ember(&[
+        "run",
+        "-f",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("not supported yet: PingSource"), "{stderr}");
+}
+
+#[test]
+fn version_and_help() {
+    let (ok, stdout, _) = run_ember(&["--version"]);
+    assert!(ok);
+    assert!(stdout.starts_with("ember "), "{stdout}");
+    for cmd in ["run", "validate", "send", "display"] {
+        let (ok, stdout, _) = run_ember(&[cmd, "--help"]);
+        assert!(ok, "{cmd}");
+        assert!(
+            stdout.contains("Example"),
+            "{cmd} --help has an example: {stdout}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_delivers_an_event_and_prints_the_status() {
+    let sub = Subscriber::start().await;
+    let ember = TestEmber::start(&format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default}}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: t}}\nspec:\n  \
+         broker: default\n  filter: {{attributes: {{type: com.example.sent}}}}\n  subscriber: {{uri: \"{}\"}}\n",
+        sub.uri()
+    ))
+    .await;
+    let url = ember.url("/default/default");
+    let out = tokio::task::spawn_blocking(move || {
+        run_ember(&[
+            "send",
+            "--to",
+            &url,
+            "--type",
+            "com.example.sent",
+            "--source",
+            "/cli",
+            "--id",
+            "cli-1",
+            "--data",
+            r#"{"x": 1}"#,
+            "--ext",
+            "tenant=acme",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(out.0, "{}", out.2);
+    assert!(out.1.contains("202"), "{}", out.1);
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 1).await);
+    let got = &sub.received()[0];
+    assert_eq!(got.header("ce-id"), Some("cli-1"));
+    assert_eq!(got.header("ce-tenant"), Some("acme"));
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert_eq!(&got.body[..], br#"{"x": 1}"#);
+
+    // A refused event: the status and the error are printed, and the exit code says so.
+    let url = ember.url("/default/nope");
+    let (ok, stdout, _) = tokio::task::spawn_blocking(move || {
+        run_ember(&["send", "--to", &url, "--type", "t", "--source", "/cli"])
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        stdout.contains("404") && stdout.contains("no such broker"),
+        "{stdout}"
+    );
+    ember.stop().await;
+}
