@@ -17,6 +17,9 @@ struct Args {
     /// Bytes written before each fdatasync.
     #[arg(long, default_value = "1024")]
     bytes: usize,
+    /// Zero-fill this many MiB first and overwrite them in place (no file growth per sync).
+    #[arg(long)]
+    prealloc_mib: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {

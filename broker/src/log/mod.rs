@@ -58,7 +58,7 @@
 //! acknowledged data: the log refuses to open, naming the file and byte position); the tail is
 //! scanned with CRC checks and truncated after its last intact record, logging how many bytes
 //! were dropped. A tail whose header itself was torn (a crash while rolling) is rewritten
-//! empty. An empty directory starts a new log at offset 0. See [`recovery`] for details.
+//! empty. An empty directory starts a new log at offset 0. Details are in `recovery.rs`.
 
 mod error;
 mod reader;
