@@ -133,8 +133,10 @@ impl Dispatcher {
     /// Runs until `shutdown` turns true, then lets in-flight deliveries finish within the grace
     /// period and persists the cursor.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let start = self.position.load(Ordering::Acquire);
-        let reader = self.log.reader(start);
+        let reader = self.log.reader(self.position.load(Ordering::Acquire));
+        // The reader clamps a position outside the log (deleted, or cut off by recovery).
+        let start = reader.position();
+        self.position.store(start, Ordering::Release);
         // A small read-ahead channel: reading never blocks on delivery, and memory stays bounded.
         let (batches_tx, mut batches) = mpsc::channel(2);
         let read_task = tokio::spawn(read_ahead(reader, batches_tx));

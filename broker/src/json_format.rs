@@ -158,19 +158,17 @@ fn decode_base64(s: &str) -> Result<Bytes, EventError> {
 /// The `data` member under the event's content type.
 fn json_data(event: &CloudEvent, version: SpecVersion, value: Value) -> Result<Data, EventError> {
     // CloudEvents 0.3: `datacontentencoding: base64` means `data` is a base64 string.
-    if version == SpecVersion::V03 {
-        if let Some(Attr::CeString(enc)) = event
+    if version == SpecVersion::V03
+        && let Some(Attr::CeString(enc)) = event
             .attributes
             .get("datacontentencoding")
             .and_then(|v| v.attr.as_ref())
-        {
-            if enc.eq_ignore_ascii_case("base64") {
-                return match value {
-                    Value::String(s) => Ok(Data::BinaryData(decode_base64(&s)?)),
-                    _ => Err(malformed("JSON", "data must be a base64 string")),
-                };
-            }
-        }
+        && enc.eq_ignore_ascii_case("base64")
+    {
+        return match value {
+            Value::String(s) => Ok(Data::BinaryData(decode_base64(&s)?)),
+            _ => Err(malformed("JSON", "data must be a base64 string")),
+        };
     }
     let json = event.data_content_type().is_none_or(is_json_content_type);
     match value {
