@@ -414,3 +414,75 @@ async fn health_and_readiness() {
     );
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_append_queue_is_503_with_retry_after_and_nothing_is_lost() {
+    use ember_broker::broker::{Broker, BrokerConfig};
+    use ember_broker::log::Durability;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Arc::new(
+        Broker::open(
+            BrokerConfig {
+                namespace: "default".into(),
+                name: "tiny".into(),
+                data_dir: dir.path().to_owned(),
+                durability: Durability::Fsync,
+                segment_bytes: 1 << 20,
+                retention: Duration::from_secs(3600),
+                max_event_bytes: 1 << 20,
+                queue_capacity: 2,
+            },
+            vec![],
+        )
+        .unwrap(),
+    );
+    let router = Arc::new(ember::server::Router::new([broker.clone()]));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/default/tiny", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(ember::server::serve(
+        listener,
+        router,
+        stopped,
+        Duration::from_secs(5),
+    ));
+
+    // Hold the log writer: one append is taken by it, two fill the queue, the rest overflow.
+    let pause = broker.log().pause_writer();
+    let mut sends = Vec::new();
+    for i in 0..6 {
+        let url = url.clone();
+        sends.push(tokio::spawn(async move {
+            let id = format!("q{i}");
+            post(&url, &binary_event(&id, "t"), "x").await
+        }));
+    }
+    let full = eventually(Duration::from_secs(10), || {
+        sends.iter().filter(|s| s.is_finished()).count() >= 3
+    })
+    .await;
+    assert!(full, "requests beyond the queue are answered at once");
+    drop(pause);
+    let mut accepted = 0;
+    let mut refused = 0;
+    for s in sends {
+        let r = s.await.unwrap();
+        match r.status {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                assert_eq!(r.headers["retry-after"], "1");
+                assert!(r.error().contains("full"), "{}", r.error());
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(refused >= 3, "{refused} refused");
+    // Exactly the accepted events are in the log.
+    assert_eq!(*broker.log().committed().borrow(), accepted);
+    let _ = stop.send(true);
+    server.await.unwrap();
+    broker.close().await.unwrap();
+}

@@ -203,13 +203,22 @@ impl Broker {
             };
             tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
         }
-        tasks.push(tokio::spawn(retention(
-            self.id.clone(),
-            self.log.clone(),
-            self.triggers.iter().map(|t| t.position.clone()).collect(),
-            shutdown.clone(),
-        )));
+        tasks.push(tokio::spawn(self.retention().run(shutdown.clone())));
         tasks
+    }
+
+    fn retention(&self) -> Retention {
+        Retention {
+            broker: self.id.clone(),
+            log: self.log.clone(),
+            positions: self.triggers.iter().map(|t| t.position.clone()).collect(),
+        }
+    }
+
+    /// Deletes now the sealed segments that every trigger has moved past and that are older
+    /// than the retention age (the broker also does this every minute); returns how many.
+    pub async fn enforce_retention(&self) -> Result<usize, LogError> {
+        self.retention().enforce().await
     }
 
     /// Finishes queued appends, syncs and closes the log.
@@ -218,34 +227,50 @@ impl Broker {
     }
 }
 
-/// Deletes sealed segments every trigger has moved past (and that are older than retention).
-async fn retention(
+/// What the retention task needs: the log and every trigger's position.
+#[derive(Clone)]
+struct Retention {
     broker: String,
     log: EventLog,
     positions: Vec<Arc<AtomicU64>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tick.tick() => {}
-        }
-        let end = *log.committed().borrow();
-        let min = positions
+}
+
+impl Retention {
+    /// Deletes the sealed segments every trigger has moved past and that are older than the
+    /// retention age; returns how many.
+    async fn enforce(&self) -> Result<usize, LogError> {
+        let end = *self.log.committed().borrow();
+        let floor = self
+            .positions
             .iter()
             .map(|p| p.load(Ordering::Acquire))
             .min()
             .unwrap_or(end);
-        let log = log.clone();
-        match tokio::task::spawn_blocking(move || log.delete_before(min)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
-                tracing::info!(broker = %broker, segments = n, below = min, "deleted old segments")
+        let log = self.log.clone();
+        let deleted = tokio::task::spawn_blocking(move || log.delete_before(floor))
+            .await
+            .map_err(|e| LogError::Io {
+                context: "retention task".to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        if deleted > 0 {
+            tracing::info!(broker = %self.broker, segments = deleted, below = floor, "deleted old segments");
+        }
+        Ok(deleted)
+    }
+
+    /// Enforces retention every [`RETENTION_INTERVAL`] until shutdown.
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
             }
-            Ok(Err(e)) => tracing::error!(broker = %broker, error = %e, "retention failed"),
-            Err(e) => tracing::error!(broker = %broker, error = %e, "retention task failed"),
+            if let Err(e) = self.enforce().await {
+                tracing::error!(broker = %self.broker, error = %e, "retention failed");
+            }
         }
     }
 }

@@ -1,0 +1,94 @@
+//! Log retention as wired into the broker: a segment is deleted only once every trigger has
+//! moved past it (and it is older than the retention age).
+
+mod common;
+
+use std::time::Duration;
+
+use common::subscriber::Subscriber;
+use common::{TestEmber, binary_event, eventually, post};
+use http::StatusCode;
+use tokio::net::TcpListener;
+
+fn segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("brokers/default/default/log"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_are_kept_until_every_trigger_has_moved_past_them() {
+    let slow_port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let fast = Subscriber::start().await;
+    let yaml = format!(
+        r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  annotations: {{ember.dev/segment-bytes: "4Ki", ember.dev/max-event-bytes: "2Ki", ember.dev/retention: "0s"}}
+spec:
+  delivery: {{retry: 1000, backoffPolicy: linear, backoffDelay: PT0.05S}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: fast}}
+spec: {{broker: default, subscriber: {{uri: "{}"}}}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: slow}}
+spec: {{broker: default, subscriber: {{uri: "http://127.0.0.1:{slow_port}/"}}}}
+"#,
+        fast.uri()
+    );
+    let ember = TestEmber::start(&yaml).await;
+    let url = ember.url("/default/default");
+    for i in 0..40 {
+        let r = post(&url, &binary_event(&format!("e{i}"), "t"), vec![b'x'; 500]).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    assert!(eventually(Duration::from_secs(10), || fast.count() == 40).await);
+    let before = segments(ember.data_dir.path());
+    assert!(before > 3, "small segments roll: {before}");
+
+    // The slow trigger's subscriber is down: nothing it has not finished may go.
+    let broker = ember.ember.broker("default", "default").unwrap().clone();
+    assert_eq!(broker.enforce_retention().await.unwrap(), 0);
+    assert_eq!(segments(ember.data_dir.path()), before);
+
+    // Once it is up and has caught up, the sealed segments behind both triggers go.
+    let slow = Subscriber::serve(
+        TcpListener::bind(("127.0.0.1", slow_port)).await.unwrap(),
+        vec![],
+    );
+    assert!(eventually(Duration::from_secs(20), || slow.count() >= 40).await);
+    // Positions are published as deliveries finish; give the last one a moment.
+    let mut deleted = 0;
+    for _ in 0..50 {
+        deleted += broker.enforce_retention().await.unwrap();
+        if segments(ember.data_dir.path()) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        deleted,
+        before - 1,
+        "every sealed segment goes, the active one stays"
+    );
+    assert_eq!(segments(ember.data_dir.path()), 1);
+    ember.stop().await;
+}
