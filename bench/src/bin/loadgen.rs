@@ -136,6 +136,12 @@ async fn main() -> anyhow::Result<()> {
                 *last as f64 / 1024.0,
                 samples.len()
             );
+            let every_10s: Vec<String> = samples
+                .iter()
+                .step_by(10)
+                .map(|kib| format!("{:.1}", *kib as f64 / 1024.0))
+                .collect();
+            println!("target RSS every 10 s (MiB): {}", every_10s.join(" "));
         }
     }
     Ok(())
