@@ -299,6 +299,15 @@ impl ember_triggers::EventAttributes for CloudEvent {
                 .map(canonical_string),
         }
     }
+
+    fn typed_attribute(&self, name: &str) -> Option<ember_triggers::AttributeValue<'_>> {
+        use ember_triggers::AttributeValue as V;
+        match self.attributes.get(name).and_then(|v| v.attr.as_ref()) {
+            Some(Attr::CeBoolean(b)) => Some(V::Boolean(*b)),
+            Some(Attr::CeInteger(i)) => Some(V::Integer(*i)),
+            _ => self.attribute(name).map(V::String),
+        }
+    }
 }
 
 /// Extension helpers on the generated type.
