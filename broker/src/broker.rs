@@ -9,15 +9,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::cursor::CursorStore;
 use crate::dispatch::{DispatchStats, Dispatcher, HttpClient, TriggerConfig};
+use crate::fanout::{Fanout, FanoutPosition, LaneSender, LaneState};
+use crate::index::Index;
 use crate::log::{AppendError, Durability, EventLog, LogConfig, LogError};
 
 /// How often sealed segments are considered for deletion.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the triggers' positions are computed (and, when they matter, written).
+const POSITION_INTERVAL: Duration = Duration::from_millis(100);
+/// A trigger that delivered nothing since its position was last written still gets it written
+/// once it has moved this far (so a restart does not re-filter a long stretch of the log).
+const POSITION_LAG_WRITE: u64 = 1 << 20;
+/// Bounds of a lane's capacity (twice the trigger's in-flight limit, within these).
+const LANE_MIN_CAPACITY: usize = 64;
+const LANE_MAX_CAPACITY: usize = 4096;
 
 /// A broker's settings, resolved from its resource.
 #[derive(Debug, Clone)]
@@ -65,7 +75,12 @@ pub enum BrokerError {
 
 struct TriggerState {
     config: TriggerConfig,
+    /// Shared with the fan-out and the dispatcher.
+    lane: Arc<LaneState>,
+    /// The trigger's position as last computed (for retention).
     position: Arc<AtomicU64>,
+    /// The position on disk.
+    persisted: u64,
     stats: Arc<DispatchStats>,
 }
 
@@ -130,7 +145,9 @@ impl Broker {
             };
             states.push(TriggerState {
                 config: trigger,
+                lane: Arc::new(LaneState::new(position)),
                 position: Arc::new(AtomicU64::new(position)),
+                persisted: position,
                 stats: Arc::default(),
             });
         }
@@ -173,6 +190,14 @@ impl Broker {
         self.log.append(records).await
     }
 
+    /// How many times a trigger fell behind and read the log on its own, by trigger name.
+    pub fn detachments(&self, trigger: &str) -> Option<u64> {
+        self.triggers
+            .iter()
+            .find(|t| t.config.name == trigger)
+            .map(|t| t.lane.detachments())
+    }
+
     /// A trigger's delivery counters, by trigger name.
     pub fn stats(&self, trigger: &str) -> Option<Arc<DispatchStats>> {
         self.triggers
@@ -181,30 +206,80 @@ impl Broker {
             .map(|t| t.stats.clone())
     }
 
-    /// Starts one dispatcher per trigger and the retention task. Each stops when `shutdown`
-    /// turns true, after letting in-flight deliveries finish within `grace`.
+    /// Starts the fan-out, one dispatcher per trigger, the task that keeps the triggers'
+    /// positions (and writes them to disk), and the retention task. Each stops when `shutdown`
+    /// turns true; dispatchers first let in-flight deliveries finish within `grace`, and the
+    /// positions are written once they have.
     pub fn start(
         &self,
         client: &HttpClient,
         shutdown: &watch::Receiver<bool>,
         grace: Duration,
     ) -> Vec<JoinHandle<()>> {
-        let mut tasks = Vec::with_capacity(self.triggers.len() + 1);
-        for t in &self.triggers {
+        // The fan-out starts at the end of the log; every dispatcher catches up from its own
+        // position and then asks to be attached.
+        let fanout_position: FanoutPosition =
+            Arc::new(AtomicU64::new(*self.log.committed().borrow()));
+        let (attach_tx, attach_rx) = mpsc::channel(self.triggers.len().max(1));
+        let mut lanes = Vec::with_capacity(self.triggers.len());
+        let mut dispatchers = Vec::with_capacity(self.triggers.len());
+        for (lane_id, t) in self.triggers.iter().enumerate() {
+            let capacity = (2 * t.config.max_in_flight).clamp(LANE_MIN_CAPACITY, LANE_MAX_CAPACITY);
+            let (tx, rx) = mpsc::channel(capacity);
+            lanes.push(LaneSender {
+                tx,
+                state: t.lane.clone(),
+            });
             let dispatcher = Dispatcher {
                 broker: self.id.clone(),
                 trigger: t.config.clone(),
+                lane_id,
+                lane: rx,
+                state: t.lane.clone(),
+                attach: attach_tx.clone(),
                 log: self.log.clone(),
-                cursors: self.cursors.clone(),
                 client: client.clone(),
-                position: t.position.clone(),
                 stats: t.stats.clone(),
                 grace,
             };
-            tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+            dispatchers.push(tokio::spawn(dispatcher.run(shutdown.clone())));
         }
-        tasks.push(tokio::spawn(self.retention().run(shutdown.clone())));
-        tasks
+        drop(attach_tx);
+        let fanout = Fanout {
+            broker: self.id.clone(),
+            log: self.log.clone(),
+            index: Index::new(
+                self.triggers
+                    .iter()
+                    .map(|t| t.config.filter.clone())
+                    .collect(),
+            ),
+            lanes,
+            position: fanout_position.clone(),
+            attach: attach_rx,
+        };
+        let positions = Positions {
+            broker: self.id.clone(),
+            fanout: fanout_position,
+            cursors: self.cursors.clone(),
+            triggers: self
+                .triggers
+                .iter()
+                .map(|t| PositionSlot {
+                    name: t.config.name.clone(),
+                    lane: t.lane.clone(),
+                    position: t.position.clone(),
+                    stats: t.stats.clone(),
+                    persisted: t.persisted,
+                    finished_at_persist: 0,
+                })
+                .collect(),
+        };
+        vec![
+            tokio::spawn(fanout.run(shutdown.clone())),
+            tokio::spawn(positions.run(shutdown.clone(), dispatchers)),
+            tokio::spawn(self.retention().run(shutdown.clone())),
+        ]
     }
 
     fn retention(&self) -> Retention {
@@ -270,6 +345,86 @@ impl Retention {
             }
             if let Err(e) = self.enforce().await {
                 tracing::error!(broker = %self.broker, error = %e, "retention failed");
+            }
+        }
+    }
+}
+
+struct PositionSlot {
+    name: String,
+    lane: Arc<LaneState>,
+    position: Arc<AtomicU64>,
+    stats: Arc<DispatchStats>,
+    persisted: u64,
+    finished_at_persist: u64,
+}
+
+/// Computes every trigger's position and writes those that matter to the cursor store.
+///
+/// A position is written when it changed and the trigger finished a delivery since the last
+/// write (so a restart never redelivers more than what finished since), or when it moved more
+/// than [`POSITION_LAG_WRITE`] (an idle trigger, whose stale position costs only re-filtering).
+struct Positions {
+    broker: String,
+    fanout: FanoutPosition,
+    cursors: Arc<CursorStore>,
+    triggers: Vec<PositionSlot>,
+}
+
+impl Positions {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>, dispatchers: Vec<JoinHandle<()>>) {
+        let mut tick = tokio::time::interval(POSITION_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => self.flush().await,
+            }
+        }
+        // Dispatchers finish their in-flight deliveries first; then the final positions.
+        for d in dispatchers {
+            let _ = d.await;
+        }
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        let mut writes = Vec::new();
+        for (i, t) in self.triggers.iter().enumerate() {
+            let position = t.lane.position(&self.fanout);
+            t.position.store(position, Ordering::Release);
+            let finished =
+                t.stats.delivered.load(Ordering::Relaxed) + t.stats.dropped.load(Ordering::Relaxed);
+            let moved = position != t.persisted;
+            let worked = finished != t.finished_at_persist;
+            if moved && (worked || position.abs_diff(t.persisted) >= POSITION_LAG_WRITE) {
+                writes.push((i, t.name.clone(), position, finished));
+            }
+        }
+        if writes.is_empty() {
+            return;
+        }
+        let cursors = self.cursors.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            writes
+                .into_iter()
+                .map(|(i, name, position, finished)| {
+                    let stored = cursors.store(&name, position);
+                    (i, name, position, finished, stored)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(results) = result else { return };
+        for (i, name, position, finished, stored) in results {
+            match stored {
+                Ok(()) => {
+                    self.triggers[i].persisted = position;
+                    self.triggers[i].finished_at_persist = finished;
+                }
+                Err(e) => {
+                    tracing::error!(broker = %self.broker, trigger = %name, error = %e, "writing cursor failed")
+                }
             }
         }
     }

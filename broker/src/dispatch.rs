@@ -2,17 +2,18 @@
 //! its filter matches, and deliver each to the subscriber until it is acknowledged.
 //!
 //! Guarantees:
-//! - at-least-once: the persisted cursor is the lowest offset not yet finished (delivered, or
-//!   given up on after the retry policy and recorded as dropped), so a crash replays at most
-//!   the in-flight window and the events read since the last cursor write;
+//! - at-least-once: the position the broker persists is the lowest offset not yet finished
+//!   (delivered, or given up on after the retry policy and recorded as dropped), so a crash
+//!   replays at most the in-flight window and what finished since the last cursor write;
 //! - bounded: at most `max_in_flight` deliveries per trigger, and a bounded read-ahead;
-//! - isolation: each trigger reads the log on its own, so a slow subscriber holds up only its
-//!   own trigger — never ingress, never another trigger.
+//! - isolation: the broker's fan-out hands events over without waiting; a trigger whose lane is
+//!   full is detached and reads the log on its own until it catches up, so a slow subscriber
+//!   holds up only its own trigger — never ingress, never another trigger.
 //!
 //! What happens after the last failure (dead-letter sinks) and to a reply body is decided in
 //! [`Outcome`]; today a final failure is logged and counted as dropped with the event's id.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,10 +26,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cursor::CursorStore;
 use crate::event::{self, CloudEvent};
+use crate::fanout::{AttachRequest, Handoff, LaneState, READ_BATCH_BYTES, READ_BATCH_RECORDS};
 use crate::http_binding;
 use crate::log::{EventLog, LogReader};
 use crate::retry::{DeliveryPolicy, is_retryable_status};
@@ -49,12 +50,6 @@ pub fn http_client() -> HttpClient {
 
 /// The most response body read from a subscriber (the rest is discarded with the connection).
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
-/// Records read from the log at once.
-const READ_BATCH_RECORDS: usize = 256;
-/// Bytes read from the log at once.
-const READ_BATCH_BYTES: usize = 1 << 20;
-/// How often a changed cursor is written to disk.
-const CURSOR_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How events are sent to the subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,79 +109,118 @@ pub struct Dispatcher {
     pub broker: String,
     /// The trigger.
     pub trigger: TriggerConfig,
-    /// The broker's log.
+    /// The trigger's lane number (its id in the broker's index).
+    pub lane_id: usize,
+    /// Events the fan-out hands to this trigger.
+    pub lane: mpsc::Receiver<Handoff>,
+    /// What the fan-out and this dispatcher share.
+    pub state: Arc<LaneState>,
+    /// Where to ask the fan-out to be attached again after catching up.
+    pub attach: mpsc::Sender<AttachRequest>,
+    /// The broker's log, read directly while catching up.
     pub log: EventLog,
-    /// Where the trigger's position is kept.
-    pub cursors: Arc<CursorStore>,
     /// The delivery client.
     pub client: HttpClient,
-    /// The trigger's current position (lowest unfinished offset), shared with the broker's
-    /// retention task.
-    pub position: Arc<AtomicU64>,
     /// Counters.
     pub stats: Arc<DispatchStats>,
     /// How long in-flight deliveries may finish after shutdown is signalled.
     pub grace: Duration,
 }
 
+/// What the catch-up reader sends the dispatcher.
+enum CatchUp {
+    /// Records read from the log.
+    Batch(Vec<(u64, Bytes)>),
+    /// Everything below this offset has been sent; the fan-out hands over the rest.
+    Attached(u64),
+}
+
 impl Dispatcher {
     /// Runs until `shutdown` turns true, then lets in-flight deliveries finish within the grace
-    /// period and persists the cursor.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let reader = self.log.reader(self.position.load(Ordering::Acquire));
-        // The reader clamps a position outside the log (deleted, or cut off by recovery).
-        let start = reader.position();
-        self.position.store(start, Ordering::Release);
-        // A small read-ahead channel: reading never blocks on delivery, and memory stays bounded.
-        let (batches_tx, mut batches) = mpsc::channel(2);
-        let read_task = tokio::spawn(read_ahead(reader, batches_tx));
+    /// period. The dispatcher starts by catching up from its position (the fan-out starts at
+    /// the end of the log), then reads its lane; whenever the fan-out detaches it (the lane was
+    /// full), it catches up again from the first event it missed.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let start = self.state.position(&AtomicU64::new(0));
+        let mut catch_up = Some(self.catch_up(start));
+        let mut live = false;
+        self.state.set_live(false);
 
         let mut in_flight = FuturesUnordered::new();
         let mut unfinished = BTreeSet::new();
-        let mut buffered = std::collections::VecDeque::new();
-        let mut next_offset = start;
-        let mut saved = start;
-        let mut flush = tokio::time::interval(CURSOR_FLUSH_INTERVAL);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut buffered = VecDeque::new();
+        // The offset after everything this dispatcher has seen, matching or not.
+        let mut seen = start;
         let max = self.trigger.max_in_flight.max(1);
 
         loop {
+            let mut lane_done = 0;
             tokio::select! {
                 _ = shutdown.changed() => break,
-                Some(offset) = in_flight.next(), if !in_flight.is_empty() => {
+                Some((offset, from_lane)) = in_flight.next(), if !in_flight.is_empty() => {
                     unfinished.remove(&offset);
+                    lane_done += usize::from(from_lane);
                 }
-                batch = batches.recv(), if buffered.is_empty() => match batch {
-                    Some(batch) => buffered = batch,
+                item = self.lane.recv(), if live && in_flight.len() < max => match item {
+                    Some((offset, event)) => {
+                        seen = offset + 1;
+                        unfinished.insert(offset);
+                        self.state.publish(false, *unfinished.first().unwrap_or(&seen));
+                        in_flight.push(self.deliver_one(offset, event, true));
+                    }
+                    None => break,
+                },
+                msg = recv_catch_up(&mut catch_up), if !live && buffered.is_empty() => match msg {
+                    Some(CatchUp::Batch(batch)) => buffered = batch.into(),
+                    Some(CatchUp::Attached(at)) => {
+                        seen = seen.max(at);
+                        catch_up = None;
+                        live = true;
+                    }
                     None => break, // the log was closed
                 },
-                _ = flush.tick() => {
-                    saved = self.save_cursor(saved).await;
-                }
             }
             while in_flight.len() < max {
                 let Some((offset, record)) = buffered.pop_front() else {
                     break;
                 };
-                next_offset = offset + 1;
-                match self.decode_matching(offset, &record) {
-                    Some(event) => {
-                        unfinished.insert(offset);
-                        in_flight.push(self.deliver_one(offset, event));
-                    }
-                    None => continue,
+                seen = offset + 1;
+                if let Some(event) = self.decode_matching(offset, &record) {
+                    unfinished.insert(offset);
+                    self.state
+                        .publish(false, *unfinished.first().unwrap_or(&seen));
+                    in_flight.push(self.deliver_one(offset, Arc::new(event), false));
                 }
             }
-            let position = unfinished.first().copied().unwrap_or(next_offset);
-            self.position.store(position, Ordering::Release);
+            let low = unfinished.first().copied().unwrap_or(seen);
+            self.state.publish(in_flight.is_empty(), low);
+            self.state.set_live(live);
+            // Only after the new low-water mark is published may a handed-over event count
+            // as finished (see `LaneState::position`).
+            for _ in 0..lane_done {
+                self.state.finished_handoff();
+            }
+            if live && !self.state.is_attached() && self.lane.is_empty() {
+                // The fan-out gave up on this lane: read on our own from what it could not
+                // hand over.
+                live = false;
+                self.state.set_live(false);
+                let from = self.state.detached_at();
+                seen = seen.max(from);
+                catch_up = Some(self.catch_up(from));
+            }
         }
 
-        read_task.abort();
-        // Shutdown: let what is in flight finish within the grace period, then record exactly
-        // the lowest unfinished offset, so nothing unacknowledged is skipped.
+        // Shutdown: let what is in flight finish within the grace period; the position then
+        // is exactly the lowest unfinished offset, so nothing unacknowledged is skipped.
         let drain = async {
-            while let Some(offset) = in_flight.next().await {
+            while let Some((offset, from_lane)) = in_flight.next().await {
                 unfinished.remove(&offset);
+                let low = unfinished.first().copied().unwrap_or(seen);
+                self.state.publish(in_flight.is_empty(), low);
+                if from_lane {
+                    self.state.finished_handoff();
+                }
             }
         };
         if tokio::time::timeout(self.grace, drain).await.is_err() {
@@ -195,30 +229,22 @@ impl Dispatcher {
                 "shutdown grace elapsed with deliveries in flight; they will be redelivered"
             );
         }
-        let position = unfinished.first().copied().unwrap_or(next_offset);
-        self.position.store(position, Ordering::Release);
-        self.save_cursor(saved).await;
+        // `live` stays as it is: an attached, idle lane is at the fan-out's final position.
+        let low = unfinished.first().copied().unwrap_or(seen);
+        self.state.publish(unfinished.is_empty(), low);
     }
 
-    /// Writes the cursor if it moved since `saved`; returns what is now on disk.
-    async fn save_cursor(&self, saved: u64) -> u64 {
-        let position = self.position.load(Ordering::Acquire);
-        if position == saved {
-            return saved;
-        }
-        let cursors = self.cursors.clone();
-        let name = self.trigger.name.clone();
-        match tokio::task::spawn_blocking(move || cursors.store(&name, position)).await {
-            Ok(Ok(())) => position,
-            Ok(Err(e)) => {
-                tracing::error!(trigger = %self.trigger.name, error = %e, "writing cursor failed");
-                saved
-            }
-            Err(e) => {
-                tracing::error!(trigger = %self.trigger.name, error = %e, "cursor task failed");
-                saved
-            }
-        }
+    /// Starts reading the log on our own from `from`.
+    fn catch_up(&self, from: u64) -> (mpsc::Receiver<CatchUp>, AbortOnDrop) {
+        let (tx, rx) = mpsc::channel(2);
+        let task = tokio::spawn(catch_up(
+            self.log.clone(),
+            self.lane_id,
+            from,
+            self.attach.clone(),
+            tx,
+        ));
+        (rx, AbortOnDrop(task))
     }
 
     /// Decodes a record and applies the trigger's filter.
@@ -235,7 +261,12 @@ impl Dispatcher {
     }
 
     /// Delivers one event with the retry policy; resolves to its offset once finished.
-    fn deliver_one(&self, offset: u64, event: CloudEvent) -> impl Future<Output = u64> + 'static {
+    fn deliver_one(
+        &self,
+        offset: u64,
+        event: Arc<CloudEvent>,
+        from_lane: bool,
+    ) -> impl Future<Output = (u64, bool)> + 'static {
         let client = self.client.clone();
         let trigger = self.trigger.clone();
         let stats = self.stats.clone();
@@ -254,28 +285,94 @@ impl Dispatcher {
                     );
                 }
             }
-            offset
+            (offset, from_lane)
         }
     }
 }
 
-async fn read_ahead(
-    mut reader: LogReader,
-    tx: mpsc::Sender<std::collections::VecDeque<(u64, Bytes)>>,
+/// Aborts a task when dropped (the catch-up reader dies with its dispatcher's interest).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn recv_catch_up(
+    catch_up: &mut Option<(mpsc::Receiver<CatchUp>, AbortOnDrop)>,
+) -> Option<CatchUp> {
+    match catch_up {
+        Some((rx, _)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads one batch of committed records now (empty when caught up), off the async runtime.
+async fn read_now(mut reader: LogReader) -> Option<(LogReader, Vec<(u64, Bytes)>)> {
+    tokio::task::spawn_blocking(move || {
+        let batch = reader.read_batch(READ_BATCH_RECORDS, READ_BATCH_BYTES);
+        batch.ok().map(|b| (reader, b))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// A dispatcher's own reader: sends what is committed from `from` on; once caught up, asks the
+/// fan-out to attach the lane and sends exactly the records below the offset it answers.
+async fn catch_up(
+    log: EventLog,
+    lane: usize,
+    from: u64,
+    attach: mpsc::Sender<AttachRequest>,
+    out: mpsc::Sender<CatchUp>,
 ) {
+    let mut reader = log.reader(from);
+    let mut committed = log.committed();
+    let mut resume: Option<u64> = None;
     loop {
-        match reader
-            .next_batch(READ_BATCH_RECORDS, READ_BATCH_BYTES)
-            .await
+        if let Some(resume) = resume
+            && reader.position() >= resume
         {
-            Ok(batch) => {
-                if tx.send(batch.into()).await.is_err() {
+            let _ = out.send(CatchUp::Attached(resume)).await;
+            return;
+        }
+        let Some((r, mut batch)) = read_now(reader).await else {
+            return;
+        };
+        reader = r;
+        if let Some(resume) = resume {
+            // The fan-out hands over everything from `resume` on.
+            batch.retain(|(offset, _)| *offset < resume);
+        }
+        if !batch.is_empty() {
+            if out.send(CatchUp::Batch(batch)).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        match resume {
+            None => {
+                let (reply, answer) = oneshot::channel();
+                let request = AttachRequest {
+                    lane,
+                    from: reader.position(),
+                    reply,
+                };
+                if attach.send(request).await.is_err() {
                     return;
                 }
+                match answer.await {
+                    Ok(at) => resume = Some(at),
+                    Err(_) => return,
+                }
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "log reader stopped");
-                return;
+            // Not all of `..resume` is committed-and-read yet: wait for the log.
+            Some(_) => {
+                if committed.changed().await.is_err() {
+                    return;
+                }
             }
         }
     }

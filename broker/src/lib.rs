@@ -2,15 +2,19 @@
 //! per-trigger dispatchers that deliver matching events to subscribers.
 //!
 //! Data flows one way: [`ingress`] decodes and validates events ([`http_binding`],
-//! [`json_format`], [`event`]) and appends them to the broker's [`log`]; each trigger's
-//! [`dispatch`] task reads the log from its durable [`cursor`], filters with
-//! `ember_triggers`, and delivers with [`retry`] until the subscriber acknowledges.
+//! [`json_format`], [`event`]) and appends them to the broker's [`log`]; the broker's
+//! [`fanout`] reads the log once, asks the trigger [`index`] which triggers want each event and
+//! hands it to their [`dispatch`] tasks, which deliver with [`retry`] until the subscriber
+//! acknowledges; a trigger that falls behind reads the log on its own until it catches up.
+//! [`broker`] ties these together and keeps each trigger's durable [`cursor`].
 
 pub mod broker;
 pub mod cursor;
 pub mod dispatch;
 pub mod event;
+pub mod fanout;
 pub mod http_binding;
+pub mod index;
 pub mod ingress;
 pub mod json_format;
 pub mod log;

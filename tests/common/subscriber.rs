@@ -29,6 +29,8 @@ impl Received {
 
 #[derive(Default)]
 struct State {
+    /// Per-request delay before answering.
+    delay: std::time::Duration,
     received: Vec<Received>,
     /// Statuses to answer, in order; when empty, 200.
     script: VecDeque<StatusCode>,
@@ -39,6 +41,8 @@ struct State {
 pub struct Subscriber {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    /// While true, requests wait (a hanging subscriber).
+    held: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Subscriber {
@@ -56,7 +60,10 @@ impl Subscriber {
     /// Serves on a given listener (to restart on a known port).
     pub fn serve(listener: TcpListener, statuses: Vec<u16>) -> Self {
         let addr = listener.local_addr().unwrap();
+        let held = Arc::new(tokio::sync::watch::channel(false).0);
+        let hold = held.clone();
         let state = Arc::new(Mutex::new(State {
+            delay: Default::default(),
             received: Vec::new(),
             script: statuses
                 .into_iter()
@@ -70,10 +77,17 @@ impl Subscriber {
                     return;
                 };
                 let st = st.clone();
+                let hold = hold.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let st = st.clone();
+                        let mut held = hold.subscribe();
                         async move {
+                            let _ = held.wait_for(|h| !*h).await;
+                            let delay = st.lock().unwrap().delay;
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
                             let (parts, body) = req.into_parts();
                             let body = body
                                 .collect()
@@ -99,7 +113,30 @@ impl Subscriber {
                 });
             }
         });
-        Self { addr, state }
+        Self { addr, state, held }
+    }
+
+    /// Makes every request wait this long before it is answered.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
+    /// Hangs: requests wait (unanswered) until [`Subscriber::release`].
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Answers the waiting requests and stops hanging.
+    pub fn release(&self) {
+        self.held.send_replace(false);
+    }
+
+    /// The `ce-id` of every request received, in arrival order.
+    pub fn ids(&self) -> Vec<String> {
+        self.received()
+            .iter()
+            .filter_map(|r| r.header("ce-id").map(str::to_owned))
+            .collect()
     }
 
     /// `http://ADDR/`.
