@@ -13,12 +13,29 @@ pub use attributes::AttributesFilter;
 
 use std::borrow::Cow;
 
-/// Read access to an event's context attributes, by name, in their canonical string form
-/// (CloudEvents type system: booleans `true`/`false`, integers in decimal, timestamps RFC 3339,
-/// binary in base64).
+/// An attribute value with the type CESQL sees: booleans and integers keep their type, every
+/// other CloudEvents type (string, URI, URI-reference, timestamp, binary) is its canonical
+/// string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeValue<'a> {
+    /// A CloudEvents Boolean.
+    Boolean(bool),
+    /// A CloudEvents Integer (signed 32-bit).
+    Integer(i32),
+    /// Any other type, in its canonical string form.
+    String(Cow<'a, str>),
+}
+
+/// Read access to an event's context attributes, by name (`id`, `source`, `specversion`,
+/// `type` and the optional and extension attributes alike).
 pub trait EventAttributes {
-    /// The attribute's value, or `None` when the event does not carry it.
+    /// The attribute's canonical string form, or `None` when the event does not carry it.
     fn attribute(&self, name: &str) -> Option<Cow<'_, str>>;
+
+    /// The attribute with its type, for CESQL. The default treats every value as a string.
+    fn typed_attribute(&self, name: &str) -> Option<AttributeValue<'_>> {
+        self.attribute(name).map(AttributeValue::String)
+    }
 }
 
 /// A compiled trigger filter.
