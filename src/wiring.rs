@@ -8,12 +8,14 @@ use anyhow::bail;
 use ember_api::broker::Durability as ApiDurability;
 use ember_api::delivery::{BackoffPolicy as ApiBackoff, DeliveryFormat as ApiFormat, DeliverySpec};
 use ember_api::resource::Kind;
+use ember_api::trigger::Filter as ApiFilter;
 use ember_api::trigger::{DeliveryOrder, Trigger};
+use ember_api::{ConfigError, ConfigErrors, FieldError, FieldPath};
 use ember_broker::broker::BrokerConfig;
 use ember_broker::dispatch::{DeliveryFormat, TriggerConfig};
 use ember_broker::log::Durability;
 use ember_broker::retry::{BackoffPolicy, DeliveryPolicy};
-use ember_triggers::{AttributesFilter, Filter};
+use ember_triggers::{FilterSpec, TriggerFilter};
 
 pub use ember_api::config::Config;
 
@@ -30,7 +32,94 @@ pub fn load(files: &[PathBuf]) -> anyhow::Result<Config> {
     config
         .ensure_runnable(RUNNABLE)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    check_filters(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     Ok(config)
+}
+
+/// Compiles every Trigger's filter (CESQL included), so a bad one is refused before anything
+/// starts, located like any configuration error.
+pub fn check_filters(config: &Config) -> Result<(), ConfigErrors> {
+    let errors: Vec<ConfigError> = config
+        .triggers
+        .iter()
+        .filter_map(|t| {
+            compile_filter(&t.resource).err().map(|e| {
+                let path = field_path("spec", e.path());
+                t.origin.error(
+                    Some(
+                        ember_api::Resource::Trigger(t.resource.clone())
+                            .id()
+                            .to_string(),
+                    ),
+                    FieldError::new(path, e.problem().to_string()),
+                )
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// `filters[2].any[0].cesql` below `root` as a field path.
+fn field_path(root: &str, dotted: &str) -> FieldPath {
+    let mut path = FieldPath::root().key(root);
+    for part in dotted.split('.').filter(|p| !p.is_empty()) {
+        let mut pieces = part.split('[');
+        if let Some(name) = pieces.next().filter(|n| !n.is_empty()) {
+            path = path.key(name);
+        }
+        for index in pieces {
+            match index.trim_end_matches(']').parse() {
+                Ok(i) => path = path.index(i),
+                Err(_) => path = path.key(index.trim_end_matches(']')),
+            }
+        }
+    }
+    path
+}
+
+/// The Trigger's compiled filter: `filters` (Subscriptions API dialects) over the legacy
+/// `filter.attributes`.
+pub fn compile_filter(t: &Trigger) -> Result<TriggerFilter, ember_triggers::FilterError> {
+    let empty = Default::default();
+    let attributes = t.spec.filter.as_ref().map_or(&empty, |f| &f.attributes);
+    let specs: Vec<FilterSpec> = t.spec.filters.iter().map(filter_spec).collect();
+    TriggerFilter::compile(attributes, &specs)
+}
+
+/// The configuration's filter element as the filter engine's spec. An `exact`/`prefix`/
+/// `suffix` element naming several attributes means all of them.
+fn filter_spec(f: &ApiFilter) -> FilterSpec {
+    let each = |map: &std::collections::BTreeMap<String, String>,
+                make: fn(String, String) -> FilterSpec| {
+        let mut specs: Vec<FilterSpec> = map
+            .iter()
+            .map(|(k, v)| make(k.clone(), v.clone()))
+            .collect();
+        if specs.len() == 1 {
+            specs.remove(0)
+        } else {
+            FilterSpec::All(specs)
+        }
+    };
+    match f {
+        ApiFilter::Exact(m) => each(m, |attribute, value| FilterSpec::Exact { attribute, value }),
+        ApiFilter::Prefix(m) => each(m, |attribute, value| FilterSpec::Prefix {
+            attribute,
+            value,
+        }),
+        ApiFilter::Suffix(m) => each(m, |attribute, value| FilterSpec::Suffix {
+            attribute,
+            value,
+        }),
+        ApiFilter::All(v) => FilterSpec::All(v.iter().map(filter_spec).collect()),
+        ApiFilter::Any(v) => FilterSpec::Any(v.iter().map(filter_spec).collect()),
+        ApiFilter::Not(inner) => FilterSpec::Not(Box::new(filter_spec(inner))),
+        ApiFilter::Cesql(s) => FilterSpec::Cesql(s.clone()),
+    }
 }
 
 /// A broker and its triggers, ready to open.
@@ -82,12 +171,7 @@ fn trigger(t: &Trigger, broker_delivery: &DeliverySpec) -> anyhow::Result<Trigge
     let settings = t
         .settings()
         .map_err(|e| anyhow::anyhow!("trigger {name}: {e:?}"))?;
-    let filter = match t.spec.filter.as_ref().map(|f| &f.attributes) {
-        Some(attrs) if !attrs.is_empty() => Filter::Attributes(AttributesFilter::new(
-            attrs.iter().map(|(k, v)| (k.clone(), v.clone())),
-        )?),
-        _ => Filter::All,
-    };
+    let filter = compile_filter(t)?;
     let Some(uri) = &t.spec.subscriber.uri else {
         bail!("trigger {name}: spec.subscriber: only uri subscribers run today");
     };

@@ -355,7 +355,6 @@ fn runnable_features_are_refused_until_supported() {
         .expect_err("some kinds and features do not run yet");
     let text = err.to_string();
     for want in [
-        "Trigger default/orders: spec.filters: not supported yet: spec.filters (use spec.filter.attributes for now)",
         "Trigger default/orders: spec.subscriber.CACerts: not supported yet",
         "PingSource default/tick: not supported yet: PingSource",
         "KafkaSource default/orders-kafka: not supported yet: KafkaSource",

@@ -67,7 +67,7 @@ pub struct TriggerConfig {
     /// The trigger's name (unique within its broker's namespace); names its cursor.
     pub name: String,
     /// Which events it wants.
-    pub filter: ember_triggers::Filter,
+    pub filter: ember_triggers::TriggerFilter,
     /// Where matching events go.
     pub subscriber: Uri,
     /// Retries, backoff and per-attempt timeout.

@@ -1,29 +1,29 @@
 //! The broker's view of its triggers' filters: which triggers want an event.
 //!
 //! Wraps the trigger index of `ember_triggers`, keyed by the trigger's position in the broker's
-//! trigger list (its lane number).
+//! trigger list (its lane number), so finding the triggers of an event costs about the same
+//! for one trigger as for ten thousand with distinct exact or prefix filters.
 
-use ember_triggers::Filter;
+use ember_triggers::{TriggerFilter, TriggerIndex};
 
 use crate::event::CloudEvent;
 
 /// Trigger filters of one broker, queried once per event by the fan-out.
 pub struct Index {
-    filters: Vec<Filter>,
+    index: TriggerIndex<usize>,
 }
 
 impl Index {
     /// Builds the index; trigger `i` is `filters[i]`.
-    pub fn new(filters: Vec<Filter>) -> Self {
-        Self { filters }
+    pub fn new(filters: Vec<TriggerFilter>) -> Self {
+        Self {
+            index: filters.into_iter().enumerate().collect(),
+        }
     }
 
-    /// Appends to `out` the ids of the triggers whose filter matches `event`, in id order.
+    /// Sets `out` to the ids of the triggers whose filter matches `event` (each once, in no
+    /// particular order).
     pub fn matching(&self, event: &CloudEvent, out: &mut Vec<usize>) {
-        for (i, f) in self.filters.iter().enumerate() {
-            if f.matches(event) {
-                out.push(i);
-            }
-        }
+        self.index.matching(event, out);
     }
 }

@@ -1,7 +1,8 @@
 //! Knative's legacy `spec.filter.attributes`: exact, case-sensitive matches, ANDed together.
 //! An empty expected value matches any non-empty value; a missing attribute never matches.
 
-use crate::{EventAttributes, FilterError};
+use crate::EventAttributes;
+use crate::error::{FilterError, FilterProblem};
 
 /// A compiled `filter.attributes` map.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +12,8 @@ pub struct AttributesFilter {
 }
 
 impl AttributesFilter {
-    /// Compiles the map, refusing attribute names CloudEvents does not allow.
+    /// Compiles the map, refusing attribute names Knative does not allow (the error's path is
+    /// `filter.attributes`).
     pub fn new<I, K, V>(attributes: I) -> Result<Self, FilterError>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -22,7 +24,10 @@ impl AttributesFilter {
         for (k, v) in attributes {
             let k = k.into();
             if !is_valid_attribute_name(&k) {
-                return Err(FilterError::InvalidAttributeName(k));
+                return Err(FilterError::new(
+                    "filter.attributes",
+                    FilterProblem::InvalidAttributeName(k),
+                ));
             }
             conditions.push((k, v.into()));
         }

@@ -1,15 +1,52 @@
-//! Ember's trigger filters: which events a Trigger wants.
+//! Ember's trigger filters: which events a Trigger wants, and which Triggers want an event.
 //!
 //! This crate is pure: no I/O, no async, no knowledge of how events are stored. An event is seen
 //! through [`EventAttributes`], so the broker can filter its own encoding without copying it.
-//! Filters are compiled once per trigger (when the configuration is loaded) and evaluated per
-//! event; evaluation never allocates for the legacy attribute filter.
+//!
+//! The broker compiles each Trigger once, when the configuration is loaded, from its legacy
+//! `filter.attributes` and its `filters` ([`FilterSpec`], the CloudEvents Subscriptions API
+//! dialects) into a [`TriggerFilter`]; an invalid filter is refused there with a [`FilterError`]
+//! naming the field, never failed open. It then builds a [`TriggerIndex`] over all of a
+//! broker's triggers and asks it, per event, which triggers match:
+//!
+//! ```
+//! use ember_triggers::{FilterSpec, TriggerFilter, TriggerIndex};
+//! # use ember_triggers::EventAttributes;
+//! # use std::borrow::Cow;
+//! # struct Event;
+//! # impl EventAttributes for Event {
+//! #     fn attribute(&self, name: &str) -> Option<Cow<'_, str>> {
+//! #         (name == "type").then_some(Cow::Borrowed("com.example.created"))
+//! #     }
+//! # }
+//! // Legacy `filter.attributes` and `filters` (which overrides it when non-empty).
+//! let created = TriggerFilter::compile([("type", "com.example.created")], &[])?;
+//! let examples = TriggerFilter::from_filters(&[FilterSpec::prefix("type", "com.example.")])?;
+//! let index = TriggerIndex::new([(0, created), (1, examples)]);
+//!
+//! let mut matched = Vec::new();
+//! index.matching(&Event, &mut matched);
+//! matched.sort();
+//! assert_eq!(matched, [0, 1]);
+//! # Ok::<(), ember_triggers::FilterError>(())
+//! ```
+//!
+//! Filter semantics, including where Ember is stricter than Knative, are documented on
+//! [`TriggerFilter`]; how the index avoids evaluating every trigger, on [`TriggerIndex`].
 
 mod attributes;
+pub mod cesql;
+mod condition;
+mod error;
+mod filter;
+mod index;
+mod spec;
 
-pub use attributes::is_valid_attribute_name;
-
-pub use attributes::AttributesFilter;
+pub use attributes::{AttributesFilter, is_valid_attribute_name};
+pub use error::{FilterError, FilterProblem};
+pub use filter::TriggerFilter;
+pub use index::TriggerIndex;
+pub use spec::FilterSpec;
 
 use std::borrow::Cow;
 
@@ -29,7 +66,9 @@ pub enum AttributeValue<'a> {
 /// Read access to an event's context attributes, by name (`id`, `source`, `specversion`,
 /// `type` and the optional and extension attributes alike).
 pub trait EventAttributes {
-    /// The attribute's canonical string form, or `None` when the event does not carry it.
+    /// The attribute's canonical string form (CloudEvents type system: booleans
+    /// `true`/`false`, integers in decimal, timestamps RFC 3339, binary in base64), or `None`
+    /// when the event does not carry it.
     fn attribute(&self, name: &str) -> Option<Cow<'_, str>>;
 
     /// The attribute with its type, for CESQL. The default treats every value as a string.
@@ -38,7 +77,8 @@ pub trait EventAttributes {
     }
 }
 
-/// A compiled trigger filter.
+/// The legacy-only filter the broker's dispatcher uses until it moves to [`TriggerIndex`];
+/// converts into a [`TriggerFilter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
     /// Passes every event (no filter configured).
@@ -55,12 +95,4 @@ impl Filter {
             Filter::Attributes(f) => f.matches(event),
         }
     }
-}
-
-/// A filter that cannot be compiled.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FilterError {
-    /// An attribute name that CloudEvents does not allow.
-    #[error("key {0:?} must match ^[a-z][a-z0-9]*$")]
-    InvalidAttributeName(String),
 }

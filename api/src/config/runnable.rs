@@ -25,12 +25,6 @@ pub fn not_yet_supported(resource: &Resource) -> Vec<FieldError> {
                 "broker class Kafka (use Ember, the default)",
             );
         }
-        Resource::Trigger(t) if !t.spec.filters.is_empty() => {
-            refuse(
-                FieldPath::parse_keys("spec.filters"),
-                "spec.filters (use spec.filter.attributes for now)",
-            );
-        }
         _ => {}
     }
     let delivery = match resource {
