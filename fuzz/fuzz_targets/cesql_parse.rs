@@ -50,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let evaluation = expression.evaluate(&Event);
-    assert!(evaluation.errors.len() <= 1, "fail-fast raises at most one error");
+    assert!(
+        evaluation.errors.len() <= 1,
+        "fail-fast raises at most one error"
+    );
     let truthy = match &evaluation.value {
         Value::Boolean(b) => *b,
         Value::Integer(i) => *i != 0,

@@ -37,18 +37,36 @@ impl<'a, T> Within<'a, T> for Result<T, Fault<'a>> {
 }
 
 /// Evaluates `node` against `event`.
+///
+/// Literals and attributes, the leaves of nearly every operator, are handled here, inlined into
+/// the operator that asks, instead of through another call of [`eval_operator`].
+#[inline(always)]
 pub(crate) fn eval<'a, E>(node: &'a Node, event: &'a E) -> Step<'a>
+where
+    E: EventAttributes + ?Sized,
+{
+    match node {
+        Node::Literal(v) => Ok(Val::from(v)),
+        Node::Attribute(name) => match event.typed_attribute(name) {
+            Some(v) => Ok(Val::from(v)),
+            None => Err(Failure::new(
+                Val::zero(Type::Boolean),
+                Fault::MissingAttribute(name),
+            )),
+        },
+        _ => eval_operator(node, event),
+    }
+}
+
+/// Evaluates a node that is neither a literal nor an attribute.
+fn eval_operator<'a, E>(node: &'a Node, event: &'a E) -> Step<'a>
 where
     E: EventAttributes + ?Sized,
 {
     const B: Type = Type::Boolean;
     const I: Type = Type::Integer;
     match node {
-        Node::Literal(v) => Ok(Val::from(v)),
-        Node::Attribute(name) => match event.typed_attribute(name) {
-            Some(v) => Ok(Val::from(v)),
-            None => Err(Failure::new(Val::zero(B), Fault::MissingAttribute(name))),
-        },
+        Node::Literal(_) | Node::Attribute(_) => eval(node, event),
         Node::Exists(name) => Ok(Val::Bool(event.typed_attribute(name).is_some())),
         Node::Not(x) => {
             let b = eval(x, event).within(B)?.into_bool().within(B)?;
@@ -58,7 +76,7 @@ where
             let i = eval(x, event).within(I)?.into_int().within(I)?;
             i.checked_neg()
                 .map(Val::Int)
-                .ok_or(Failure::new(Val::Int(0), Fault::NegationOverflow))
+                .ok_or_else(|| Failure::new(Val::Int(0), Fault::NegationOverflow))
         }
         Node::Arithmetic { op, lhs, rhs } => {
             let l = eval(lhs, event).within(I)?;
@@ -82,8 +100,13 @@ where
         Node::Equal { negated, lhs, rhs } => {
             let l = eval(lhs, event).within(B)?;
             let r = eval(rhs, event).within(B)?;
-            let l = l.cast(r.ty()).within(B)?;
-            Ok(Val::Bool((l == r) != *negated))
+            let equal = match (l, r) {
+                (Val::Str(l), Val::Str(r)) => l == r,
+                (Val::Int(l), Val::Int(r)) => l == r,
+                (Val::Bool(l), Val::Bool(r)) => l == r,
+                (l, r) => l.cast(r.ty()).within(B)? == r,
+            };
+            Ok(Val::Bool(equal != *negated))
         }
         Node::All(xs) => {
             for x in xs {
@@ -159,14 +182,14 @@ fn arithmetic<'a>(op: ArithmeticOp, l: i32, r: i32) -> Step<'a> {
         // The remainder always fits (-2147483648 % -1 is 0).
         ArithmeticOp::Modulo => Some(l.wrapping_rem(r)),
     };
-    result.map(Val::Int).ok_or(Failure::new(
-        Val::Int(0),
-        Fault::Overflow {
+    result.map(Val::Int).ok_or_else(|| {
+        let fault = Fault::Overflow {
             op: op.symbol(),
             lhs: l,
             rhs: r,
-        },
-    ))
+        };
+        Failure::new(Val::Int(0), fault)
+    })
 }
 
 fn call<'a, E>(function: Builtin, args: &'a [Node], event: &'a E) -> Step<'a>

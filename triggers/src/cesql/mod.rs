@@ -1,9 +1,9 @@
 //! CloudEvents SQL (CESQL) v1.0.0: compile an expression once, evaluate it against many events.
 //!
-//! [`Expression::parse`] lexes and parses the source ([`lexer`], [`parser`]), resolves
+//! [`Expression::parse`] lexes and parses the source (`lexer`, `parser`), resolves
 //! functions and compiles LIKE patterns, folds constant parts, and refuses anything the grammar
 //! does not allow with a [`ParseError`] that says where and what was expected.
-//! [`Expression::evaluate`] runs the spec's fail-fast evaluation ([`eval`]) and returns the value
+//! [`Expression::evaluate`] runs the spec's fail-fast evaluation (`eval`) and returns the value
 //! and the error, if any; [`Expression::matches`] is the trigger filter's question and never
 //! fails open: an error or a result that is not true means no match.
 //!
@@ -11,15 +11,19 @@
 //! copies nothing to compare them, so a typical filter runs without allocating. The engine
 //! passes the official TCK (`tests/tck.rs`), with the spec's reading of `NOT 10`.
 //!
-//! Where the spec leaves a choice, this engine:
+//! Where the spec leaves a choice, or its prose and grammar disagree, this engine:
 //! - groups `AND`, `OR` and `XOR` to the right, at one level, as the grammar does;
 //! - accepts `4-1` as subtraction (the ANTLR lexer would make `-1` a literal and fail);
-//! - reads `\\` in a string literal as one backslash and keeps any other backslash, so LIKE
-//!   escapes (`\%`, `\_`, `\\`) pass through string literals unchanged;
+//! - reads `\\` in a string literal as one backslash and keeps any other backslash, so the LIKE
+//!   escapes `\%` and `\_` reach the pattern as written (a pattern's literal backslash, `\\`,
+//!   is `'\\\\'` in the string literal, though a lone `\` before another character also works);
 //! - evaluates every element of an `IN` set, so a failing element fails the expression even
 //!   after a match;
 //! - makes `IS_BOOL(x)` and `IS_INT(x)` true when `x` casts to that type without error under
-//!   §3.7 (so `IS_BOOL(5)` and `IS_INT(TRUE)` are true).
+//!   §3.7 (so `IS_BOOL(5)` and `IS_INT(TRUE)` are true);
+//! - as a filter ([`Expression::matches`]), casts a non-Boolean result to Boolean (§3.7), as
+//!   Knative does, where §1.2 would refuse any non-Boolean result: binary-mode events carry
+//!   every extension as a string (`ce-flag: true`). An error still never matches.
 
 mod ast;
 mod error;

@@ -16,6 +16,8 @@
 //! constants are folded unless folding fails. Nesting is bounded ([`MAX_DEPTH`], [`MAX_NESTING`])
 //! so that parsing, evaluating and dropping an expression never exhausts the stack.
 
+use std::borrow::Cow;
+
 use super::ast::{ArithmeticOp, CompareOp, Node};
 use super::error::ParseError;
 use super::eval::eval;
@@ -25,7 +27,6 @@ use super::like::LikePattern;
 use super::value::Value;
 use super::{EventAttributes, MissingFunction};
 use crate::AttributeValue;
-use std::borrow::Cow;
 
 /// The deepest a compiled tree may be.
 pub(crate) const MAX_DEPTH: usize = 64;

@@ -469,6 +469,30 @@ fn nesting_is_bounded_and_long_chains_are_not_nesting() {
     );
 }
 
+#[test]
+fn the_deepest_allowed_trees_print_as_text_that_parses_again() {
+    // 63 operators around one leaf: the tree is 64 deep, the most allowed, and each shape prints
+    // with two levels of parser nesting per operator.
+    let shapes = [
+        format!("{}a", "NOT ".repeat(63)),
+        format!("{}a", "- ".repeat(63)),
+        format!("{}a{}", "a = (".repeat(63), ")".repeat(63)),
+        format!("{}a{}", "1 IN (".repeat(63), ")".repeat(63)),
+        format!("{}a{}", "LENGTH(".repeat(63), ")".repeat(63)),
+        format!("a{}", " LIKE 'x'".repeat(63)),
+    ];
+    for source in shapes {
+        let first = parse(&source);
+        let printed = first.to_string();
+        assert_eq!(parse(&printed), first, "{printed}");
+        let one_more = format!("NOT ({source})");
+        assert!(
+            parse_error(&one_more).contains("nests too deeply"),
+            "{one_more}"
+        );
+    }
+}
+
 /// CESQL source text from the grammar, to feed the properties below.
 fn expression_source() -> impl Strategy<Value = String> {
     let attribute = prop_oneof![

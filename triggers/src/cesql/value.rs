@@ -81,6 +81,7 @@ impl Default for Val<'_> {
 }
 
 impl<'a> From<AttributeValue<'a>> for Val<'a> {
+    #[inline]
     fn from(v: AttributeValue<'a>) -> Self {
         match v {
             AttributeValue::Boolean(b) => Val::Bool(b),
@@ -91,6 +92,7 @@ impl<'a> From<AttributeValue<'a>> for Val<'a> {
 }
 
 impl<'a> From<&'a Value> for Val<'a> {
+    #[inline]
     fn from(v: &'a Value) -> Self {
         match v {
             Value::Boolean(b) => Val::Bool(*b),
@@ -122,6 +124,7 @@ pub(crate) fn parse_int(s: &str) -> Option<i32> {
 
 impl<'a> Val<'a> {
     /// The zero value of `ty` (spec §3.1).
+    #[inline]
     pub(crate) fn zero(ty: Type) -> Self {
         match ty {
             Type::Boolean => Val::Bool(false),
@@ -130,6 +133,7 @@ impl<'a> Val<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn ty(&self) -> Type {
         match self {
             Val::Bool(_) => Type::Boolean,
@@ -139,6 +143,7 @@ impl<'a> Val<'a> {
     }
 
     /// Cast to Boolean: integers are `true` unless 0; strings must read `true` or `false`.
+    #[inline]
     pub(crate) fn into_bool(self) -> Result<bool, Fault<'a>> {
         match self {
             Val::Bool(b) => Ok(b),
@@ -151,6 +156,7 @@ impl<'a> Val<'a> {
     }
 
     /// Cast to Integer: booleans are 1 and 0; strings must be a base-10 32-bit integer.
+    #[inline]
     pub(crate) fn into_int(self) -> Result<i32, Fault<'a>> {
         match self {
             Val::Bool(b) => Ok(i32::from(b)),
@@ -163,6 +169,7 @@ impl<'a> Val<'a> {
     }
 
     /// Cast to String; never fails.
+    #[inline]
     pub(crate) fn into_str(self) -> Cow<'a, str> {
         match self {
             Val::Bool(true) => Cow::Borrowed("true"),
@@ -173,6 +180,7 @@ impl<'a> Val<'a> {
     }
 
     /// Cast to `ty`.
+    #[inline]
     pub(crate) fn cast(self, ty: Type) -> Result<Val<'a>, Fault<'a>> {
         Ok(match ty {
             Type::Boolean => Val::Bool(self.into_bool()?),
