@@ -206,6 +206,20 @@ fn trigger(t: &Trigger, broker_delivery: &DeliverySpec) -> anyhow::Result<Trigge
             Some(ApiFormat::Json) => DeliveryFormat::Json,
             Some(ApiFormat::Binary) | None => DeliveryFormat::Binary,
         },
+        dead_letter: match delivery
+            .dead_letter_sink
+            .as_ref()
+            .and_then(|d| d.uri.as_deref())
+        {
+            Some(uri) if uri.starts_with("https://") => {
+                bail!("trigger {name}: delivery.deadLetterSink.uri: not supported yet: https sinks")
+            }
+            Some(uri) => Some(uri.parse()?),
+            None => None,
+        },
+        retry_after_max: delivery
+            .retry_after_max()
+            .unwrap_or(ember_broker::retry::MAX_BACKOFF),
         // Ordered delivery is one event at a time per trigger for now (per-key ordering comes
         // with the delivery work).
         max_in_flight: match settings.delivery_order {

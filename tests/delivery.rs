@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::subscriber::Subscriber;
+use common::subscriber::{Answer, Subscriber};
 use common::{TestEmber, binary_event, eventually, post};
 use http::StatusCode;
 
@@ -185,5 +185,208 @@ async fn a_graceful_restart_resumes_after_the_last_delivered_event() {
         ["a0", "a1", "a2", "a3", "a4", "b0"],
         "nothing delivered twice"
     );
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn the_last_failure_goes_to_the_dead_letter_sink_with_error_extensions() {
+    use base64::Engine as _;
+    let sub = Subscriber::start().await;
+    sub.set_default(Answer::status(503).body("overloaded"));
+    let dls = Subscriber::start().await;
+    let ember = TestEmber::start(&yaml(
+        &format!(
+            "{{retry: 2, backoffPolicy: linear, backoffDelay: PT0.01S, deadLetterSink: {{uri: \"{}\"}}}}",
+            dls.uri()
+        ),
+        &[("t", "{}", &sub.uri(), "{}")],
+    ))
+    .await;
+    post(
+        &ember.url("/default/default"),
+        &binary_event("d1", "t"),
+        "payload",
+    )
+    .await;
+    assert!(eventually(Duration::from_secs(10), || dls.count() == 1).await);
+    assert_eq!(sub.count(), 3, "first attempt and two retries");
+    let dead = &dls.received()[0];
+    assert_eq!(dead.header("ce-id"), Some("d1"));
+    assert_eq!(dead.header("ce-knativeerrordest"), Some(sub.uri().as_str()));
+    assert_eq!(dead.header("ce-knativeerrorcode"), Some("503"));
+    let data = base64::engine::general_purpose::STANDARD.encode("overloaded");
+    assert_eq!(dead.header("ce-knativeerrordata"), Some(data.as_str()));
+    assert_eq!(&dead.body[..], b"payload");
+    let stats = ember
+        .ember
+        .broker("default", "default")
+        .unwrap()
+        .stats("t")
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || stats
+            .dead_lettered
+            .load(Ordering::Relaxed)
+            == 1)
+        .await
+    );
+    assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_dead_letter_sink_is_retried_then_the_event_is_counted_as_dropped() {
+    let sub = Subscriber::with_script(vec![400]).await;
+    let dls = Subscriber::with_script(vec![500, 500]).await;
+    // The broker's dead-letter sink, the trigger's retry count: fields merge.
+    let ember = TestEmber::start(&yaml(
+        &format!(
+            "{{backoffDelay: PT0.01S, deadLetterSink: {{uri: \"{}\"}}}}",
+            dls.uri()
+        ),
+        &[("t", "{}", &sub.uri(), "{retry: 1}")],
+    ))
+    .await;
+    post(&ember.url("/default/default"), &binary_event("d2", "t"), "").await;
+    let stats = ember
+        .ember
+        .broker("default", "default")
+        .unwrap()
+        .stats("t")
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || stats
+            .dropped
+            .load(Ordering::Relaxed)
+            == 1)
+        .await
+    );
+    assert_eq!(sub.count(), 1, "a 400 is not retried");
+    assert_eq!(dls.count(), 2, "the sink gets the same retry policy");
+    assert_eq!(dls.received()[0].header("ce-knativeerrorcode"), Some("400"));
+    ember.stop().await;
+}
+
+fn reply_answer(id: &str, ty: &str) -> Answer {
+    Answer::status(200)
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header("ce-source", "/replier")
+        .header("ce-type", ty)
+        .header("content-type", "application/json")
+        .body(r#"{"reply":true}"#)
+}
+
+#[tokio::test]
+async fn a_reply_is_appended_and_delivered_to_another_trigger() {
+    let orders = Subscriber::start().await;
+    orders.set_default(reply_answer("r1", "com.example.invoice"));
+    let invoices = Subscriber::start().await;
+    let ember = TestEmber::start(&yaml(
+        "{}",
+        &[
+            ("orders", "{type: com.example.order}", &orders.uri(), "{}"),
+            (
+                "invoices",
+                "{type: com.example.invoice}",
+                &invoices.uri(),
+                "{}",
+            ),
+        ],
+    ))
+    .await;
+    post(
+        &ember.url("/default/default"),
+        &binary_event("o1", "com.example.order"),
+        "",
+    )
+    .await;
+    assert!(eventually(Duration::from_secs(10), || invoices.count() == 1).await);
+    let got = &invoices.received()[0];
+    assert_eq!(got.header("ce-id"), Some("r1"));
+    assert_eq!(got.header("ce-source"), Some("/replier"));
+    assert_eq!(
+        got.header("ce-knativebrokerttl"),
+        Some("254"),
+        "one hop used"
+    );
+    assert_eq!(&got.body[..], br#"{"reply":true}"#);
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_loop_ends_when_the_ttl_runs_out() {
+    let echo = Subscriber::start().await;
+    echo.set_default(reply_answer("again", "com.example.loop"));
+    let ember = TestEmber::start(&yaml(
+        "{}",
+        &[("loop", "{type: com.example.loop}", &echo.uri(), "{}")],
+    ))
+    .await;
+    let mut headers = binary_event("l0", "com.example.loop");
+    headers.push(("ce-knativebrokerttl", "5"));
+    post(&ember.url("/default/default"), &headers, "").await;
+    // Stored with TTL 4; the replies carry 3, 2 and 1; the reply to the TTL-1 event is dropped.
+    let stats = ember
+        .ember
+        .broker("default", "default")
+        .unwrap()
+        .stats("loop")
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || stats
+            .replies_expired
+            .load(Ordering::Relaxed)
+            == 1)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ttls: Vec<_> = echo
+        .received()
+        .iter()
+        .map(|r| r.header("ce-knativebrokerttl").unwrap().to_owned())
+        .collect();
+    assert_eq!(ttls, ["4", "3", "2", "1"]);
+    assert_eq!(stats.replies.load(Ordering::Relaxed), 3);
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn a_200_with_a_body_that_is_not_an_event_is_a_failed_delivery_and_202_is_never_a_reply() {
+    let sub = Subscriber::start().await;
+    sub.script(vec![
+        Answer::status(200)
+            .header("content-type", "text/plain")
+            .body("hello"),
+        Answer {
+            status: 202,
+            ..reply_answer("ignored", "com.example.never")
+        },
+    ]);
+    let dls = Subscriber::start().await;
+    let never = Subscriber::start().await;
+    let ember = TestEmber::start(&yaml(
+        &format!("{{retry: 0, deadLetterSink: {{uri: \"{}\"}}}}", dls.uri()),
+        &[
+            ("t", "{type: t}", &sub.uri(), "{}"),
+            ("never", "{type: com.example.never}", &never.uri(), "{}"),
+        ],
+    ))
+    .await;
+    let url = ember.url("/default/default");
+    post(&url, &binary_event("x1", "t"), "").await;
+    assert!(eventually(Duration::from_secs(10), || dls.count() == 1).await);
+    assert_eq!(dls.received()[0].header("ce-knativeerrorcode"), Some("200"));
+    post(&url, &binary_event("x2", "t"), "").await;
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 2).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(never.count(), 0, "a 202 body is not a reply");
+    let stats = ember
+        .ember
+        .broker("default", "default")
+        .unwrap()
+        .stats("t")
+        .unwrap();
+    assert_eq!(stats.replies.load(Ordering::Relaxed), 0);
     ember.stop().await;
 }

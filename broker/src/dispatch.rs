@@ -10,8 +10,10 @@
 //!   full is detached and reads the log on its own until it catches up, so a slow subscriber
 //!   holds up only its own trigger — never ingress, never another trigger.
 //!
-//! What happens after the last failure (dead-letter sinks) and to a reply body is decided in
-//! [`Outcome`]; today a final failure is logged and counted as dropped with the event's id.
+//! After the last failed attempt an event goes to the dead-letter sink, with the
+//! `knativeerror*` extensions; without one (or if that fails too) it is counted and logged as
+//! dropped with its id. A 200 carrying a CloudEvent is a reply, appended to the same broker
+//! with its TTL decremented.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -28,7 +30,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::event::{self, CloudEvent};
+use crate::event::{self, CloudEvent, CloudEventExt};
 use crate::fanout::{AttachRequest, Handoff, LaneState, READ_BATCH_BYTES, READ_BATCH_RECORDS};
 use crate::http_binding;
 use crate::log::{EventLog, LogReader};
@@ -76,6 +78,10 @@ pub struct TriggerConfig {
     pub format: DeliveryFormat,
     /// Deliveries in flight at once.
     pub max_in_flight: usize,
+    /// Where events go after the last failed attempt (`delivery.deadLetterSink`).
+    pub dead_letter: Option<Uri>,
+    /// The longest `Retry-After` honoured (`delivery.retryAfterMax`).
+    pub retry_after_max: Duration,
 }
 
 /// Counters a dispatcher keeps (read by tests and, later, metrics).
@@ -83,24 +89,28 @@ pub struct TriggerConfig {
 pub struct DispatchStats {
     /// Events the subscriber acknowledged.
     pub delivered: AtomicU64,
-    /// Events given up on after the retry policy.
+    /// Events given up on: delivery and dead-lettering (if configured) both failed.
     pub dropped: AtomicU64,
+    /// Events the dead-letter sink accepted after delivery failed.
+    pub dead_lettered: AtomicU64,
+    /// Reply events appended to the broker.
+    pub replies: AtomicU64,
+    /// Reply events not appended because their TTL ran out.
+    pub replies_expired: AtomicU64,
     /// Attempts that failed and were retried.
     pub retries: AtomicU64,
 }
 
-/// The end of one event's delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The end of one event's delivery to the subscriber.
+#[derive(Debug, Clone)]
 pub enum Outcome {
-    /// A 2xx from the subscriber.
-    Delivered,
-    /// Every attempt failed, or the failure was not retryable.
-    Failed {
-        /// The last HTTP status, if a response arrived.
-        status: Option<StatusCode>,
-        /// What went wrong last.
-        reason: String,
+    /// A 2xx from the subscriber, with the reply event when it sent one.
+    Delivered {
+        /// A CloudEvent in a 200 response.
+        reply: Option<CloudEvent>,
     },
+    /// Every attempt failed, or the failure was not retryable.
+    Failed(Failure),
 }
 
 /// One trigger's dispatch loop and what it needs.
@@ -260,7 +270,8 @@ impl Dispatcher {
         }
     }
 
-    /// Delivers one event with the retry policy; resolves to its offset once finished.
+    /// Delivers one event with the retry policy, then appends its reply or dead-letters it;
+    /// resolves to its offset once finished.
     fn deliver_one(
         &self,
         offset: u64,
@@ -271,21 +282,107 @@ impl Dispatcher {
         let trigger = self.trigger.clone();
         let stats = self.stats.clone();
         let broker = self.broker.clone();
+        let log = self.log.clone();
         async move {
             match deliver(&client, &trigger, &event, &stats).await {
-                Outcome::Delivered => {
+                Outcome::Delivered { reply } => {
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(reply) = reply {
+                        append_reply(&broker, &log, &event, reply, &stats).await;
+                    }
                 }
-                Outcome::Failed { status, reason } => {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        broker = %broker, trigger = %trigger.name, subscriber = %trigger.subscriber,
-                        id = %event.id, offset, status = ?status.map(|s| s.as_u16()), %reason,
-                        "event dropped: delivery failed and no dead-letter sink is configured"
-                    );
+                Outcome::Failed(failure) => {
+                    dead_letter(&client, &broker, &trigger, &event, offset, failure, &stats).await;
                 }
             }
             (offset, from_lane)
+        }
+    }
+}
+
+/// Appends a reply to the broker: its `knativebrokerttl` is the original's minus one, and a
+/// reply whose TTL runs out is dropped (this ends reply loops).
+async fn append_reply(
+    broker: &str,
+    log: &EventLog,
+    original: &CloudEvent,
+    mut reply: CloudEvent,
+    stats: &DispatchStats,
+) {
+    use ember_triggers::EventAttributes;
+    let ttl = original
+        .attribute(event::BROKER_TTL)
+        .and_then(|t| t.parse::<i32>().ok())
+        .unwrap_or(event::DEFAULT_BROKER_TTL);
+    if ttl <= 1 {
+        stats.replies_expired.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(broker, id = %reply.id, in_reply_to = %original.id, "reply dropped: knativebrokerttl exhausted");
+        return;
+    }
+    // `stamp_ingress` decrements a present TTL: start from the original's.
+    reply.attributes.insert(
+        event::BROKER_TTL.into(),
+        event::AttributeValue {
+            attr: Some(event::Attr::CeInteger(ttl)),
+        },
+    );
+    if let Err(e) = event::stamp_ingress(&mut reply, &event::now_rfc3339()) {
+        tracing::warn!(broker, id = %reply.id, error = %e, "reply dropped");
+        return;
+    }
+    let record = reply.encode_to_bytes();
+    // The reply is owed to the subscriber: wait out a full append queue rather than drop it.
+    loop {
+        match log.append(vec![record.clone()]).await {
+            Ok(_) => {
+                stats.replies.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(crate::log::AppendError::Full) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => {
+                tracing::error!(broker, id = %reply.id, error = %e, "reply could not be stored");
+                return;
+            }
+        }
+    }
+}
+
+/// After the last failure: to the dead-letter sink (with the same retry policy) when there is
+/// one; otherwise — or if that fails too — recorded as dropped, with the event's id.
+async fn dead_letter(
+    client: &HttpClient,
+    broker: &str,
+    trigger: &TriggerConfig,
+    event: &CloudEvent,
+    offset: u64,
+    failure: Failure,
+    stats: &DispatchStats,
+) {
+    let status = failure.response.as_ref().map(|r| r.status.as_u16());
+    let Some(sink) = &trigger.dead_letter else {
+        stats.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            broker, trigger = %trigger.name, subscriber = %trigger.subscriber, id = %event.id,
+            offset, status, reason = %failure.reason,
+            "event dropped: delivery failed and no dead-letter sink is configured"
+        );
+        return;
+    };
+    let dead = dead_letter_event(event, &trigger.subscriber, &failure);
+    match send(client, sink, trigger, &dead, stats).await {
+        Ok(_) => {
+            stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(broker, trigger = %trigger.name, id = %event.id, %sink, status, "event dead-lettered");
+        }
+        Err(dlq) => {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                broker, trigger = %trigger.name, id = %event.id, offset, %sink,
+                delivery = %failure.reason, dead_letter = %dlq.reason,
+                "event dropped: delivery and dead-lettering both failed"
+            );
         }
     }
 }
@@ -397,71 +494,303 @@ pub fn build_request(
     req
 }
 
-/// Delivers one event: the first attempt plus up to `retry` retries for retryable failures.
+/// A subscriber's (or dead-letter sink's) answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body (at most 1 MiB is read).
+    pub body: Bytes,
+}
+
+/// Why sending to a destination failed for good.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The last response, when one arrived.
+    pub response: Option<Response>,
+    /// What went wrong last.
+    pub reason: String,
+}
+
+/// Delivers one event to the trigger's subscriber: the first attempt plus up to `retry`
+/// retries for retryable failures. A 200 with a body must carry a CloudEvent (the reply); a
+/// 200 with a body that is not one is a failed delivery (not retried: the subscriber would
+/// answer the same), as Knative's data plane says. 202, 204 and other 2xx are never replies.
 pub async fn deliver(
     client: &HttpClient,
     trigger: &TriggerConfig,
     event: &CloudEvent,
     stats: &DispatchStats,
 ) -> Outcome {
+    match send(client, &trigger.subscriber, trigger, event, stats).await {
+        Ok(resp) if resp.status == StatusCode::OK && !resp.body.is_empty() => {
+            match http_binding::decode_request(&resp.headers, resp.body.clone()) {
+                Ok(mut events) if events.len() == 1 => Outcome::Delivered {
+                    reply: events.pop(),
+                },
+                Ok(_) => Outcome::Failed(Failure {
+                    reason: "the reply must be a single CloudEvent".into(),
+                    response: Some(resp),
+                }),
+                Err(e) => Outcome::Failed(Failure {
+                    reason: format!("200 with a body that is not a CloudEvent: {e}"),
+                    response: Some(resp),
+                }),
+            }
+        }
+        Ok(_) => Outcome::Delivered { reply: None },
+        Err(failure) => Outcome::Failed(failure),
+    }
+}
+
+/// Sends `event` to `target` with the trigger's retry policy; `Ok` with the 2xx response.
+pub async fn send(
+    client: &HttpClient,
+    target: &Uri,
+    trigger: &TriggerConfig,
+    event: &CloudEvent,
+    stats: &DispatchStats,
+) -> Result<Response, Failure> {
     let policy = &trigger.policy;
     let mut retry = 0;
     loop {
-        let (retryable, failure) = match attempt(client, trigger, event).await {
-            Ok(()) => return Outcome::Delivered,
+        let (retryable, failure) = match attempt(client, target, trigger, event).await {
+            Ok(resp) => return Ok(resp),
             Err(failure) => failure,
         };
         retry += 1;
-        let wait = if retryable {
-            policy.backoff(retry)
-        } else {
-            None
+        let wait = retryable
+            .then(|| {
+                next_wait(
+                    policy,
+                    retry,
+                    failure.response.as_ref(),
+                    trigger.retry_after_max,
+                )
+            })
+            .flatten();
+        let Some(wait) = wait else {
+            return Err(failure);
         };
-        let Some(wait) = wait else { return failure };
         stats.retries.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(trigger = %trigger.name, id = %event.id, retry, ?wait, ?failure, "retrying");
+        tracing::debug!(trigger = %trigger.name, %target, id = %event.id, retry, ?wait, reason = %failure.reason, "retrying");
         tokio::time::sleep(wait).await;
     }
 }
 
-/// One attempt. `Err((retryable, outcome))` on failure.
+/// The wait before retry `k` (1-based) after a retryable failure, or `None` when the retries
+/// are used up: the policy's backoff, or longer when a 429/503 asks for it with `Retry-After`
+/// (honoured up to `retry_after_max`).
+pub fn next_wait(
+    policy: &DeliveryPolicy,
+    k: u32,
+    response: Option<&Response>,
+    retry_after_max: Duration,
+) -> Option<Duration> {
+    let backoff = policy.backoff(k)?;
+    Some(match response.and_then(retry_after) {
+        Some(asked) => backoff.max(asked.min(retry_after_max)),
+        None => backoff,
+    })
+}
+
+/// The wait a 429 or 503 asks for with `Retry-After` (delta-seconds or an HTTP-date).
+pub fn retry_after(resp: &Response) -> Option<Duration> {
+    if !matches!(resp.status.as_u16(), 429 | 503) {
+        return None;
+    }
+    let value = resp
+        .headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.signed_duration_since(chrono::Utc::now());
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// One attempt. `Err((retryable, failure))` on failure.
 async fn attempt(
     client: &HttpClient,
+    target: &Uri,
     trigger: &TriggerConfig,
     event: &CloudEvent,
-) -> Result<(), (bool, Outcome)> {
-    let req = build_request(&trigger.subscriber, trigger.format, event);
+) -> Result<Response, (bool, Failure)> {
+    let req = build_request(target, trigger.format, event);
     let call = async {
         let resp = client.request(req).await?;
-        let status = resp.status();
-        // Read (a bounded amount of) the body so the connection can be reused.
-        let _ = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await;
-        Ok::<_, hyper_util::client::legacy::Error>(status)
+        let (parts, body) = resp.into_parts();
+        // Read (a bounded amount of) the body: a reply, or error data for the dead-letter sink.
+        let body = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => Bytes::new(),
+        };
+        Ok::<_, hyper_util::client::legacy::Error>(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     };
+    let failure = |response, reason| Failure { response, reason };
     match tokio::time::timeout(trigger.policy.timeout, call).await {
-        Ok(Ok(status)) if status.is_success() => Ok(()),
-        Ok(Ok(status)) => Err((
-            is_retryable_status(status.as_u16()),
-            Outcome::Failed {
-                status: Some(status),
-                reason: format!("subscriber answered {status}"),
-            },
-        )),
+        Ok(Ok(resp)) if resp.status.is_success() => Ok(resp),
+        Ok(Ok(resp)) => {
+            let status = resp.status;
+            Err((
+                is_retryable_status(status.as_u16()),
+                failure(Some(resp), format!("{target} answered {status}")),
+            ))
+        }
         Ok(Err(e)) => Err((
             true,
-            Outcome::Failed {
-                status: None,
-                reason: format!("request failed: {e}"),
-            },
+            failure(None, format!("request to {target} failed: {e}")),
         )),
         Err(_) => Err((
             true,
-            Outcome::Failed {
-                status: None,
-                reason: format!("no response within {:?}", trigger.policy.timeout),
-            },
+            failure(
+                None,
+                format!(
+                    "no response from {target} within {:?}",
+                    trigger.policy.timeout
+                ),
+            ),
         )),
+    }
+}
+
+/// The most characters of `knativeerrordata`.
+const ERROR_DATA_MAX_CHARS: usize = 1024;
+
+/// The event as sent to a dead-letter sink: the original with `knativeerrordest` (the
+/// subscriber), `knativeerrorcode` (the last status, when there was one) and
+/// `knativeerrordata` (the last response body, base64, at most 1024 characters).
+pub fn dead_letter_event(event: &CloudEvent, subscriber: &Uri, failure: &Failure) -> CloudEvent {
+    use base64::Engine as _;
+    let mut dead = event.clone();
+    dead.attributes.insert(
+        "knativeerrordest".into(),
+        event::string_value(subscriber.to_string()),
+    );
+    if let Some(resp) = &failure.response {
+        dead.attributes.insert(
+            "knativeerrorcode".into(),
+            event::string_value(resp.status.as_u16().to_string()),
+        );
+        if !resp.body.is_empty() {
+            let mut data = base64::engine::general_purpose::STANDARD.encode(&resp.body);
+            data.truncate(ERROR_DATA_MAX_CHARS);
+            dead.attributes
+                .insert("knativeerrordata".into(), event::string_value(data));
+        }
+    }
+    dead
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::BackoffPolicy;
+
+    fn response(status: u16, retry_after: Option<&str>) -> Response {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = retry_after {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+        }
+        Response {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: Bytes::new(),
+        }
+    }
+
+    fn policy() -> DeliveryPolicy {
+        DeliveryPolicy {
+            retry: 3,
+            backoff_policy: BackoffPolicy::Linear,
+            backoff_delay: Duration::from_millis(100),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn retry_after_delta_seconds_is_honoured_up_to_the_maximum() {
+        let max = Duration::from_secs(5);
+        let r = response(429, Some("2"));
+        assert_eq!(
+            next_wait(&policy(), 1, Some(&r), max),
+            Some(Duration::from_secs(2))
+        );
+        let r = response(503, Some("60"));
+        assert_eq!(next_wait(&policy(), 1, Some(&r), max), Some(max));
+        // Never shorter than the backoff, and retries still run out.
+        let r = response(503, Some("0"));
+        assert_eq!(
+            next_wait(&policy(), 2, Some(&r), max),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(next_wait(&policy(), 4, Some(&r), max), None);
+    }
+
+    #[test]
+    fn retry_after_http_date_is_honoured() {
+        let at = chrono::Utc::now() + chrono::Duration::seconds(30);
+        let r = response(
+            503,
+            Some(&at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
+        );
+        let wait = next_wait(&policy(), 1, Some(&r), Duration::from_secs(3600)).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn retry_after_counts_only_on_429_and_503() {
+        let r = response(500, Some("60"));
+        assert_eq!(
+            next_wait(&policy(), 1, Some(&r), Duration::from_secs(3600)),
+            Some(Duration::from_millis(100))
+        );
+        let r = response(429, Some("soon"));
+        assert_eq!(
+            next_wait(&policy(), 1, Some(&r), Duration::from_secs(3600)),
+            Some(Duration::from_millis(100))
+        );
+    }
+
+    #[test]
+    fn dead_letter_extensions_follow_knative() {
+        let event = CloudEvent {
+            id: "1".into(),
+            source: "/s".into(),
+            spec_version: "1.0".into(),
+            r#type: "t".into(),
+            ..Default::default()
+        };
+        let subscriber: Uri = "http://127.0.0.1:9/sub".parse().unwrap();
+        let mut resp = response(500, None);
+        resp.body = Bytes::from(vec![b'x'; 2000]);
+        let failure = Failure {
+            response: Some(resp),
+            reason: "boom".into(),
+        };
+        let dead = dead_letter_event(&event, &subscriber, &failure);
+        use ember_triggers::EventAttributes;
+        assert_eq!(
+            dead.attribute("knativeerrordest").as_deref(),
+            Some("http://127.0.0.1:9/sub")
+        );
+        assert_eq!(dead.attribute("knativeerrorcode").as_deref(), Some("500"));
+        assert_eq!(
+            dead.attribute("knativeerrordata").map(|d| d.len()),
+            Some(1024)
+        );
     }
 }

@@ -32,8 +32,41 @@ struct State {
     /// Per-request delay before answering.
     delay: std::time::Duration,
     received: Vec<Received>,
-    /// Statuses to answer, in order; when empty, 200.
-    script: VecDeque<StatusCode>,
+    /// Answers to give, in order; when empty, `default`.
+    script: VecDeque<Answer>,
+    /// The answer once the script is used up (200, empty, unless set).
+    default: Option<Answer>,
+}
+
+/// A scripted answer: status, headers and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// A status with no body.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
 }
 
 /// A running subscriber.
@@ -65,10 +98,8 @@ impl Subscriber {
         let state = Arc::new(Mutex::new(State {
             delay: Default::default(),
             received: Vec::new(),
-            script: statuses
-                .into_iter()
-                .map(|s| StatusCode::from_u16(s).unwrap())
-                .collect(),
+            script: statuses.into_iter().map(Answer::status).collect(),
+            default: None,
         }));
         let st = state.clone();
         tokio::spawn(async move {
@@ -94,16 +125,25 @@ impl Subscriber {
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            let status = {
+                            let answer = {
                                 let mut s = st.lock().unwrap();
                                 s.received.push(Received {
                                     headers: parts.headers,
                                     body,
                                 });
-                                s.script.pop_front().unwrap_or(StatusCode::OK)
+                                s.script
+                                    .pop_front()
+                                    .or_else(|| s.default.clone())
+                                    .unwrap_or_else(|| Answer::status(200))
                             };
-                            let mut resp = Response::new(Full::new(Bytes::new()));
-                            *resp.status_mut() = status;
+                            let mut resp = Response::new(Full::new(answer.body));
+                            *resp.status_mut() = StatusCode::from_u16(answer.status).unwrap();
+                            for (k, v) in &answer.headers {
+                                resp.headers_mut().insert(
+                                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                                    http::HeaderValue::from_str(v).unwrap(),
+                                );
+                            }
                             Ok::<_, Infallible>(resp)
                         }
                     });
@@ -114,6 +154,16 @@ impl Subscriber {
             }
         });
         Self { addr, state, held }
+    }
+
+    /// Answers these first (then the default).
+    pub fn script(&self, answers: Vec<Answer>) {
+        self.state.lock().unwrap().script.extend(answers);
+    }
+
+    /// The answer once the script is used up.
+    pub fn set_default(&self, answer: Answer) {
+        self.state.lock().unwrap().default = Some(answer);
     }
 
     /// Makes every request wait this long before it is answered.

@@ -27,23 +27,6 @@ pub fn not_yet_supported(resource: &Resource) -> Vec<FieldError> {
         }
         _ => {}
     }
-    let delivery = match resource {
-        Resource::Broker(b) => b.spec.delivery.as_ref(),
-        Resource::Trigger(t) => t.spec.delivery.as_ref(),
-        _ => None,
-    };
-    if let Some(d) = delivery {
-        let path = FieldPath::parse_keys("spec.delivery");
-        if d.dead_letter_sink.is_some() {
-            refuse(path.key("deadLetterSink"), "dead-letter sinks");
-        }
-        if d.retry_after_max.is_some() {
-            refuse(
-                path.key("retryAfterMax"),
-                "retryAfterMax (Retry-After is not honoured yet)",
-            );
-        }
-    }
     for (path, dest) in resource.destinations() {
         if dest.reference.is_some() {
             refuse(path.key("ref"), "ref destinations (use uri for now)");
