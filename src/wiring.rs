@@ -220,12 +220,8 @@ fn trigger(t: &Trigger, broker_delivery: &DeliverySpec) -> anyhow::Result<Trigge
         retry_after_max: delivery
             .retry_after_max()
             .unwrap_or(ember_broker::retry::MAX_BACKOFF),
-        // Ordered delivery is one event at a time per trigger for now (per-key ordering comes
-        // with the delivery work).
-        max_in_flight: match settings.delivery_order {
-            DeliveryOrder::Ordered => 1,
-            DeliveryOrder::Unordered => settings.max_in_flight as usize,
-        },
+        ordered: settings.delivery_order == DeliveryOrder::Ordered,
+        max_in_flight: settings.max_in_flight as usize,
     })
 }
 

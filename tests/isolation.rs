@@ -136,3 +136,62 @@ async fn a_slow_ordered_trigger_falls_behind_catches_up_and_keeps_order() {
     );
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_delivery_keeps_order_per_partition_key_without_blocking_other_keys() {
+    let sub = Subscriber::start().await;
+    sub.set_delay(Duration::from_millis(3));
+    let ember = TestEmber::start(&config(&[(
+        "ordered",
+        &sub,
+        "kafka.eventing.knative.dev/delivery.order: ordered",
+    )]))
+    .await;
+    let url = ember.url("/default/default");
+    // Five keys interleaved, 40 events each, in one batch per 100.
+    let events: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                r#"{{"specversion":"1.0","id":"k{}-{}","source":"/iso","type":"t","partitionkey":"k{}"}}"#,
+                i % 5,
+                i / 5,
+                i % 5
+            )
+        })
+        .collect();
+    for chunk in events.chunks(100) {
+        let body = format!("[{}]", chunk.join(","));
+        let r = post(
+            &url,
+            &[("content-type", "application/cloudevents-batch+json")],
+            body,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || sub.count() == 200).await,
+        "{}",
+        sub.count()
+    );
+    let ids = sub.ids();
+    for key in 0..5 {
+        let seq: Vec<usize> = ids
+            .iter()
+            .filter(|id| id.starts_with(&format!("k{key}-")))
+            .map(|id| id.rsplit('-').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(
+            seq,
+            (0..40).collect::<Vec<_>>(),
+            "key k{key} in order, each once"
+        );
+    }
+    let max = sub.max_concurrent();
+    assert!(
+        max > 1,
+        "different keys are delivered concurrently (max {max})"
+    );
+    assert!(max <= 5, "at most one event per key at a time (max {max})");
+    ember.stop().await;
+}

@@ -15,7 +15,7 @@
 //! dropped with its id. A 200 carrying a CloudEvent is a reply, appended to the same broker
 //! with its TTL decremented.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -76,8 +76,12 @@ pub struct TriggerConfig {
     pub policy: DeliveryPolicy,
     /// Binary or structured JSON.
     pub format: DeliveryFormat,
-    /// Deliveries in flight at once.
+    /// Deliveries in flight at once (for an ordered trigger: events under way, running or
+    /// waiting behind an earlier event with the same partition key).
     pub max_in_flight: usize,
+    /// One event at a time per `partitionkey` (events without one share a single sequence),
+    /// in log order; different keys do not wait for each other.
+    pub ordered: bool,
     /// Where events go after the last failed attempt (`delivery.deadLetterSink`).
     pub dead_letter: Option<Uri>,
     /// The longest `Retry-After` honoured (`delivery.retryAfterMax`).
@@ -156,7 +160,11 @@ impl Dispatcher {
         let mut live = false;
         self.state.set_live(false);
 
-        let mut in_flight = FuturesUnordered::new();
+        let mut in_flight: FuturesUnordered<Delivery> = FuturesUnordered::new();
+        // Ordered triggers: partition keys with an event under way, and the events waiting
+        // behind it.
+        let mut keys: HashMap<String, VecDeque<Pending>> = HashMap::new();
+        let mut waiting = 0usize;
         let mut unfinished = BTreeSet::new();
         let mut buffered = VecDeque::new();
         // The offset after everything this dispatcher has seen, matching or not.
@@ -167,16 +175,27 @@ impl Dispatcher {
             let mut lane_done = 0;
             tokio::select! {
                 _ = shutdown.changed() => break,
-                Some((offset, from_lane)) = in_flight.next(), if !in_flight.is_empty() => {
-                    unfinished.remove(&offset);
-                    lane_done += usize::from(from_lane);
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    unfinished.remove(&done.offset);
+                    lane_done += usize::from(done.from_lane);
+                    if let Some(key) = done.key {
+                        match keys.get_mut(&key).and_then(VecDeque::pop_front) {
+                            Some((offset, event, from_lane)) => {
+                                waiting -= 1;
+                                in_flight.push(self.deliver_one(offset, event, from_lane, Some(key)));
+                            }
+                            None => {
+                                keys.remove(&key);
+                            }
+                        }
+                    }
                 }
-                item = self.lane.recv(), if live && in_flight.len() < max => match item {
+                item = self.lane.recv(), if live && in_flight.len() + waiting < max => match item {
                     Some((offset, event)) => {
                         seen = offset + 1;
                         unfinished.insert(offset);
                         self.state.publish(false, *unfinished.first().unwrap_or(&seen));
-                        in_flight.push(self.deliver_one(offset, event, true));
+                        waiting += self.launch(&mut in_flight, &mut keys, (offset, event, true));
                     }
                     None => break,
                 },
@@ -190,7 +209,7 @@ impl Dispatcher {
                     None => break, // the log was closed
                 },
             }
-            while in_flight.len() < max {
+            while in_flight.len() + waiting < max {
                 let Some((offset, record)) = buffered.pop_front() else {
                     break;
                 };
@@ -199,7 +218,8 @@ impl Dispatcher {
                     unfinished.insert(offset);
                     self.state
                         .publish(false, *unfinished.first().unwrap_or(&seen));
-                    in_flight.push(self.deliver_one(offset, Arc::new(event), false));
+                    waiting +=
+                        self.launch(&mut in_flight, &mut keys, (offset, Arc::new(event), false));
                 }
             }
             let low = unfinished.first().copied().unwrap_or(seen);
@@ -224,11 +244,12 @@ impl Dispatcher {
         // Shutdown: let what is in flight finish within the grace period; the position then
         // is exactly the lowest unfinished offset, so nothing unacknowledged is skipped.
         let drain = async {
-            while let Some((offset, from_lane)) = in_flight.next().await {
-                unfinished.remove(&offset);
+            // Events waiting behind a partition key are not started: they stay unfinished.
+            while let Some(done) = in_flight.next().await {
+                unfinished.remove(&done.offset);
                 let low = unfinished.first().copied().unwrap_or(seen);
                 self.state.publish(in_flight.is_empty(), low);
-                if from_lane {
+                if done.from_lane {
                     self.state.finished_handoff();
                 }
             }
@@ -270,20 +291,43 @@ impl Dispatcher {
         }
     }
 
+    /// Starts delivering an event, or — for an ordered trigger whose partition key already has
+    /// an event under way — queues it behind that one. Returns how many events it queued.
+    fn launch(
+        &self,
+        in_flight: &mut FuturesUnordered<Delivery>,
+        keys: &mut HashMap<String, VecDeque<Pending>>,
+        (offset, event, from_lane): Pending,
+    ) -> usize {
+        if !self.trigger.ordered {
+            in_flight.push(self.deliver_one(offset, event, from_lane, None));
+            return 0;
+        }
+        let key = partition_key(&event);
+        if let Some(queue) = keys.get_mut(&key) {
+            queue.push_back((offset, event, from_lane));
+            return 1;
+        }
+        keys.insert(key.clone(), VecDeque::new());
+        in_flight.push(self.deliver_one(offset, event, from_lane, Some(key)));
+        0
+    }
+
     /// Delivers one event with the retry policy, then appends its reply or dead-letters it;
-    /// resolves to its offset once finished.
+    /// resolves once finished.
     fn deliver_one(
         &self,
         offset: u64,
         event: Arc<CloudEvent>,
         from_lane: bool,
-    ) -> impl Future<Output = (u64, bool)> + 'static {
+        key: Option<String>,
+    ) -> Delivery {
         let client = self.client.clone();
         let trigger = self.trigger.clone();
         let stats = self.stats.clone();
         let broker = self.broker.clone();
         let log = self.log.clone();
-        async move {
+        Box::pin(async move {
             match deliver(&client, &trigger, &event, &stats).await {
                 Outcome::Delivered { reply } => {
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -295,8 +339,12 @@ impl Dispatcher {
                     dead_letter(&client, &broker, &trigger, &event, offset, failure, &stats).await;
                 }
             }
-            (offset, from_lane)
-        }
+            Done {
+                offset,
+                from_lane,
+                key,
+            }
+        })
     }
 }
 
@@ -385,6 +433,29 @@ async fn dead_letter(
             );
         }
     }
+}
+
+/// An event to deliver: offset, event, and whether the fan-out handed it over.
+type Pending = (u64, Arc<CloudEvent>, bool);
+
+/// A delivery under way.
+type Delivery = std::pin::Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// A finished delivery.
+struct Done {
+    offset: u64,
+    from_lane: bool,
+    /// The partition key it held (ordered triggers).
+    key: Option<String>,
+}
+
+/// The CloudEvents `partitionkey` extension; events without one share the key `""`.
+fn partition_key(event: &CloudEvent) -> String {
+    use ember_triggers::EventAttributes;
+    event
+        .attribute("partitionkey")
+        .map(|k| k.into_owned())
+        .unwrap_or_default()
 }
 
 /// Aborts a task when dropped (the catch-up reader dies with its dispatcher's interest).

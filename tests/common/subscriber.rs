@@ -29,6 +29,9 @@ impl Received {
 
 #[derive(Default)]
 struct State {
+    /// Requests being answered now, and the most at once.
+    concurrent: usize,
+    max_concurrent: usize,
     /// Per-request delay before answering.
     delay: std::time::Duration,
     received: Vec<Received>,
@@ -97,6 +100,8 @@ impl Subscriber {
         let hold = held.clone();
         let state = Arc::new(Mutex::new(State {
             delay: Default::default(),
+            concurrent: 0,
+            max_concurrent: 0,
             received: Vec::new(),
             script: statuses.into_iter().map(Answer::status).collect(),
             default: None,
@@ -114,8 +119,13 @@ impl Subscriber {
                         let st = st.clone();
                         let mut held = hold.subscribe();
                         async move {
+                            let delay = {
+                                let mut s = st.lock().unwrap();
+                                s.concurrent += 1;
+                                s.max_concurrent = s.max_concurrent.max(s.concurrent);
+                                s.delay
+                            };
                             let _ = held.wait_for(|h| !*h).await;
-                            let delay = st.lock().unwrap().delay;
                             if !delay.is_zero() {
                                 tokio::time::sleep(delay).await;
                             }
@@ -127,6 +137,7 @@ impl Subscriber {
                                 .unwrap_or_default();
                             let answer = {
                                 let mut s = st.lock().unwrap();
+                                s.concurrent -= 1;
                                 s.received.push(Received {
                                     headers: parts.headers,
                                     body,
@@ -197,6 +208,11 @@ impl Subscriber {
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
+    }
+
+    /// The most requests it was answering at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.lock().unwrap().max_concurrent
     }
 
     /// How many requests arrived.
