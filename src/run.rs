@@ -109,7 +109,7 @@ impl Ember {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-        let plans = wiring::brokers(config, data_dir)?;
+        let plans = wiring::brokers(config, data_dir, listener.local_addr()?)?;
         let mut brokers = Vec::with_capacity(plans.len());
         for plan in plans {
             let broker =

@@ -2,10 +2,12 @@
 //! [`BrokerConfig`] and [`TriggerConfig`]s; delivery settings resolve Trigger over Broker over
 //! Ember's defaults, field by field.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use ember_api::broker::Durability as ApiDurability;
+use ember_api::delivery::Destination;
 use ember_api::delivery::{BackoffPolicy as ApiBackoff, DeliveryFormat as ApiFormat, DeliverySpec};
 use ember_api::resource::Kind;
 use ember_api::trigger::Filter as ApiFilter;
@@ -16,6 +18,7 @@ use ember_broker::dispatch::{DeliveryFormat, TriggerConfig};
 use ember_broker::log::Durability;
 use ember_broker::retry::{BackoffPolicy, DeliveryPolicy};
 use ember_triggers::{FilterSpec, TriggerFilter};
+use http::Uri;
 
 pub use ember_api::config::Config;
 
@@ -130,8 +133,13 @@ pub struct BrokerPlan {
     pub triggers: Vec<TriggerConfig>,
 }
 
-/// Resolves every broker of the configuration.
-pub fn brokers(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<BrokerPlan>> {
+/// Resolves every broker of the configuration. `self_addr` is Ember's own listener: a
+/// destination that refers to a Broker is that broker's ingress there.
+pub fn brokers(
+    config: &Config,
+    data_dir: &Path,
+    self_addr: SocketAddr,
+) -> anyhow::Result<Vec<BrokerPlan>> {
     let mut plans = Vec::with_capacity(config.brokers.len());
     for located in &config.brokers {
         let b = &located.resource;
@@ -143,7 +151,7 @@ pub fn brokers(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<BrokerPla
         let mut triggers = Vec::new();
         for t in config.triggers.iter().map(|l| &l.resource) {
             if t.metadata.namespace == namespace && t.spec.broker == b.metadata.name {
-                triggers.push(trigger(t, &broker_delivery)?);
+                triggers.push(trigger(t, &broker_delivery, self_addr)?);
             }
         }
         plans.push(BrokerPlan {
@@ -166,18 +174,53 @@ pub fn brokers(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<BrokerPla
     Ok(plans)
 }
 
-fn trigger(t: &Trigger, broker_delivery: &DeliverySpec) -> anyhow::Result<TriggerConfig> {
+/// The address a destination resolves to: its `uri`, or for a `ref` to a Broker that broker's
+/// ingress on Ember's own listener (events forwarded through it get their TTL decremented,
+/// like any event entering a broker).
+fn resolve(
+    dest: &Destination,
+    own_namespace: &str,
+    self_addr: SocketAddr,
+    field: &str,
+) -> anyhow::Result<Uri> {
+    let uri = match (&dest.uri, &dest.reference) {
+        (Some(uri), _) => uri.clone(),
+        (None, Some(r)) if r.kind == "Broker" => {
+            let host = match self_addr.ip() {
+                ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+                ip if ip.is_unspecified() => "[::1]".to_owned(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            let ns = r.namespace_or(own_namespace);
+            format!("http://{host}:{}/{ns}/{}", self_addr.port(), r.name)
+        }
+        _ => bail!("{field}: only uri destinations and refs to a Broker resolve today"),
+    };
+    if uri.starts_with("https://") {
+        bail!("{field}: not supported yet: https destinations");
+    }
+    uri.parse()
+        .with_context(|| format!("{field}: {uri:?} is not a URL"))
+}
+
+fn trigger(
+    t: &Trigger,
+    broker_delivery: &DeliverySpec,
+    self_addr: SocketAddr,
+) -> anyhow::Result<TriggerConfig> {
     let name = &t.metadata.name;
     let settings = t
         .settings()
         .map_err(|e| anyhow::anyhow!("trigger {name}: {e:?}"))?;
     let filter = compile_filter(t)?;
-    let Some(uri) = &t.spec.subscriber.uri else {
-        bail!("trigger {name}: spec.subscriber: only uri subscribers run today");
-    };
-    if uri.starts_with("https://") {
-        bail!("trigger {name}: spec.subscriber.uri: not supported yet: https subscribers");
-    }
+    let ns = &t.metadata.namespace;
+    let subscriber = resolve(
+        &t.spec.subscriber,
+        ns,
+        self_addr,
+        &format!("trigger {name}: spec.subscriber"),
+    )?;
     let delivery = t
         .spec
         .delivery
@@ -200,21 +243,19 @@ fn trigger(t: &Trigger, broker_delivery: &DeliverySpec) -> anyhow::Result<Trigge
     Ok(TriggerConfig {
         name: name.clone(),
         filter,
-        subscriber: uri.parse()?,
+        subscriber,
         policy,
         format: match delivery.format {
             Some(ApiFormat::Json) => DeliveryFormat::Json,
             Some(ApiFormat::Binary) | None => DeliveryFormat::Binary,
         },
-        dead_letter: match delivery
-            .dead_letter_sink
-            .as_ref()
-            .and_then(|d| d.uri.as_deref())
-        {
-            Some(uri) if uri.starts_with("https://") => {
-                bail!("trigger {name}: delivery.deadLetterSink.uri: not supported yet: https sinks")
-            }
-            Some(uri) => Some(uri.parse()?),
+        dead_letter: match &delivery.dead_letter_sink {
+            Some(dls) => Some(resolve(
+                dls,
+                ns,
+                self_addr,
+                &format!("trigger {name}: delivery.deadLetterSink"),
+            )?),
             None => None,
         },
         retry_after_max: delivery

@@ -390,3 +390,34 @@ async fn a_200_with_a_body_that_is_not_an_event_is_a_failed_delivery_and_202_is_
     assert_eq!(stats.replies.load(Ordering::Relaxed), 0);
     ember.stop().await;
 }
+
+#[tokio::test]
+async fn a_trigger_can_forward_into_another_broker_by_ref() {
+    let sub = Subscriber::start().await;
+    let ember = TestEmber::start(&format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: front}}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: back}}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: forward}}\nspec:\n  broker: front\n  \
+         subscriber: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: back}}}}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: out}}\nspec:\n  broker: back\n  \
+         subscriber: {{uri: \"{}\"}}\n",
+        sub.uri()
+    ))
+    .await;
+    post(
+        &ember.url("/default/front"),
+        &binary_event("f1", "t"),
+        "hop",
+    )
+    .await;
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 1).await);
+    let got = &sub.received()[0];
+    assert_eq!(got.header("ce-id"), Some("f1"));
+    assert_eq!(
+        got.header("ce-knativebrokerttl"),
+        Some("254"),
+        "one hop through the second broker"
+    );
+    assert_eq!(&got.body[..], b"hop");
+    ember.stop().await;
+}

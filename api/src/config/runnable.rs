@@ -28,8 +28,23 @@ pub fn not_yet_supported(resource: &Resource) -> Vec<FieldError> {
         _ => {}
     }
     for (path, dest) in resource.destinations() {
-        if dest.reference.is_some() {
-            refuse(path.key("ref"), "ref destinations (use uri for now)");
+        match &dest.reference {
+            // A Broker resolves to its ingress on Ember's own listener.
+            Some(r) if r.kind == "Broker" => {}
+            Some(r) if r.kind == "Service" && r.api_version.starts_with("serving.knative.dev/") => {
+                refuse(
+                    path.key("ref"),
+                    "refs to a Service (serving is not available yet; use uri)",
+                )
+            }
+            Some(r) => refuse(
+                path.key("ref"),
+                &format!(
+                    "refs to a {} (only Broker refs resolve today; use uri)",
+                    r.kind
+                ),
+            ),
+            None => {}
         }
         if dest.ca_certs.is_some() {
             refuse(path.key("CACerts"), "CACerts (custom CA certificates)");
