@@ -624,29 +624,39 @@ pub async fn send(
     event: &CloudEvent,
     stats: &DispatchStats,
 ) -> Result<Response, Failure> {
-    let policy = &trigger.policy;
+    with_retries(&trigger.policy, trigger.retry_after_max, stats, || {
+        attempt(client, target, trigger, event)
+    })
+    .await
+    .inspect_err(|f| tracing::debug!(trigger = %trigger.name, %target, id = %event.id, reason = %f.reason, "giving up"))
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or the policy's retries are used up,
+/// sleeping [`next_wait`] between attempts (on tokio's clock, so tests can pause it).
+pub async fn with_retries<F, Fut>(
+    policy: &DeliveryPolicy,
+    retry_after_max: Duration,
+    stats: &DispatchStats,
+    mut attempt: F,
+) -> Result<Response, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Response, (bool, Failure)>>,
+{
     let mut retry = 0;
     loop {
-        let (retryable, failure) = match attempt(client, target, trigger, event).await {
+        let (retryable, failure) = match attempt().await {
             Ok(resp) => return Ok(resp),
             Err(failure) => failure,
         };
         retry += 1;
         let wait = retryable
-            .then(|| {
-                next_wait(
-                    policy,
-                    retry,
-                    failure.response.as_ref(),
-                    trigger.retry_after_max,
-                )
-            })
+            .then(|| next_wait(policy, retry, failure.response.as_ref(), retry_after_max))
             .flatten();
         let Some(wait) = wait else {
             return Err(failure);
         };
         stats.retries.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(trigger = %trigger.name, %target, id = %event.id, retry, ?wait, reason = %failure.reason, "retrying");
         tokio::time::sleep(wait).await;
     }
 }
@@ -834,6 +844,95 @@ mod tests {
             next_wait(&policy(), 1, Some(&r), Duration::from_secs(3600)),
             Some(Duration::from_millis(100))
         );
+    }
+
+    /// Runs `with_retries` against scripted attempt results on a paused clock; returns when
+    /// each attempt happened (ms after the first) and the result.
+    async fn schedule(
+        policy: DeliveryPolicy,
+        mut script: Vec<Result<u16, (u16, Option<&'static str>)>>,
+    ) -> (Vec<u128>, Result<Response, Failure>) {
+        let start = tokio::time::Instant::now();
+        let times = std::sync::Mutex::new(Vec::new());
+        script.reverse();
+        let script = std::sync::Mutex::new(script);
+        let stats = DispatchStats::default();
+        let result = with_retries(&policy, Duration::from_secs(10), &stats, || {
+            times.lock().unwrap().push(start.elapsed().as_millis());
+            let next = script.lock().unwrap().pop().unwrap_or(Ok(200));
+            async move {
+                match next {
+                    Ok(status) => Ok(response(status, None)),
+                    Err((status, retry_after)) => Err((
+                        is_retryable_status(status),
+                        Failure {
+                            response: Some(response(status, retry_after)),
+                            reason: String::new(),
+                        },
+                    )),
+                }
+            }
+        })
+        .await;
+        (times.into_inner().unwrap(), result)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn linear_schedule_on_the_clock() {
+        let (times, result) = schedule(
+            policy(),
+            vec![Err((503, None)), Err((500, None)), Err((429, None))],
+        )
+        .await;
+        assert_eq!(times, [0, 100, 300, 600]);
+        assert!(result.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exponential_schedule_on_the_clock_then_gives_up() {
+        let policy = DeliveryPolicy {
+            backoff_policy: BackoffPolicy::Exponential,
+            ..policy()
+        };
+        let (times, result) = schedule(policy, vec![Err((503, None)); 10]).await;
+        // delay × 2^k before retry k = 1, 2, 3; then the retries are used up.
+        assert_eq!(times, [0, 200, 600, 1400]);
+        assert_eq!(result.unwrap_err().response.unwrap().status, 503);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_stretches_the_schedule_and_final_statuses_stop_it() {
+        let (times, _) = schedule(policy(), vec![Err((429, Some("2"))), Err((503, None))]).await;
+        assert_eq!(times, [0, 2000, 2200]);
+        let (times, result) = schedule(policy(), vec![Err((400, None))]).await;
+        assert_eq!(times, [0], "a 400 is final");
+        assert!(result.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_row_of_knatives_retry_table() {
+        // (status, retried?)
+        let rows = [
+            (400, false),
+            (401, false),
+            (403, false),
+            (404, true),
+            (408, true),
+            (409, true),
+            (410, false),
+            (413, false),
+            (429, true),
+            (500, true),
+            (502, true),
+            (503, true),
+            (504, true),
+            (301, false),
+            (302, false),
+        ];
+        for (status, retried) in rows {
+            let (times, _) = schedule(policy(), vec![Err((status, None))]).await;
+            assert_eq!(times.len() == 2, retried, "{status}");
+        }
     }
 
     #[test]
