@@ -235,3 +235,59 @@ async fn a_torn_tail_is_truncated_and_everything_before_it_kept() {
         "recovery logs the truncation: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_delivery_redelivers_after_restart() {
+    let sub_port = free_port().await;
+    let sub = Subscriber::serve(
+        TcpListener::bind(("127.0.0.1", sub_port)).await.unwrap(),
+        vec![],
+    );
+    let config_dir = tempfile::tempdir().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = write_config(config_dir.path(), sub_port);
+    let mut ember = start_ember(&config, data_dir.path()).await;
+
+    // The first 20 events are delivered; then the subscriber hangs with deliveries in flight.
+    for i in 0..20 {
+        post(&ember.url, &binary_event(&format!("a{i}"), "t"), "").await;
+    }
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 20).await);
+    // Let the positions of the delivered events reach the disk (written every 100 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sub.hold();
+    for i in 0..50 {
+        post(&ember.url, &binary_event(&format!("b{i}"), "t"), "").await;
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || sub.in_progress() == 50).await,
+        "deliveries in flight: {} waiting, {} answered",
+        sub.in_progress(),
+        sub.count()
+    );
+    ember.child.kill().expect("SIGKILL");
+    let _ = ember.child.wait();
+    sub.release();
+
+    let ember = start_ember(&config, data_dir.path()).await;
+    let everything: HashSet<String> = (0..20)
+        .map(|i| format!("a{i}"))
+        .chain((0..50).map(|i| format!("b{i}")))
+        .collect();
+    let answered = |sub: &Subscriber| sub.ids().into_iter().collect::<HashSet<_>>();
+    assert!(
+        eventually(Duration::from_secs(20), || answered(&sub)
+            .is_superset(&everything))
+        .await,
+        "every event delivered at least once"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids = sub.ids();
+    let redelivered_a = ids.iter().filter(|id| id.starts_with('a')).count() - 20;
+    assert_eq!(
+        redelivered_a, 0,
+        "events whose delivery finished before the crash are not redelivered"
+    );
+    unsafe { libc::kill(ember.child.id() as i32, libc::SIGTERM) };
+    let _ = stderr_of(ember.child);
+}

@@ -210,6 +210,11 @@ impl Subscriber {
         self.state.lock().unwrap().received.clone()
     }
 
+    /// Requests being answered now (e.g. waiting while the subscriber hangs).
+    pub fn in_progress(&self) -> usize {
+        self.state.lock().unwrap().concurrent
+    }
+
     /// The most requests it was answering at once.
     pub fn max_concurrent(&self) -> usize {
         self.state.lock().unwrap().max_concurrent
