@@ -167,6 +167,7 @@ pub fn brokers(
                 retention: settings.retention,
                 max_event_bytes: usize::try_from(settings.max_event_bytes).unwrap_or(usize::MAX),
                 queue_capacity: APPEND_QUEUE_CAPACITY,
+                disk_budget: settings.disk_budget,
             },
             triggers,
         });

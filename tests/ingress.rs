@@ -433,6 +433,7 @@ async fn a_full_append_queue_is_503_with_retry_after_and_nothing_is_lost() {
                 retention: Duration::from_secs(3600),
                 max_event_bytes: 1 << 20,
                 queue_capacity: 2,
+                disk_budget: None,
             },
             vec![],
         )

@@ -92,3 +92,75 @@ spec: {{broker: default, subscriber: {{uri: "http://127.0.0.1:{slow_port}/"}}}}
     assert_eq!(segments(ember.data_dir.path()), 1);
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_budget_is_507_until_triggers_catch_up() {
+    let sub_port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let yaml = format!(
+        r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  annotations: {{ember.dev/segment-bytes: "4Ki", ember.dev/max-event-bytes: "2Ki", ember.dev/retention: "0s", ember.dev/disk-budget: "8Ki"}}
+spec:
+  delivery: {{retry: 1000, backoffPolicy: linear, backoffDelay: PT0.05S}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: t}}
+spec: {{broker: default, subscriber: {{uri: "http://127.0.0.1:{sub_port}/"}}}}
+"#
+    );
+    let ember = TestEmber::start(&yaml).await;
+    let url = ember.url("/default/default");
+    // The subscriber is down: nothing can be deleted, so the budget fills up.
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 0..100 {
+        let r = post(&url, &binary_event(&format!("e{i}"), "t"), vec![b'x'; 500]).await;
+        match r.status {
+            StatusCode::ACCEPTED => accepted += 1,
+            _ => {
+                refused = Some(r);
+                break;
+            }
+        }
+        // The usage is refreshed every 100 ms.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let refused = refused.expect("the budget runs out");
+    assert_eq!(refused.status, StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert!(
+        refused.error().contains("disk budget"),
+        "{}",
+        refused.error()
+    );
+    assert!(accepted > 5, "{accepted}");
+
+    // The subscriber comes up, the trigger catches up, old segments go, ingress accepts again.
+    let sub = Subscriber::serve(
+        TcpListener::bind(("127.0.0.1", sub_port)).await.unwrap(),
+        vec![],
+    );
+    assert!(eventually(Duration::from_secs(20), || sub.count() >= accepted).await);
+    let broker = ember.ember.broker("default", "default").unwrap().clone();
+    let mut ok = false;
+    for _ in 0..100 {
+        broker.enforce_retention().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = post(&url, &binary_event("after", "t"), vec![b'x'; 500]).await;
+        if r.status == StatusCode::ACCEPTED {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "accepted again once the triggers caught up");
+    ember.stop().await;
+}

@@ -20,6 +20,10 @@ pub const SEGMENT_BYTES: &str = "ember.dev/segment-bytes";
 pub const RETENTION: &str = "ember.dev/retention";
 /// Largest event a broker accepts, in bytes (default 1 MiB).
 pub const MAX_EVENT_BYTES: &str = "ember.dev/max-event-bytes";
+/// Broker disk budget: the most bytes its log may hold on disk; when full, ingress answers 507
+/// with `Retry-After` until triggers have moved on and old segments are deleted (default: no
+/// budget).
+pub const DISK_BUDGET: &str = "ember.dev/disk-budget";
 /// Trigger delivery order: `ordered` or `unordered` (default).
 pub const DELIVERY_ORDER: &str = "kafka.eventing.knative.dev/delivery.order";
 /// Trigger concurrency: events in flight to the subscriber at once (≥ 1, default 100).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::annotations::{
-    self, BROKER_CLASS, DURABILITY, MAX_EVENT_BYTES, RETENTION, SEGMENT_BYTES,
+    self, BROKER_CLASS, DISK_BUDGET, DURABILITY, MAX_EVENT_BYTES, RETENTION, SEGMENT_BYTES,
 };
 use crate::delivery::DeliverySpec;
 use crate::duration::parse_flexible;
@@ -91,6 +91,8 @@ pub struct BrokerSettings {
     pub retention: Duration,
     /// From `ember.dev/max-event-bytes` (default 1 MiB).
     pub max_event_bytes: u64,
+    /// From `ember.dev/disk-budget` (default none).
+    pub disk_budget: Option<u64>,
 }
 
 impl Default for BrokerSettings {
@@ -101,6 +103,7 @@ impl Default for BrokerSettings {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             retention: DEFAULT_RETENTION,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            disk_budget: None,
         }
     }
 }
@@ -189,12 +192,23 @@ impl Broker {
         let retention = annotations::read(a, RETENTION, &m, errs, d.retention, |v| {
             parse_flexible(v).map_err(|e| e.to_string())
         });
+        let disk_budget = annotations::read(a, DISK_BUDGET, &m, errs, d.disk_budget, |v| {
+            let n = annotations::parse_bytes(v)?;
+            if n < 2 * segment_bytes {
+                return Err(format!(
+                    "must be at least two segments ({} bytes), got {n}",
+                    2 * segment_bytes
+                ));
+            }
+            Ok(Some(n))
+        });
         BrokerSettings {
             class,
             durability,
             segment_bytes,
             retention,
             max_event_bytes,
+            disk_budget,
         }
     }
 

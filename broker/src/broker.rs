@@ -48,6 +48,8 @@ pub struct BrokerConfig {
     pub max_event_bytes: usize,
     /// Append batches that may wait for the writer before ingress answers 503.
     pub queue_capacity: usize,
+    /// The most bytes the log may hold on disk; beyond it ingress answers 507.
+    pub disk_budget: Option<u64>,
 }
 
 /// Why a broker could not start.
@@ -87,6 +89,8 @@ struct TriggerState {
 /// A broker with its log open and its triggers' positions loaded.
 pub struct Broker {
     config: BrokerConfig,
+    /// Bytes of log segments on disk, refreshed with the triggers' positions.
+    disk_used: Arc<AtomicU64>,
     id: String,
     log: EventLog,
     cursors: Arc<CursorStore>,
@@ -151,13 +155,28 @@ impl Broker {
                 stats: Arc::default(),
             });
         }
+        let disk_used = Arc::new(AtomicU64::new(disk_usage(log.dir())));
         Ok(Self {
             config,
+            disk_used,
             id,
             log,
             cursors,
             triggers: states,
         })
+    }
+
+    /// Whether appending `bytes` more would take the log past its disk budget (the log
+    /// never deletes what a trigger has not finished, so the budget is enforced at ingress).
+    pub fn over_disk_budget(&self, bytes: u64) -> bool {
+        self.config
+            .disk_budget
+            .is_some_and(|budget| self.disk_used.load(Ordering::Relaxed) + bytes > budget)
+    }
+
+    /// Bytes of log segments on disk (as of the last refresh, at most 100 ms old).
+    pub fn disk_used(&self) -> u64 {
+        self.disk_used.load(Ordering::Relaxed)
     }
 
     /// `namespace/name`.
@@ -259,6 +278,8 @@ impl Broker {
             attach: attach_rx,
         };
         let positions = Positions {
+            log_dir: self.log.dir().to_owned(),
+            disk_used: self.disk_used.clone(),
             broker: self.id.clone(),
             fanout: fanout_position,
             cursors: self.cursors.clone(),
@@ -365,6 +386,9 @@ struct PositionSlot {
 /// write (so a restart never redelivers more than what finished since), or when it moved more
 /// than [`POSITION_LAG_WRITE`] (an idle trigger, whose stale position costs only re-filtering).
 struct Positions {
+    /// The log's directory and its size on disk, refreshed on every tick (for the budget).
+    log_dir: PathBuf,
+    disk_used: Arc<AtomicU64>,
     broker: String,
     fanout: FanoutPosition,
     cursors: Arc<CursorStore>,
@@ -389,6 +413,10 @@ impl Positions {
     }
 
     async fn flush(&mut self) {
+        let dir = self.log_dir.clone();
+        if let Ok(used) = tokio::task::spawn_blocking(move || disk_usage(&dir)).await {
+            self.disk_used.store(used, Ordering::Relaxed);
+        }
         let mut writes = Vec::new();
         for (i, t) in self.triggers.iter().enumerate() {
             let position = t.lane.position(&self.fanout);
@@ -428,4 +456,17 @@ impl Positions {
             }
         }
     }
+}
+
+/// Bytes of segment files in a log directory.
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }

@@ -4,7 +4,8 @@
 //! is durable in the broker's log; 400 with `{"error": "..."}` for anything that is not a valid
 //! CloudEvent; 404 for an unknown broker; 405 for other methods (OPTIONS answers the CloudEvents
 //! webhook handshake); 413 above the broker's size limit; 415 for an unknown structured format;
-//! 503 with `Retry-After` when the log's bounded append queue is full. Nothing is buffered
+//! 503 with `Retry-After` when the log's bounded append queue is full, 507 with `Retry-After`
+//! when the broker's disk budget is used up. Nothing is buffered
 //! without bound and nothing is dropped silently.
 
 use bytes::Bytes;
@@ -116,6 +117,13 @@ where
         records.push(e.encode_to_bytes());
     }
 
+    let bytes: u64 = records.iter().map(|r| r.len() as u64 + 8).sum();
+    if broker.over_disk_budget(bytes) {
+        return retry_later(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the broker's disk budget is used up until its triggers catch up; retry later",
+        );
+    }
     match broker.append(records).await {
         Ok(_) => empty(StatusCode::ACCEPTED),
         Err(AppendError::Full) => retry_later(
