@@ -50,7 +50,10 @@ struct Args {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 #[derive(Default)]
@@ -68,7 +71,9 @@ async fn main() -> anyhow::Result<()> {
     let s = sink.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let _ = stream.set_nodelay(true);
             let s = s.clone();
             tokio::spawn(async move {
@@ -84,7 +89,8 @@ async fn main() -> anyhow::Result<()> {
                         if let Some(sent) = sent
                             && s.measuring.load(Ordering::Relaxed)
                         {
-                            let us = (now_ns().saturating_sub(sent) / 1000).min(u64::from(u32::MAX));
+                            let us =
+                                (now_ns().saturating_sub(sent) / 1000).min(u64::from(u32::MAX));
                             s.latencies_us.lock().unwrap().push(us as u32);
                             s.delivered.fetch_add(1, Ordering::Relaxed);
                         }
@@ -101,12 +107,18 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let uri: hyper::Uri = args.target.parse()?;
-    let addr = format!("{}:{}", uri.host().unwrap_or("127.0.0.1"), uri.port_u16().unwrap_or(80));
+    let addr = format!(
+        "{}:{}",
+        uri.host().unwrap_or("127.0.0.1"),
+        uri.port_u16().unwrap_or(80)
+    );
     let body = Bytes::from(vec![b'x'; args.body_bytes]);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let measuring = Arc::new(AtomicBool::new(false));
-    let interval = args.rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r));
+    let interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.connections as f64 / r));
     let mut senders = Vec::new();
     for c in 0..args.connections {
         let (addr, uri, body) = (addr.clone(), uri.clone(), body.clone());
@@ -119,7 +131,9 @@ async fn main() -> anyhow::Result<()> {
                 .expect("handshake");
             tokio::spawn(conn);
             let mut next = Instant::now()
-                + interval.map(|i| i.mul_f64(c as f64 / 16.0)).unwrap_or_default();
+                + interval
+                    .map(|i| i.mul_f64(c as f64 / 16.0))
+                    .unwrap_or_default();
             let mut seq = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 if let Some(i) = interval {
@@ -179,7 +193,9 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{} conns{}, copies {}: sent {} ({:.0}/s), delivered {} in window ({:.0}/s), {} of {} expected in the end; latency p50 {} p99 {} max {}",
         args.connections,
-        args.rate.map(|r| format!(", target {r:.0}/s")).unwrap_or_default(),
+        args.rate
+            .map(|r| format!(", target {r:.0}/s"))
+            .unwrap_or_default(),
         args.copies,
         sent.load(Ordering::Relaxed),
         sent.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),

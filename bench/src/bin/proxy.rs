@@ -29,10 +29,15 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build(connector);
     let listener = TcpListener::bind(args.listen).await?;
-    eprintln!("proxy listening on {} -> {}", listener.local_addr()?, args.upstream);
+    eprintln!(
+        "proxy listening on {} -> {}",
+        listener.local_addr()?,
+        args.upstream
+    );
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
@@ -42,7 +47,11 @@ async fn main() -> anyhow::Result<()> {
                 let (client, upstream) = (client.clone(), upstream.clone());
                 async move {
                     let (parts, body) = req.into_parts();
-                    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
                     let mut out = Request::new(Full::new(body));
                     *out.method_mut() = parts.method;
                     *out.uri_mut() = upstream;
