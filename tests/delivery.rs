@@ -421,3 +421,25 @@ async fn a_trigger_can_forward_into_another_broker_by_ref() {
     assert_eq!(&got.body[..], b"hop");
     ember.stop().await;
 }
+
+#[tokio::test]
+async fn format_json_delivers_structured_events() {
+    let sub = Subscriber::start().await;
+    let ember = TestEmber::start(&yaml("{}", &[("t", "{}", &sub.uri(), "{format: json}")])).await;
+    let mut headers = binary_event("j1", "t");
+    headers.push(("content-type", "application/json"));
+    post(&ember.url("/default/default"), &headers, r#"{"a":1}"#).await;
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 1).await);
+    let got = &sub.received()[0];
+    assert_eq!(
+        got.header("content-type"),
+        Some("application/cloudevents+json")
+    );
+    assert_eq!(got.header("ce-id"), None, "attributes travel in the body");
+    let body: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(body["id"], "j1");
+    assert_eq!(body["specversion"], "1.0");
+    assert_eq!(body["knativebrokerttl"], 255);
+    assert_eq!(body["data"], serde_json::json!({"a": 1}));
+    ember.stop().await;
+}
