@@ -117,7 +117,8 @@ fn prefix_type(i: usize) -> TriggerFilter {
     TriggerFilter::from_filters(&[FilterSpec::prefix("type", prefix)]).expect("valid")
 }
 
-/// One in ten is CESQL (not indexable), the rest exact `type` filters.
+/// One in ten is CESQL (indexed by the `type` prefix its LIKE requires), the rest exact `type`
+/// filters.
 fn mixed(i: usize) -> TriggerFilter {
     if i.is_multiple_of(10) {
         let expression = format!("type LIKE 'com.example.svc{i}.%' AND INT(prio) > 5");

@@ -72,6 +72,10 @@ pub trait EventAttributes {
     fn attribute(&self, name: &str) -> Option<Cow<'_, str>>;
 
     /// The attribute with its type, for CESQL. The default treats every value as a string.
+    ///
+    /// Must agree with [`attribute`](EventAttributes::attribute): present exactly when it is,
+    /// and with that canonical string as its string form (`Integer(5)` where `attribute` gives
+    /// `"5"`). The trigger index looks CESQL triggers up by `attribute` and relies on this.
     fn typed_attribute(&self, name: &str) -> Option<AttributeValue<'_>> {
         self.attribute(name).map(AttributeValue::String)
     }

@@ -2,6 +2,12 @@
 //! filter returns: for random triggers of every dialect and random events drawn from a small
 //! alphabet (so that exact, prefix and suffix tests really do match), and for a deterministic
 //! broker with thousands of triggers.
+//!
+//! CESQL triggers are indexed by the tests their expression requires, so the random CESQL
+//! expressions mix the shapes that anchor (`=`, `IN`, `LIKE` on a string literal, in AND
+//! chains) with near misses that must not (OR and XOR chains, `NOT`, literals that CESQL casts
+//! leniently such as `'05' = prio` or `'TRUE' = flag`, integer and boolean literals), over the
+//! same small alphabet, including strings that read as integers and booleans.
 
 use ember_triggers::{AttributeValue, EventAttributes, FilterSpec, TriggerFilter, TriggerIndex};
 use proptest::collection::{btree_map, vec};
@@ -9,30 +15,47 @@ use proptest::option;
 use proptest::prelude::*;
 use std::borrow::Cow;
 
-/// String attributes every event may carry, and an Integer extension.
+/// String attributes every event may carry, an Integer and a Boolean extension.
 const STRING_ATTRIBUTES: [&str; 4] = ["type", "source", "subject", "region"];
 const INT_ATTRIBUTE: &str = "prio";
+const BOOL_ATTRIBUTE: &str = "flag";
 
 #[derive(Debug, Clone)]
 struct Event {
     strings: [Option<String>; 4],
     prio: Option<i32>,
+    flag: Option<bool>,
+}
+
+impl Event {
+    /// An event with only a `type`.
+    fn of_type(type_: impl Into<String>) -> Self {
+        Event {
+            strings: [Some(type_.into()), None, None, None],
+            prio: None,
+            flag: None,
+        }
+    }
 }
 
 impl EventAttributes for Event {
     fn attribute(&self, name: &str) -> Option<Cow<'_, str>> {
-        if name == INT_ATTRIBUTE {
-            return self.prio.map(|p| Cow::Owned(p.to_string()));
+        match name {
+            INT_ATTRIBUTE => self.prio.map(|p| Cow::Owned(p.to_string())),
+            BOOL_ATTRIBUTE => self.flag.map(|b| Cow::Owned(b.to_string())),
+            _ => {
+                let i = STRING_ATTRIBUTES.iter().position(|a| *a == name)?;
+                self.strings[i].as_deref().map(Cow::Borrowed)
+            }
         }
-        let i = STRING_ATTRIBUTES.iter().position(|a| *a == name)?;
-        self.strings[i].as_deref().map(Cow::Borrowed)
     }
 
     fn typed_attribute(&self, name: &str) -> Option<AttributeValue<'_>> {
-        if name == INT_ATTRIBUTE {
-            return self.prio.map(AttributeValue::Integer);
+        match name {
+            INT_ATTRIBUTE => self.prio.map(AttributeValue::Integer),
+            BOOL_ATTRIBUTE => self.flag.map(AttributeValue::Boolean),
+            _ => self.attribute(name).map(AttributeValue::String),
         }
-        self.attribute(name).map(AttributeValue::String)
     }
 }
 
@@ -53,7 +76,7 @@ fn indexed(index: &TriggerIndex<usize>, event: &Event) -> Vec<usize> {
 // ---- strategies ----
 
 fn attribute_name() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec!["type", "source", "subject", "region", "prio"])
+    prop::sample::select(vec!["type", "source", "subject", "region", "prio", "flag"])
 }
 
 /// Short values over a tiny alphabet (with a two-byte character, to exercise UTF-8), or small
@@ -65,19 +88,85 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
-fn event() -> impl Strategy<Value = Event> {
-    let string = || option::weighted(0.8, "[ab.é]{0,4}");
-    (
-        [string(), string(), string(), string()],
-        option::weighted(0.7, -3i32..13),
-    )
-        .prop_map(|(strings, prio)| Event { strings, prio })
+/// Words that CESQL literals and event strings share, so that CESQL comparisons do match:
+/// plain ones, and strings that CESQL reads as the integers 5 and 0 or as booleans, in
+/// canonical and lenient spellings.
+const WORDS: [&str; 15] = [
+    "a", "b", "ab", "a.", "é", "", "5", "05", "+5", "0", "-0", "true", "TRUE", "True", "false",
+];
+
+fn word() -> impl Strategy<Value = String> {
+    prop::sample::select(&WORDS[..]).prop_map(str::to_owned)
 }
 
-/// A few CESQL expressions over the same attributes, including ones that fail on some events
-/// (a missing attribute, `INT` of a non-number) and the empty one (no condition).
+fn event() -> impl Strategy<Value = Event> {
+    let string = || option::weighted(0.8, prop_oneof!["[ab.é]{0,4}", word()]);
+    (
+        [string(), string(), string(), string()],
+        // 5 and 0 often, the integers that lenient literals such as '05' and '-0' read as.
+        option::weighted(0.7, prop_oneof![2 => -3i32..13, 1 => Just(5), 1 => Just(0)]),
+        option::weighted(0.7, any::<bool>()),
+    )
+        .prop_map(|(strings, prio, flag)| Event {
+            strings,
+            prio,
+            flag,
+        })
+}
+
+/// A comparison in a CESQL expression: the shapes the index anchors on and their near misses.
+fn cesql_atom() -> BoxedStrategy<String> {
+    let attribute = || {
+        prop::sample::select(vec![
+            "type", "type", "source", "subject", "region", "prio", "prio", "flag", "flag", "TYPE",
+        ])
+    };
+    let string = || word().prop_map(|w| format!("'{w}'"));
+    let literal = || {
+        prop_oneof![
+            4 => string(),
+            2 => prop::sample::select(vec!["0", "1", "5", "-1"]).prop_map(str::to_owned),
+            1 => prop::sample::select(vec!["TRUE", "FALSE"]).prop_map(str::to_owned),
+        ]
+    };
+    let pattern = prop_oneof![
+        word().prop_map(|w| format!("'{w}%'")),
+        word().prop_map(|w| format!("'%{w}'")),
+        word().prop_map(|w| format!("'{w}'")),
+        "[ab.%_]{0,3}".prop_map(|p| format!("'{p}'")),
+        Just(r"'a\%%'".to_owned()),
+    ];
+    prop_oneof![
+        4 => (attribute(), literal()).prop_map(|(a, l)| format!("{a} = {l}")),
+        2 => (literal(), attribute()).prop_map(|(l, a)| format!("{l} = {a}")),
+        1 => (attribute(), literal()).prop_map(|(a, l)| format!("{a} != {l}")),
+        3 => (attribute(), vec(literal(), 1..4))
+            .prop_map(|(a, set)| format!("{a} IN ({})", set.join(", "))),
+        1 => (attribute(), vec(string(), 1..3))
+            .prop_map(|(a, set)| format!("{a} NOT IN ({})", set.join(", "))),
+        3 => (attribute(), pattern.clone()).prop_map(|(a, p)| format!("{a} LIKE {p}")),
+        1 => (attribute(), pattern).prop_map(|(a, p)| format!("{a} NOT LIKE {p}")),
+        1 => attribute().prop_map(|a| format!("EXISTS {a}")),
+        1 => attribute().prop_map(|a| format!("INT({a}) > 5")),
+        1 => Just("prio < 3".to_owned()),
+    ]
+    .boxed()
+}
+
+/// CESQL expressions: comparisons in AND, OR and XOR chains (grouped to the right, as the
+/// engine does), with parentheses and `NOT`, some failing on some events (a missing
+/// attribute, `INT` of a non-number); plus a few fixed ones and the empty one (no condition).
 fn cesql() -> impl Strategy<Value = FilterSpec> {
-    prop::sample::select(vec![
+    let operator = || prop::sample::select(vec!["AND", "AND", "AND", "OR", "XOR"]);
+    let expression = cesql_atom().prop_recursive(3, 12, 4, move |inner| {
+        prop_oneof![
+            3 => (inner.clone(), operator(), inner.clone())
+                .prop_map(|(l, op, r)| format!("{l} {op} {r}")),
+            1 => inner.clone().prop_map(|x| format!("({x})")),
+            1 => inner.prop_map(|x| format!("NOT ({x})")),
+        ]
+    });
+    let fixed = prop::sample::select(vec![
         "type = 'ab'",
         "type LIKE 'a%'",
         "subject LIKE '%.'",
@@ -88,7 +177,8 @@ fn cesql() -> impl Strategy<Value = FilterSpec> {
         "INT(type) = 1",
         "",
     ])
-    .prop_map(FilterSpec::cesql)
+    .prop_map(str::to_owned);
+    prop_oneof![4 => expression, 1 => fixed].prop_map(FilterSpec::cesql)
 }
 
 fn filter_spec() -> impl Strategy<Value = FilterSpec> {
@@ -96,7 +186,7 @@ fn filter_spec() -> impl Strategy<Value = FilterSpec> {
         4 => (attribute_name(), value()).prop_map(|(a, v)| FilterSpec::exact(a, v)),
         2 => (attribute_name(), value()).prop_map(|(a, v)| FilterSpec::prefix(a, v)),
         2 => (attribute_name(), value()).prop_map(|(a, v)| FilterSpec::suffix(a, v)),
-        1 => cesql(),
+        2 => cesql(),
     ];
     leaf.prop_recursive(3, 16, 3, |inner| {
         prop_oneof![
@@ -120,7 +210,7 @@ fn trigger() -> impl Strategy<Value = TriggerFilter> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(1024))]
 
     #[test]
     fn index_matches_exactly_what_brute_force_matches(
@@ -210,6 +300,7 @@ fn thousands_of_mixed_triggers_match_like_brute_force() {
                 (!region.is_empty()).then(|| region.to_owned()),
             ],
             prio: None,
+            flag: None,
         };
         let expected = brute_force(&triggers, &event);
         total += expected.len();
@@ -217,6 +308,58 @@ fn thousands_of_mixed_triggers_match_like_brute_force() {
     }
     assert!(
         total > 500 * 100,
+        "the events should match many triggers, matched {total}"
+    );
+}
+
+/// CESQL triggers like the benchmark's, and ones that cannot be anchored.
+fn many_cesql_triggers(rng: &mut Rng, n: usize) -> Vec<TriggerFilter> {
+    (0..n)
+        .map(|i| {
+            let t = type_name(rng.below(TYPES));
+            let u = type_name(rng.below(TYPES));
+            let prefix = &t[..rng.below(t.len() - 1) + 1];
+            let expression = match i % 6 {
+                0 => format!("type LIKE '{prefix}%' AND INT(prio) > 5"),
+                1 => format!("prio > 2 AND type IN ('{t}', '{u}')"),
+                2 => format!("'{t}' = type AND (region = 'eu' OR prio < 4)"),
+                3 => format!("region LIKE 'eu%' AND type LIKE '%{}'", &t[prefix.len()..]),
+                // An OR chain, and an AND whose right side is an OR chain: not anchored.
+                4 => format!("type = '{t}' OR type = '{u}' AND prio > 5"),
+                _ => format!("prio = {} XOR type = '{t}'", rng.below(10)),
+            };
+            TriggerFilter::from_filters(&[FilterSpec::cesql(expression)]).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn thousands_of_cesql_triggers_are_anchored_and_match_like_brute_force() {
+    let mut rng = Rng(0x0dd_ba11_5eed_cafe);
+    let triggers = many_cesql_triggers(&mut rng, 3_000);
+    let index: TriggerIndex<usize> = triggers.iter().cloned().enumerate().collect();
+    // Only the OR and XOR chains (2 in 6) are evaluated for every event.
+    assert_eq!(index.unanchored_len(), 1_000);
+
+    let mut total = 0;
+    for _ in 0..500 {
+        let region = ["eu-west-1", "us-east-1", "eu"][rng.below(3)];
+        let event = Event {
+            strings: [
+                Some(type_name(rng.below(TYPES + 20))),
+                None,
+                None,
+                Some(region.to_owned()),
+            ],
+            prio: Some(rng.below(10) as i32),
+            flag: None,
+        };
+        let expected = brute_force(&triggers, &event);
+        total += expected.len();
+        assert_eq!(indexed(&index, &event), expected);
+    }
+    assert!(
+        total > 500 * 10,
         "the events should match many triggers, matched {total}"
     );
 }
@@ -231,10 +374,7 @@ fn ten_thousand_distinct_exact_types_are_all_anchored() {
         })
         .collect();
     assert_eq!(index.unanchored_len(), 0);
-    let event = Event {
-        strings: [Some("t4242".into()), None, None, None],
-        prio: None,
-    };
+    let event = Event::of_type("t4242");
     assert_eq!(indexed(&index, &event), [4242]);
 }
 
@@ -252,10 +392,7 @@ fn nested_prefixes_and_suffixes_are_all_found() {
     for value in [
         "abcd", "abce", "ab", "a", "", "b", "abd", "ab.é", "abcde", "zzz", "é",
     ] {
-        let event = Event {
-            strings: [Some(value.into()), None, None, None],
-            prio: None,
-        };
+        let event = Event::of_type(value);
         assert_eq!(
             indexed(&index, &event),
             brute_force(&triggers, &event),
@@ -271,10 +408,7 @@ fn matching_replaces_the_output() {
         TriggerFilter::from_filters(&[FilterSpec::exact("type", "t")]).unwrap(),
     )]);
     let mut out = vec![1, 2, 3];
-    let event = Event {
-        strings: [Some("t".into()), None, None, None],
-        prio: None,
-    };
+    let event = Event::of_type("t");
     index.matching(&event, &mut out);
     assert_eq!(out, [7]);
 }

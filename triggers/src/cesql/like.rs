@@ -28,6 +28,17 @@ enum Matcher {
     Segments(Vec<Segment>),
 }
 
+/// A pattern that is a plain comparison with literal text (escapes resolved, no `_`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StringTest<'p> {
+    /// No `%`: the text equals this.
+    Exact(&'p str),
+    /// `literal%`: the text starts with this (never empty).
+    Prefix(&'p str),
+    /// `%literal`: the text ends with this (never empty).
+    Suffix(&'p str),
+}
+
 /// Literal text and `_` wildcards between two `%`s.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Segment {
@@ -156,6 +167,17 @@ impl LikePattern {
         &self.source
     }
 
+    /// The plain string test this pattern is, when it is one: the compiled matcher itself, so
+    /// `text LIKE pattern` holds exactly when the test holds for `text`.
+    pub(crate) fn string_test(&self) -> Option<StringTest<'_>> {
+        match &self.matcher {
+            Matcher::Exact(s) => Some(StringTest::Exact(s)),
+            Matcher::Prefix(s) => Some(StringTest::Prefix(s)),
+            Matcher::Suffix(s) => Some(StringTest::Suffix(s)),
+            Matcher::Contains(_) | Matcher::Anything | Matcher::Segments(_) => None,
+        }
+    }
+
     pub(crate) fn matches(&self, text: &str) -> bool {
         match &self.matcher {
             Matcher::Exact(s) => text == &**s,
@@ -262,6 +284,22 @@ mod tests {
             Matcher::Exact(_)
         ));
         assert!(matches!(LikePattern::new("%%%").matcher, Matcher::Anything));
+    }
+
+    #[test]
+    fn string_tests_are_the_compiled_shapes() {
+        let test = |p: &str| LikePattern::new(p).string_test().map(|t| format!("{t:?}"));
+        assert_eq!(
+            test("com.example.%").as_deref(),
+            Some(r#"Prefix("com.example.")"#)
+        );
+        assert_eq!(test(r"a\%%").as_deref(), Some(r#"Prefix("a%")"#));
+        assert_eq!(test("%.error").as_deref(), Some(r#"Suffix(".error")"#));
+        assert_eq!(test(r"a\_b").as_deref(), Some(r#"Exact("a_b")"#));
+        assert_eq!(test("").as_deref(), Some(r#"Exact("")"#));
+        for none in ["a_%", "a%b", "%", "%%", "%x%", "a%%", r"a\\%%", "_"] {
+            assert_eq!(test(none), None, "{none}");
+        }
     }
 
     /// Character-by-character reference: a straightforward dynamic programme over the pattern's

@@ -7,6 +7,10 @@
 //! and the error, if any; [`Expression::matches`] is the trigger filter's question and never
 //! fails open: an error or a result that is not true means no match.
 //!
+//! For the trigger index, the crate-internal `Expression::required_conditions` (`required`)
+//! lists the tests on attribute strings that hold whenever the expression matches, such as
+//! `type` starting with `com.example.` for `type LIKE 'com.example.%' AND INT(prio) > 5`.
+//!
 //! Evaluation borrows the event's attributes through [`EventAttributes::typed_attribute`] and
 //! copies nothing to compare them, so a typical filter runs without allocating. The engine
 //! passes the official TCK (`tests/tck.rs`), with the spec's reading of `NOT 10`.
@@ -32,12 +36,14 @@ mod functions;
 mod lexer;
 mod like;
 mod parser;
+mod required;
 mod value;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use error::{EvalError, EvalErrorKind, ParseError};
+pub(crate) use required::{Required, RequiredTest};
 pub use value::{Type, Value};
 
 use crate::EventAttributes;

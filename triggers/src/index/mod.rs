@@ -1,13 +1,17 @@
 //! The trigger index: for one event, the triggers of a broker whose filter matches, found
 //! without evaluating every trigger.
 //!
-//! Each trigger's compiled condition is split (see `plan`) into an *anchor* — one top-level
-//! `exact` (or `any` of exacts on one attribute), `prefix` or `suffix` test that must hold for
-//! the trigger to match — and a *residual*, the rest of the condition. Anchors are indexed per
-//! attribute: exact values in a hash map, prefixes and suffixes in sorted sets that find every
-//! prefix (suffix) of the event's value with one binary search (see `affix`). Per event, the index reads each indexed attribute
-//! once, evaluates the residuals of the triggers whose anchor holds, and evaluates in full the
-//! few triggers that have no anchor (`any`, `not`, CESQL alone, no filter).
+//! Each trigger's compiled condition is split (see `plan`) into an *anchor* — one exact (or
+//! one-of-several exact), prefix or suffix test on an attribute that must hold for the trigger
+//! to match: a top-level `exact`, `any` of exacts on one attribute, `prefix` or `suffix`, or a
+//! test that a top-level CESQL expression requires (`type = 'x' AND …`, `type IN (…)`,
+//! `type LIKE 'x%'`; see `cesql::required`) — and a *residual*, the rest of the condition (a
+//! CESQL expression stays whole in it). Anchors are indexed per attribute: exact values in a
+//! hash map, prefixes and suffixes in sorted sets that find every prefix (suffix) of the
+//! event's value with one binary search (see `affix`). Per event, the index reads each indexed
+//! attribute once, evaluates the residuals of the triggers whose anchor holds, and evaluates in
+//! full the few triggers that have no anchor (`any`, `not`, CESQL with no required test such as
+//! an OR chain, no filter).
 //!
 //! Guarantees: [`TriggerIndex::matching`] returns exactly the triggers whose
 //! [`TriggerFilter::matches`] is true (proven against brute force by a property test), each
@@ -36,10 +40,12 @@ pub(crate) struct Span {
 ///
 /// Each trigger is filed under one test its filter requires — an exact value (preferably of
 /// `type`; an `any` of exact values of one attribute counts), else its longest prefix, else its
-/// longest suffix, taken from the legacy attributes or the top level of `filters` — and only the
-/// rest of its filter is evaluated, and only when the event has that value. Triggers with no
-/// such test (a top-level `any` over several attributes, `not`, CESQL alone, no filter) are
-/// evaluated for every event. Per event, the cost is one attribute read and one hash lookup
+/// longest suffix, taken from the legacy attributes, the top level of `filters`, or the
+/// top-level AND chain of a CESQL expression there (`attr = 'lit'`, `attr IN ('a', 'b')`,
+/// `attr LIKE 'lit%'`, `attr LIKE '%lit'`) — and only the rest of its filter (a CESQL
+/// expression in full) is evaluated, and only when the event has that value. Triggers with no
+/// such test (a top-level `any` over several attributes, `not`, CESQL whose AND chain has no
+/// such comparison, e.g. an OR chain, no filter) are evaluated for every event. Per event, the cost is one attribute read and one hash lookup
 /// per indexed attribute, one binary search per attribute with prefix or suffix tests, plus
 /// the candidates' residual filters and the unindexed triggers.
 ///

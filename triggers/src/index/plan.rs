@@ -5,10 +5,18 @@
 //! index finds the trigger through the anchor's (attribute, value) and then evaluates only the
 //! remaining conjuncts (the *residual*). An `any` of `exact` tests on one attribute is an anchor
 //! too, with several values: an event has one value per attribute, so it finds the trigger at
-//! most once. Conditions with no such conjunct (another `any`, a `not`, CESQL alone, no
-//! condition at all) have no anchor and are evaluated for every event.
+//! most once.
+//!
+//! A CESQL conjunct offers the tests its expression requires (`Expression::required_conditions`,
+//! whose module states the rules and why they are sound: `attr = 'lit'`, `attr IN ('a', 'b')`,
+//! `attr LIKE 'lit%'` and a few more, in its top-level AND chain). Such an anchor only narrows
+//! the candidates: the expression stays in the residual and is evaluated in full, so an anchor
+//! weaker than the expression costs time, never events. Conditions with no anchor at all
+//! (another `any`, a `not`, CESQL without a required test, no condition) are evaluated for
+//! every event.
 
-use crate::condition::Condition;
+use crate::cesql::{Required, RequiredTest};
+use crate::condition::{Condition, Sql};
 use std::cmp::Reverse;
 
 /// How an anchor compares the event's attribute with its values.
@@ -37,9 +45,10 @@ pub(crate) struct Plan {
     pub(crate) residual: Condition,
 }
 
-/// Picks the most selective anchor among the top-level conjuncts of `condition`: an exact
-/// `type`, then another exact test (fewest values first), then the longest prefix, then the
-/// longest suffix.
+/// Picks the most selective anchor among the tests the top-level conjuncts of `condition`
+/// require: an exact `type`, then another exact test (fewest values first), then the longest
+/// prefix, then the longest suffix; on a tie, a conjunct that *is* the test (it leaves the
+/// residual) before a CESQL expression that implies it, then the first written.
 pub(crate) fn plan(condition: Condition) -> Plan {
     let mut conjuncts = match condition {
         Condition::All(parts) => parts.into_vec(),
@@ -48,15 +57,14 @@ pub(crate) fn plan(condition: Condition) -> Plan {
     let best = conjuncts
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| rank(c).map(|r| (r, i)))
-        .min()
-        .map(|(_, i)| i);
-    let anchor = best.and_then(|i| match anchor(conjuncts.remove(i)) {
-        Ok(anchor) => Some(anchor),
-        Err(conjunct) => {
-            conjuncts.insert(i, conjunct);
-            None
+        .flat_map(|(i, c)| candidates(c).into_iter().map(move |offer| (i, offer)))
+        .min_by_key(|(i, offer)| (offer.rank(), *i))
+        .map(|(i, offer)| (i, offer.is_whole_conjunct, offer.to_anchor()));
+    let anchor = best.map(|(i, is_whole_conjunct, anchor)| {
+        if is_whole_conjunct {
+            conjuncts.remove(i);
         }
+        anchor
     });
     Plan {
         anchor,
@@ -64,29 +72,98 @@ pub(crate) fn plan(condition: Condition) -> Plan {
     }
 }
 
-/// Lower is better; `None` when the conjunct cannot be an anchor.
-fn rank(c: &Condition) -> Option<(u8, usize, Reverse<usize>)> {
-    match c {
-        Condition::Exact { attribute, .. } => Some((exact_class(attribute), 1, Reverse(0))),
-        Condition::Any(parts) => {
-            let attribute = same_attribute_exacts(parts)?;
-            Some((exact_class(attribute), parts.len(), Reverse(0)))
+/// A test one conjunct requires, borrowed from it.
+#[derive(Debug)]
+struct Offer<'c> {
+    kind: AnchorKind,
+    attribute: &'c str,
+    /// Sorted and distinct; one for a prefix or suffix.
+    values: Vec<&'c str>,
+    /// Whether the conjunct holds exactly when the test does, so the residual can drop it.
+    is_whole_conjunct: bool,
+}
+
+impl Offer<'_> {
+    fn new<'c>(
+        kind: AnchorKind,
+        attribute: &'c str,
+        mut values: Vec<&'c str>,
+        is_whole_conjunct: bool,
+    ) -> Offer<'c> {
+        values.sort_unstable();
+        values.dedup();
+        Offer {
+            kind,
+            attribute,
+            values,
+            is_whole_conjunct,
         }
-        Condition::Prefix { value, .. } => Some((2, 1, Reverse(value.len()))),
-        Condition::Suffix { value, .. } => Some((3, 1, Reverse(value.len()))),
-        _ => None,
+    }
+
+    /// Lower is better.
+    fn rank(&self) -> (u8, usize, Reverse<usize>, bool) {
+        let (class, length) = match self.kind {
+            AnchorKind::Exact if self.attribute == "type" => (0, 0),
+            AnchorKind::Exact => (1, 0),
+            AnchorKind::Prefix => (2, self.values[0].len()),
+            AnchorKind::Suffix => (3, self.values[0].len()),
+        };
+        (
+            class,
+            self.values.len(),
+            Reverse(length),
+            !self.is_whole_conjunct,
+        )
+    }
+
+    fn to_anchor(&self) -> Anchor {
+        Anchor {
+            kind: self.kind,
+            attribute: self.attribute.into(),
+            values: self.values.iter().map(|&v| v.into()).collect(),
+        }
     }
 }
 
-fn exact_class(attribute: &str) -> u8 {
-    if attribute == "type" { 0 } else { 1 }
+/// The tests `conjunct` requires that the index can look up.
+fn candidates(conjunct: &Condition) -> Vec<Offer<'_>> {
+    fn whole<'c>(kind: AnchorKind, attribute: &'c str, value: &'c str) -> Offer<'c> {
+        Offer::new(kind, attribute, vec![value], true)
+    }
+    match conjunct {
+        Condition::Exact { attribute, value } => vec![whole(AnchorKind::Exact, attribute, value)],
+        Condition::Prefix { attribute, value } => {
+            vec![whole(AnchorKind::Prefix, attribute, value)]
+        }
+        Condition::Suffix { attribute, value } => {
+            vec![whole(AnchorKind::Suffix, attribute, value)]
+        }
+        Condition::Any(parts) => same_attribute_exacts(parts)
+            .map(|(attribute, values)| Offer::new(AnchorKind::Exact, attribute, values, true))
+            .into_iter()
+            .collect(),
+        Condition::Cesql(Sql(expression)) => expression
+            .required_conditions()
+            .into_iter()
+            .map(|Required { attribute, test }| {
+                let (kind, values) = match test {
+                    RequiredTest::OneOf(values) => (AnchorKind::Exact, values),
+                    RequiredTest::Prefix(p) => (AnchorKind::Prefix, vec![p]),
+                    RequiredTest::Suffix(s) => (AnchorKind::Suffix, vec![s]),
+                };
+                Offer::new(kind, attribute, values, false)
+            })
+            .collect(),
+        Condition::NonEmpty { .. } | Condition::All(_) | Condition::Not(_) => Vec::new(),
+    }
 }
 
-/// The attribute, when every part is an `exact` test on that same attribute.
-fn same_attribute_exacts(parts: &[Condition]) -> Option<&str> {
+/// The attribute and the values, when every part is an `exact` test on that same attribute.
+fn same_attribute_exacts(parts: &[Condition]) -> Option<(&str, Vec<&str>)> {
     let mut shared = None;
+    let mut values = Vec::with_capacity(parts.len());
     for part in parts {
-        let Condition::Exact { attribute, .. } = part else {
+        let Condition::Exact { attribute, value } = part else {
             return None;
         };
         match shared {
@@ -94,39 +171,9 @@ fn same_attribute_exacts(parts: &[Condition]) -> Option<&str> {
             Some(a) if a == &**attribute => {}
             Some(_) => return None,
         }
+        values.push(&**value);
     }
-    shared
-}
-
-/// The anchor a ranked conjunct stands for, or the conjunct back if it cannot be one.
-fn anchor(conjunct: Condition) -> Result<Anchor, Condition> {
-    let (kind, attribute, values) = match conjunct {
-        Condition::Exact { attribute, value } => (AnchorKind::Exact, attribute, vec![value]),
-        Condition::Prefix { attribute, value } => (AnchorKind::Prefix, attribute, vec![value]),
-        Condition::Suffix { attribute, value } => (AnchorKind::Suffix, attribute, vec![value]),
-        Condition::Any(parts) => {
-            let Some(attribute) = same_attribute_exacts(&parts).map(Box::from) else {
-                return Err(Condition::Any(parts));
-            };
-            let mut values: Vec<Box<str>> = parts
-                .into_vec()
-                .into_iter()
-                .filter_map(|part| match part {
-                    Condition::Exact { value, .. } => Some(value),
-                    _ => None, // excluded by same_attribute_exacts
-                })
-                .collect();
-            values.sort_unstable();
-            values.dedup();
-            (AnchorKind::Exact, attribute, values)
-        }
-        other => return Err(other),
-    };
-    Ok(Anchor {
-        kind,
-        attribute,
-        values,
-    })
+    shared.map(|attribute| (attribute, values))
 }
 
 #[cfg(test)]
@@ -192,7 +239,72 @@ mod tests {
     }
 
     #[test]
-    fn any_across_attributes_not_and_cesql_have_no_anchor() {
+    fn a_cesql_conjunct_anchors_on_what_its_expression_requires_and_stays_in_the_residual() {
+        use AnchorKind::*;
+        let anchor = |kind, attribute: &str, values: &[&str]| {
+            let values = values.iter().map(|v| v.to_string()).collect();
+            Some((kind, attribute.to_owned(), values))
+        };
+        let cesql = FilterSpec::cesql("type LIKE 'com.example.%' AND INT(prio) > 5");
+        assert_eq!(
+            anchor_of(std::slice::from_ref(&cesql)),
+            anchor(Prefix, "type", &["com.example."])
+        );
+        let plan = plan_of(std::slice::from_ref(&cesql));
+        assert!(matches!(plan.residual, Condition::Cesql(_)));
+
+        // Inside a top-level `all`, or one of several elements.
+        let nested = FilterSpec::All(vec![
+            FilterSpec::cesql("region = 'eu' AND type IN ('b', 'a', 'b')"),
+            !FilterSpec::exact("source", "s"),
+        ]);
+        assert_eq!(anchor_of(&[nested]), anchor(Exact, "type", &["a", "b"]));
+        assert_eq!(
+            anchor_of(&[cesql.clone(), FilterSpec::exact("region", "eu")]),
+            anchor(Exact, "region", &["eu"])
+        );
+        assert_eq!(
+            anchor_of(&[
+                FilterSpec::prefix("type", "com."),
+                FilterSpec::cesql("type = 't'")
+            ]),
+            anchor(Exact, "type", &["t"])
+        );
+
+        // On a tie the plain test wins, as it leaves the residual.
+        let plan = plan_of(&[
+            FilterSpec::cesql("type = 't'"),
+            FilterSpec::exact("type", "t"),
+        ]);
+        assert!(plan.anchor.is_some());
+        assert!(matches!(plan.residual, Condition::Cesql(_)));
+    }
+
+    #[test]
+    fn cesql_without_a_required_test_has_no_anchor() {
+        for source in [
+            "type = 'a' OR type = 'b'",
+            "NOT (type = 'a')",
+            "EXISTS type",
+            "prio = 5",
+            "'05' = prio",
+            "INT(prio) > 5",
+        ] {
+            assert!(
+                anchor_of(&[FilterSpec::cesql(source)]).is_none(),
+                "{source}"
+            );
+        }
+        let any = FilterSpec::Any(vec![
+            FilterSpec::cesql("type = 'a'"),
+            FilterSpec::cesql("type = 'b'"),
+        ]);
+        assert!(anchor_of(&[any]).is_none());
+        assert!(anchor_of(&[!FilterSpec::cesql("type = 'a'")]).is_none());
+    }
+
+    #[test]
+    fn any_across_attributes_and_not_have_no_anchor() {
         let mixed = FilterSpec::Any(vec![
             FilterSpec::exact("type", "a"),
             FilterSpec::exact("source", "s"),
