@@ -46,7 +46,7 @@ pub fn http_client() -> HttpClient {
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(4096)
         .build(connector)
 }
 
