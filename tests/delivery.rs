@@ -38,12 +38,7 @@ async fn retries_503_then_delivers() {
     .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert!(eventually(Duration::from_secs(10), || sub.count() == 3).await);
-    let stats = ember
-        .ember
-        .broker("default", "default")
-        .unwrap()
-        .stats("t")
-        .unwrap();
+    let stats = ember.stats("t");
     assert!(
         eventually(Duration::from_secs(5), || stats
             .delivered
@@ -75,12 +70,7 @@ async fn a_400_is_final_and_the_next_event_still_flows() {
     assert!(eventually(Duration::from_secs(5), || sub.count() == 2).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(sub.count(), 2, "the 400 was not retried");
-    let stats = ember
-        .ember
-        .broker("default", "default")
-        .unwrap()
-        .stats("t")
-        .unwrap();
+    let stats = ember.stats("t");
     assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
     assert_eq!(stats.delivered.load(Ordering::Relaxed), 1);
     ember.stop().await;
@@ -102,12 +92,7 @@ async fn the_triggers_delivery_overrides_the_brokers() {
     )
     .await;
     assert!(eventually(Duration::from_secs(10), || sub.count() == 3).await);
-    let stats = ember
-        .ember
-        .broker("default", "default")
-        .unwrap()
-        .stats("t")
-        .unwrap();
+    let stats = ember.stats("t");
     assert!(
         eventually(Duration::from_secs(5), || stats
             .delivered
@@ -217,12 +202,7 @@ async fn the_last_failure_goes_to_the_dead_letter_sink_with_error_extensions() {
     let data = base64::engine::general_purpose::STANDARD.encode("overloaded");
     assert_eq!(dead.header("ce-knativeerrordata"), Some(data.as_str()));
     assert_eq!(&dead.body[..], b"payload");
-    let stats = ember
-        .ember
-        .broker("default", "default")
-        .unwrap()
-        .stats("t")
-        .unwrap();
+    let stats = ember.stats("t");
     assert!(
         eventually(Duration::from_secs(5), || stats
             .dead_lettered
@@ -248,12 +228,7 @@ async fn a_failing_dead_letter_sink_is_retried_then_the_event_is_counted_as_drop
     ))
     .await;
     post(&ember.url("/default/default"), &binary_event("d2", "t"), "").await;
-    let stats = ember
-        .ember
-        .broker("default", "default")
-        .unwrap()
-        .stats("t")
-        .unwrap();
+    let stats = ember.stats("t");
     assert!(
         eventually(Duration::from_secs(10), || stats
             .dropped
@@ -327,12 +302,7 @@ async fn a_reply_loop_ends_when_the_ttl_runs_out() {
     headers.push(("ce-knativebrokerttl", "5"));
     post(&ember.url("/default/default"), &headers, "").await;
     // Stored with TTL 4; the replies carry 3, 2 and 1; the reply to the TTL-1 event is dropped.
-    let stats = ember
-        .ember
-        .broker("default", "default")
-        .unwrap()
-        .stats("loop")
-        .unwrap();
+    let stats = ember.stats("loop");
     assert!(
         eventually(Duration::from_secs(10), || stats
             .replies_expired
@@ -381,12 +351,7 @@ async fn a_200_with_a_body_that_is_not_an_event_is_a_failed_delivery_and_202_is_
     assert!(eventually(Duration::from_secs(10), || sub.count() == 2).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(never.count(), 0, "a 202 body is not a reply");
-    let stats = ember
-        .ember
-        .broker("default", "default")
-        .unwrap()
-        .stats("t")
-        .unwrap();
+    let stats = ember.stats("t");
     assert_eq!(stats.replies.load(Ordering::Relaxed), 0);
     ember.stop().await;
 }

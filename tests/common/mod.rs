@@ -49,6 +49,14 @@ impl TestEmber {
         format!("http://{}{}", self.ember.addr, path)
     }
 
+    /// The delivery counters of a trigger of the broker `default/default`.
+    pub fn stats(&self, trigger: &str) -> std::sync::Arc<ember_broker::dispatch::DispatchStats> {
+        self.ember
+            .broker("default", "default")
+            .and_then(|b| b.stats(trigger))
+            .expect("a trigger of default/default")
+    }
+
     /// Stops Ember gracefully and hands back the data directory.
     pub async fn stop(self) -> tempfile::TempDir {
         self.ember.stop().await;
