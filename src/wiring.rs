@@ -148,7 +148,7 @@ pub fn brokers(
             .map_err(|e| anyhow::anyhow!("broker {}: {e:?}", b.metadata.name))?;
         let namespace = b.metadata.namespace.clone();
         let broker_delivery = b.spec.delivery.clone().unwrap_or_default();
-        let mut triggers = Vec::new();
+        let mut triggers: Vec<TriggerConfig> = Vec::new();
         for t in config.triggers.iter().map(|l| &l.resource) {
             if t.metadata.namespace == namespace && t.spec.broker == b.metadata.name {
                 triggers.push(trigger(t, &broker_delivery, self_addr)?);
@@ -172,7 +172,50 @@ pub fn brokers(
             triggers,
         });
     }
+    share_subscriber_limits(&config.triggers, &mut plans);
     Ok(plans)
+}
+
+/// Gives every trigger that delivers to a subscriber (host and port) named in some trigger's
+/// `ember.dev/subscriber-max-in-flight` one shared semaphore: the smallest limit given.
+fn share_subscriber_limits(triggers: &[ember_api::Located<Trigger>], plans: &mut [BrokerPlan]) {
+    use std::collections::HashMap;
+    let authority = |uri: &Uri| {
+        uri.authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    let mut limits: HashMap<String, u32> = HashMap::new();
+    for plan in plans.iter() {
+        for t in &plan.triggers {
+            let declared = triggers
+                .iter()
+                .find(|l| {
+                    l.resource.metadata.name == t.name
+                        && l.resource.metadata.namespace == plan.broker.namespace
+                })
+                .and_then(|l| l.resource.settings().ok())
+                .and_then(|s| s.subscriber_max_in_flight);
+            if let Some(n) = declared {
+                let e = limits.entry(authority(&t.subscriber)).or_insert(n);
+                *e = (*e).min(n);
+            }
+        }
+    }
+    let semaphores: HashMap<String, std::sync::Arc<tokio::sync::Semaphore>> = limits
+        .into_iter()
+        .map(|(a, n)| {
+            (
+                a,
+                std::sync::Arc::new(tokio::sync::Semaphore::new(n as usize)),
+            )
+        })
+        .collect();
+    for plan in plans.iter_mut() {
+        for t in &mut plan.triggers {
+            t.subscriber_limit = semaphores.get(&authority(&t.subscriber)).cloned();
+        }
+    }
 }
 
 /// The address a destination resolves to: its `uri`, or for a `ref` to a Broker that broker's
@@ -259,6 +302,7 @@ fn trigger(
             )?),
             None => None,
         },
+        subscriber_limit: None,
         retry_after_max: delivery
             .retry_after_max()
             .unwrap_or(ember_broker::retry::MAX_BACKOFF),

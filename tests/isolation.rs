@@ -195,3 +195,26 @@ async fn ordered_delivery_keeps_order_per_partition_key_without_blocking_other_k
     assert!(max <= 5, "at most one event per key at a time (max {max})");
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_limit_is_shared_by_every_trigger_delivering_there() {
+    let sub = Subscriber::start().await;
+    sub.hold();
+    let ember = TestEmber::start(&config(&[
+        ("a", &sub, "ember.dev/subscriber-max-in-flight: \"3\""),
+        ("b", &sub, ""),
+    ]))
+    .await;
+    send_batches(&ember.url("/default/default"), "s", 100).await;
+    assert!(eventually(Duration::from_secs(10), || sub.in_progress() == 3).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sub.in_progress(), 3, "two triggers, one shared limit of 3");
+    sub.release();
+    assert!(
+        eventually(Duration::from_secs(20), || sub.count() == 200).await,
+        "{}",
+        sub.count()
+    );
+    assert!(sub.max_concurrent() <= 3, "{}", sub.max_concurrent());
+    ember.stop().await;
+}

@@ -28,6 +28,9 @@ pub const DISK_BUDGET: &str = "ember.dev/disk-budget";
 pub const DELIVERY_ORDER: &str = "kafka.eventing.knative.dev/delivery.order";
 /// Trigger concurrency: events in flight to the subscriber at once (≥ 1, default 100).
 pub const MAX_IN_FLIGHT: &str = "ember.dev/max-in-flight";
+/// Trigger: requests in flight to its subscriber (host and port) across every Trigger that
+/// delivers there (≥ 1; the smallest value given wins; default: no shared limit).
+pub const SUBSCRIBER_MAX_IN_FLIGHT: &str = "ember.dev/subscriber-max-in-flight";
 /// Prefix of the Knative autoscaling annotations on a Service's `spec.template.metadata`.
 pub const AUTOSCALING_PREFIX: &str = "autoscaling.knative.dev/";
 

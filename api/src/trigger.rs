@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::annotations::{self, DELIVERY_ORDER, MAX_IN_FLIGHT};
+use crate::annotations::{self, DELIVERY_ORDER, MAX_IN_FLIGHT, SUBSCRIBER_MAX_IN_FLIGHT};
 use crate::delivery::{DeliverySpec, Destination};
 use crate::field::{Errors, FieldError, FieldPath};
 use crate::meta::{ObjectMeta, check_dns_label, null_as_default};
@@ -237,6 +237,8 @@ pub struct TriggerSettings {
     pub delivery_order: DeliveryOrder,
     /// From `ember.dev/max-in-flight` (default 100).
     pub max_in_flight: u32,
+    /// From `ember.dev/subscriber-max-in-flight` (default none).
+    pub subscriber_max_in_flight: Option<u32>,
 }
 
 impl Default for TriggerSettings {
@@ -244,6 +246,7 @@ impl Default for TriggerSettings {
         TriggerSettings {
             delivery_order: DeliveryOrder::Unordered,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            subscriber_max_in_flight: None,
         }
     }
 }
@@ -293,9 +296,18 @@ impl Trigger {
             // Bounded by u32 and at least 1.
             annotations::parse_int_in(v, 1, i64::from(u32::MAX)).map(|n| n as u32)
         });
+        let subscriber_max_in_flight = annotations::read(
+            a,
+            SUBSCRIBER_MAX_IN_FLIGHT,
+            &m,
+            errs,
+            d.subscriber_max_in_flight,
+            |v| annotations::parse_int_in(v, 1, i64::from(u32::MAX)).map(|n| Some(n as u32)),
+        );
         TriggerSettings {
             delivery_order,
             max_in_flight,
+            subscriber_max_in_flight,
         }
     }
 

@@ -86,6 +86,9 @@ pub struct TriggerConfig {
     pub dead_letter: Option<Uri>,
     /// The longest `Retry-After` honoured (`delivery.retryAfterMax`).
     pub retry_after_max: Duration,
+    /// A limit on requests in flight to the subscriber shared by every trigger delivering
+    /// there (`ember.dev/subscriber-max-in-flight`); a permit is held for one attempt.
+    pub subscriber_limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Counters a dispatcher keeps (read by tests and, later, metrics).
@@ -703,6 +706,11 @@ async fn attempt(
     trigger: &TriggerConfig,
     event: &CloudEvent,
 ) -> Result<Response, (bool, Failure)> {
+    // Only the subscriber's shared limit applies here (a dead-letter sink is another host).
+    let _permit = match &trigger.subscriber_limit {
+        Some(limit) if target == &trigger.subscriber => limit.clone().acquire_owned().await.ok(),
+        _ => None,
+    };
     let req = build_request(target, trigger.format, event);
     let call = async {
         let resp = client.request(req).await?;
