@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod display;
 pub mod logging;
+pub mod metrics;
 pub mod run;
 pub mod send;
 pub mod server;

@@ -1,5 +1,5 @@
-//! Ember's HTTP listener: broker ingress at `/{namespace}/{broker}`, plus `/healthz` and
-//! `/readyz`.
+//! Ember's HTTP listener: broker ingress at `/{namespace}/{broker}`, plus `/healthz`,
+//! `/readyz` and `/metrics`.
 //!
 //! The server takes a bound listener and a shutdown signal (so tests bind port 0). On shutdown
 //! it stops accepting, lets requests in progress finish — an ingress request finishes when its
@@ -30,11 +30,14 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 pub struct Router {
     brokers: HashMap<(String, String), Arc<Broker>>,
     ready: AtomicBool,
+    metrics: prometheus_client::registry::Registry,
 }
 
 impl Router {
     /// A router over the given brokers; not ready until [`Router::set_ready`].
     pub fn new(brokers: impl IntoIterator<Item = Arc<Broker>>) -> Self {
+        let brokers: Vec<Arc<Broker>> = brokers.into_iter().collect();
+        let metrics = crate::metrics::registry(brokers.clone());
         let brokers = brokers
             .into_iter()
             .map(|b| ((b.namespace().to_owned(), b.short_name().to_owned()), b))
@@ -42,6 +45,7 @@ impl Router {
         Self {
             brokers,
             ready: AtomicBool::new(false),
+            metrics,
         }
     }
 
@@ -59,6 +63,16 @@ impl Router {
                 return text(StatusCode::OK, "ready\n");
             }
             "/readyz" => return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            "/metrics" => {
+                let mut resp = Response::new(Full::new(Bytes::from(crate::metrics::render(
+                    &self.metrics,
+                ))));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                return resp;
+            }
             _ => {}
         }
         let mut segments = path.trim_start_matches('/').split('/');

@@ -408,3 +408,32 @@ async fn format_json_delivers_structured_events() {
     assert_eq!(body["data"], serde_json::json!({"a": 1}));
     ember.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_delivered_and_dropped_events() {
+    let sub = Subscriber::with_script(vec![400]).await;
+    let ember = TestEmber::start(&yaml("{retry: 0}", &[("t", "{}", &sub.uri(), "{}")])).await;
+    let url = ember.url("/default/default");
+    post(&url, &binary_event("m1", "t"), "").await;
+    post(&url, &binary_event("m2", "t"), "").await;
+    let stats = ember.stats("t");
+    assert!(
+        eventually(Duration::from_secs(5), || stats
+            .dropped
+            .load(Ordering::Relaxed)
+            == 1
+            && stats.delivered.load(Ordering::Relaxed) == 1)
+        .await
+    );
+    let r = common::request(http::Method::GET, &ember.url("/metrics"), &[], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    for line in [
+        r#"ember_trigger_delivered_total{broker="default/default",trigger="t"} 1"#,
+        r#"ember_trigger_dropped_total{broker="default/default",trigger="t"} 1"#,
+        r#"ember_broker_log_end_offset{broker="default/default"} 2"#,
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    ember.stop().await;
+}

@@ -209,6 +209,26 @@ impl Broker {
         self.log.append(records).await
     }
 
+    /// Every trigger's name, counters and position (the lowest offset it has not finished), for
+    /// metrics. `end - position` is the trigger's backlog.
+    pub fn trigger_states(&self) -> Vec<(&str, &DispatchStats, u64)> {
+        self.triggers
+            .iter()
+            .map(|t| {
+                (
+                    t.config.name.as_str(),
+                    &*t.stats,
+                    t.position.load(Ordering::Acquire),
+                )
+            })
+            .collect()
+    }
+
+    /// The offset one past the last durable event.
+    pub fn end_offset(&self) -> u64 {
+        *self.log.committed().borrow()
+    }
+
     /// How many times a trigger fell behind and read the log on its own, by trigger name.
     pub fn detachments(&self, trigger: &str) -> Option<u64> {
         self.triggers

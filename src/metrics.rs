@@ -1,0 +1,144 @@
+//! `GET /metrics`: Prometheus text exposition of Ember's counters, read at scrape time from the
+//! brokers' own atomics (nothing on the hot path records into a metrics library).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ember_broker::broker::Broker;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+/// Collects broker and trigger metrics on each scrape.
+struct Brokers(Vec<Arc<Broker>>);
+
+impl std::fmt::Debug for Brokers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|b| b.name()))
+            .finish()
+    }
+}
+
+type Labels<'a> = [(&'static str, &'a str)];
+
+fn family<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    values: impl Iterator<Item = (Vec<(&'static str, &'a str)>, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in values {
+        let labels: &Labels = &labels;
+        let metric = family.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => ConstCounter::new(value).encode(metric)?,
+            _ => ConstGauge::new(value as i64).encode(metric)?,
+        }
+    }
+    Ok(())
+}
+
+impl Collector for Brokers {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let brokers = || self.0.iter();
+        family(
+            &mut encoder,
+            "ember_broker_log_end_offset",
+            "Offset one past the last durable event of the broker's log.",
+            MetricType::Gauge,
+            brokers().map(|b| (vec![("broker", b.name())], b.end_offset())),
+        )?;
+        family(
+            &mut encoder,
+            "ember_broker_log_disk_bytes",
+            "Bytes of log segments on disk.",
+            MetricType::Gauge,
+            brokers().map(|b| (vec![("broker", b.name())], b.disk_used())),
+        )?;
+        let triggers = || {
+            brokers().flat_map(|b| {
+                let end = b.end_offset();
+                b.trigger_states()
+                    .into_iter()
+                    .map(move |(name, stats, position)| (b.name(), name, stats, position, end))
+            })
+        };
+        family(
+            &mut encoder,
+            "ember_trigger_backlog_events",
+            "Offsets between the trigger's position and the end of the log (events not yet finished, matching or not).",
+            MetricType::Gauge,
+            triggers().map(|(b, t, _, p, end)| {
+                (vec![("broker", b), ("trigger", t)], end.saturating_sub(p))
+            }),
+        )?;
+        let counters: [(
+            &str,
+            &str,
+            fn(&ember_broker::dispatch::DispatchStats) -> u64,
+        ); 6] = [
+            (
+                "ember_trigger_delivered",
+                "Events the subscriber acknowledged.",
+                |s| s.delivered.load(Ordering::Relaxed),
+            ),
+            (
+                "ember_trigger_dead_lettered",
+                "Events the dead-letter sink accepted after delivery failed.",
+                |s| s.dead_lettered.load(Ordering::Relaxed),
+            ),
+            (
+                "ember_trigger_dropped",
+                "Events given up on: delivery (and dead-lettering, if configured) failed.",
+                |s| s.dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "ember_trigger_retries",
+                "Delivery attempts that failed and were retried.",
+                |s| s.retries.load(Ordering::Relaxed),
+            ),
+            (
+                "ember_trigger_replies",
+                "Reply events appended to the broker.",
+                |s| s.replies.load(Ordering::Relaxed),
+            ),
+            (
+                "ember_trigger_replies_expired",
+                "Reply events dropped because their TTL ran out.",
+                |s| s.replies_expired.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            family(
+                &mut encoder,
+                name,
+                help,
+                MetricType::Counter,
+                triggers().map(|(b, t, s, _, _)| (vec![("broker", b), ("trigger", t)], read(s))),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The registry serving `/metrics` for these brokers.
+pub fn registry(brokers: Vec<Arc<Broker>>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Brokers(brokers)));
+    registry
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}
