@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ember_broker::broker::Broker;
+use ember_broker::dispatch::DispatchStats;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -24,6 +25,9 @@ impl std::fmt::Debug for Brokers {
 }
 
 type Labels<'a> = [(&'static str, &'a str)];
+
+/// A trigger counter: name, help, and how to read it.
+type Counter = (&'static str, &'static str, fn(&DispatchStats) -> u64);
 
 fn family<'a>(
     encoder: &mut DescriptorEncoder,
@@ -78,11 +82,7 @@ impl Collector for Brokers {
                 (vec![("broker", b), ("trigger", t)], end.saturating_sub(p))
             }),
         )?;
-        let counters: [(
-            &str,
-            &str,
-            fn(&ember_broker::dispatch::DispatchStats) -> u64,
-        ); 6] = [
+        let counters: [Counter; 6] = [
             (
                 "ember_trigger_delivered",
                 "Events the subscriber acknowledged.",
