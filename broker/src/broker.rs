@@ -270,8 +270,8 @@ impl Broker {
                 state: t.lane.clone(),
             });
             let dispatcher = Dispatcher {
-                broker: self.id.clone(),
-                trigger: t.config.clone(),
+                broker: Arc::from(self.id.as_str()),
+                trigger: Arc::new(t.config.clone()),
                 lane_id,
                 lane: rx,
                 state: t.lane.clone(),

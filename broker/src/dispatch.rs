@@ -123,9 +123,9 @@ pub enum Outcome {
 /// One trigger's dispatch loop and what it needs.
 pub struct Dispatcher {
     /// `namespace/broker`, for logs.
-    pub broker: String,
-    /// The trigger.
-    pub trigger: TriggerConfig,
+    pub broker: Arc<str>,
+    /// The trigger (shared with its deliveries in flight).
+    pub trigger: Arc<TriggerConfig>,
     /// The trigger's lane number (its id in the broker's index).
     pub lane_id: usize,
     /// Events the fan-out hands to this trigger.
