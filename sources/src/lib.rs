@@ -1,7 +1,13 @@
 //! Ember's event sources: each turns something outside Ember into CloudEvents for a broker.
 //!
-//! This crate will own the WebhookSource (HTTP webhooks with signature checks), the PingSource
-//! (cron schedules, in time zones, exactly once per tick across restarts), the KafkaSource and
-//! the RabbitmqSource. Every source acknowledges upstream (HTTP 2xx, AMQP ack, Kafka offset
-//! commit) only after the broker holds the event durably. Nothing is implemented yet: `ember run`
-//! refuses these kinds with `not supported yet`.
+//! Implemented so far: the scheduling core of the PingSource ([`ping`]): cron schedules in IANA
+//! time zones, fired exactly once per tick across restarts, pure of HTTP — the binary converts
+//! its configuration into a [`ping::PingConfig`] and hands the run loop a [`ping::PingSink`].
+//! To come: the WebhookSource, the KafkaSource and the RabbitmqSource. Every source acknowledges
+//! upstream (HTTP 2xx, AMQP ack, Kafka offset commit, a persisted tick) only after the broker
+//! holds the event durably.
+//!
+//! This crate never depends on `ember-broker` or `ember-api`: sources produce plain structs and
+//! hand them to a sink trait the binary implements.
+
+pub mod ping;

@@ -1,0 +1,247 @@
+//! The PingSource resource as Ember reads it, and its pure validation.
+//!
+//! [`PingConfig`] mirrors the Knative `PingSource` spec (`schedule`, `timezone`, `contentType`,
+//! `data`/`dataBase64`, `ceOverrides.extensions`) plus Ember's missed-tick policy.
+//! [`PingConfig::validate`] checks everything that can be checked without I/O and produces a
+//! [`ValidPing`], the only input [`run`](super::run) accepts. Errors name the field (as the user
+//! wrote it in YAML) and say why.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono_tz::Tz;
+
+use super::schedule::Schedule;
+
+/// What to do, on start, with ticks that came due while Ember was not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissedTicks {
+    /// Fire nothing for the past; resume at the first tick after now. The default.
+    #[default]
+    Skip,
+    /// Fire each tick after the last one fired that lies within `window` before now (strictly
+    /// newer than `now − window`), once each, in order, each with its own scheduled `time`;
+    /// then continue on schedule. Ticks older than the window are skipped.
+    CatchUp {
+        /// How far back to catch up.
+        window: Duration,
+    },
+}
+
+/// A PingSource as written by the user, converted by the binary from its resource types.
+#[derive(Debug, Clone, Default)]
+pub struct PingConfig {
+    /// `metadata.namespace`; part of the event `source`.
+    pub namespace: String,
+    /// `metadata.name`; part of the event `source` and the key of the persisted last tick.
+    pub name: String,
+    /// `spec.schedule`: a cron expression — 5 fields, an optional leading seconds field, or a
+    /// descriptor such as `@hourly`.
+    pub schedule: String,
+    /// `spec.timezone`: an IANA zone name such as `Europe/Berlin`; UTC when absent.
+    pub timezone: Option<String>,
+    /// `spec.contentType`: the event's `datacontenttype`. When it is JSON (`application/json` or
+    /// a `+json` suffix) the data must be valid JSON.
+    pub content_type: Option<String>,
+    /// `spec.data`: the event payload as text. Exclusive with `data_base64`.
+    pub data: Option<String>,
+    /// `spec.dataBase64`: the event payload as standard base64, for binary data. Exclusive with
+    /// `data`.
+    pub data_base64: Option<String>,
+    /// `spec.ceOverrides.extensions`: CloudEvents extension attributes added to every event.
+    pub extensions: Vec<(String, String)>,
+    /// The missed-tick policy (Ember's annotation); [`MissedTicks::Skip`] by default.
+    pub missed: MissedTicks,
+}
+
+/// Why a [`PingConfig`] was refused. The message starts with the field path.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PingError {
+    /// The cron expression did not parse; `reason` is croner's message.
+    #[error("spec.schedule: invalid cron expression {schedule:?}: {reason}")]
+    Schedule {
+        /// The expression as written.
+        schedule: String,
+        /// croner's explanation.
+        reason: String,
+    },
+    /// The time zone is not in the IANA database.
+    #[error("spec.timezone: unknown IANA time zone {timezone:?}")]
+    Timezone {
+        /// The zone name as written.
+        timezone: String,
+    },
+    /// Both `data` and `dataBase64` were set.
+    #[error("spec.data, spec.dataBase64: only one of data and dataBase64 may be set")]
+    DataAndDataBase64,
+    /// `dataBase64` is not valid standard base64.
+    #[error("spec.dataBase64: invalid base64: {reason}")]
+    DataBase64 {
+        /// The decoder's explanation.
+        reason: String,
+    },
+    /// The content type is JSON but the data is not.
+    #[error(
+        "{field}: contentType {content_type:?} is JSON but the data is not valid JSON: {reason}"
+    )]
+    DataNotJson {
+        /// `spec.data` or `spec.dataBase64`.
+        field: &'static str,
+        /// The content type as written.
+        content_type: String,
+        /// serde_json's explanation.
+        reason: String,
+    },
+    /// A `ceOverrides` extension name is not a valid CloudEvents extension name.
+    #[error("spec.ceOverrides.extensions.{name}: {reason}")]
+    Extension {
+        /// The extension name as written.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+}
+
+/// CloudEvents context attributes (and `data`) that `ceOverrides` must not replace.
+const RESERVED_ATTRIBUTES: &[&str] = &[
+    "id",
+    "source",
+    "specversion",
+    "type",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    "time",
+    "data",
+    "data_base64",
+];
+
+/// A checked PingSource: only [`PingConfig::validate`] makes one.
+#[derive(Debug, Clone)]
+pub struct ValidPing {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) schedule: Schedule,
+    pub(crate) content_type: Option<String>,
+    pub(crate) data: Option<Bytes>,
+    pub(crate) extensions: Vec<(String, String)>,
+    pub(crate) missed: MissedTicks,
+}
+
+impl ValidPing {
+    /// `metadata.namespace`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The parsed schedule and its zone.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+    /// The event `source`: `/apis/v1/namespaces/{namespace}/pingsources/{name}`.
+    pub fn source(&self) -> String {
+        format!(
+            "/apis/v1/namespaces/{}/pingsources/{}",
+            self.namespace, self.name
+        )
+    }
+    /// The decoded payload (from `data` or `dataBase64`), if any.
+    pub fn data(&self) -> Option<&Bytes> {
+        self.data.as_ref()
+    }
+    /// The missed-tick policy.
+    pub fn missed(&self) -> MissedTicks {
+        self.missed
+    }
+}
+
+impl PingConfig {
+    /// Checks the configuration without I/O and returns its validated form.
+    pub fn validate(&self) -> Result<ValidPing, PingError> {
+        let zone = match &self.timezone {
+            None => Tz::UTC,
+            Some(name) => name.parse::<Tz>().map_err(|_| PingError::Timezone {
+                timezone: name.clone(),
+            })?,
+        };
+        let schedule = Schedule::parse(&self.schedule, zone).map_err(|e| PingError::Schedule {
+            schedule: self.schedule.clone(),
+            reason: e.to_string(),
+        })?;
+
+        let (field, data) = match (&self.data, &self.data_base64) {
+            (Some(_), Some(_)) => return Err(PingError::DataAndDataBase64),
+            (Some(text), None) => ("spec.data", Some(Bytes::from(text.clone()))),
+            (None, Some(encoded)) => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .map_err(|e| PingError::DataBase64 {
+                        reason: e.to_string(),
+                    })?;
+                ("spec.dataBase64", Some(Bytes::from(decoded)))
+            }
+            (None, None) => ("spec.data", None),
+        };
+        if let (Some(content_type), Some(data)) = (&self.content_type, &data)
+            && is_json(content_type)
+            && let Err(e) = serde_json::from_slice::<serde_json::Value>(data)
+        {
+            return Err(PingError::DataNotJson {
+                field,
+                content_type: content_type.clone(),
+                reason: e.to_string(),
+            });
+        }
+
+        for (name, _) in &self.extensions {
+            check_extension_name(name)?;
+        }
+
+        Ok(ValidPing {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            schedule,
+            content_type: self.content_type.clone(),
+            data,
+            extensions: self.extensions.clone(),
+            missed: self.missed,
+        })
+    }
+}
+
+/// `application/json` or any `+json` structured suffix, ignoring parameters and case.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// CloudEvents 1.0: extension names are lower-case ASCII letters and digits; Ember also refuses
+/// names that would replace a context attribute.
+fn check_extension_name(name: &str) -> Result<(), PingError> {
+    let refuse = |reason| {
+        Err(PingError::Extension {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return refuse("extension names must be non-empty lower-case letters a-z and digits 0-9");
+    }
+    if RESERVED_ATTRIBUTES.contains(&name) {
+        return refuse("a CloudEvents context attribute cannot be overridden");
+    }
+    Ok(())
+}

@@ -1,0 +1,517 @@
+//! The PingSource run loop on tokio's paused clock: ticks at the right instants (UTC, seconds,
+//! descriptors, DST in Berlin and New York), no duplicates across restarts, the missed-tick
+//! policies, and retries of a refusing sink.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ember_sources::ping::{
+    AnchoredClock, Clock, MissedTicks, PING_EVENT_TYPE, PingConfig, PingEvent, PingSink, SinkError,
+    TickStore, ValidPing, run,
+};
+use tokio::sync::watch;
+
+fn utc(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn ping(schedule: &str, timezone: Option<&str>, missed: MissedTicks) -> ValidPing {
+    PingConfig {
+        namespace: "default".into(),
+        name: "tick".into(),
+        schedule: schedule.into(),
+        timezone: timezone.map(Into::into),
+        missed,
+        ..PingConfig::default()
+    }
+    .validate()
+    .unwrap()
+}
+
+/// An accepted event and the clock reading when the sink accepted it.
+type Accepted = (PingEvent, DateTime<Utc>);
+
+/// Records accepted events with the clock reading at acceptance; refuses while `down_until`
+/// is in the future.
+#[derive(Clone)]
+struct RecordingSink {
+    clock: AnchoredClock,
+    accepted: Arc<Mutex<Vec<Accepted>>>,
+    attempts: Arc<Mutex<Vec<PingEvent>>>,
+    refuse_first: Arc<AtomicUsize>,
+    down_until: Option<DateTime<Utc>>,
+}
+
+impl RecordingSink {
+    fn new(clock: AnchoredClock) -> Self {
+        Self {
+            clock,
+            accepted: Arc::default(),
+            attempts: Arc::default(),
+            refuse_first: Arc::default(),
+            down_until: None,
+        }
+    }
+    fn times(&self) -> Vec<DateTime<Utc>> {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(e, _)| e.time)
+            .collect()
+    }
+}
+
+impl PingSink for RecordingSink {
+    async fn send(&self, event: PingEvent) -> Result<(), SinkError> {
+        self.attempts.lock().unwrap().push(event.clone());
+        let refuse = self
+            .refuse_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse || self.down_until.is_some_and(|t| self.clock.now() < t) {
+            return Err(SinkError::new("broker unavailable"));
+        }
+        self.accepted
+            .lock()
+            .unwrap()
+            .push((event, self.clock.now()));
+        Ok(())
+    }
+}
+
+/// Runs `ping` for `duration` of (paused) tokio time, then shuts it down.
+async fn run_for(
+    ping: &ValidPing,
+    sink: &RecordingSink,
+    store: &TickStore,
+    clock: AnchoredClock,
+    duration: Duration,
+) {
+    let (stop, shutdown) = watch::channel(false);
+    let task = tokio::spawn(run(
+        ping.clone(),
+        sink.clone(),
+        store.clone(),
+        clock,
+        shutdown,
+    ));
+    tokio::time::sleep(duration).await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+const MIN: u64 = 60;
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+/// Runs `schedule` from `start` for `duration` with a fresh store; returns the fired times.
+async fn fired(
+    schedule: &str,
+    zone: Option<&str>,
+    start: &str,
+    duration: Duration,
+) -> Vec<DateTime<Utc>> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TickStore::open(dir.path()).unwrap();
+    let clock = AnchoredClock::starting_at(utc(start));
+    let sink = RecordingSink::new(clock);
+    run_for(
+        &ping(schedule, zone, MissedTicks::Skip),
+        &sink,
+        &store,
+        clock,
+        duration,
+    )
+    .await;
+    // Each tick was emitted when it was due, not later.
+    for (event, at) in sink.accepted.lock().unwrap().iter() {
+        assert_eq!(*at, event.time, "tick delivered late");
+    }
+    sink.times()
+}
+
+fn times(list: &[&str]) -> Vec<DateTime<Utc>> {
+    list.iter().map(|s| utc(s)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn fires_every_quarter_hour_in_utc_with_the_knative_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TickStore::open(dir.path()).unwrap();
+    let clock = AnchoredClock::starting_at(utc("2025-01-01T10:07:00Z"));
+    let sink = RecordingSink::new(clock);
+    let ping = PingConfig {
+        namespace: "shop".into(),
+        name: "report".into(),
+        schedule: "*/15 * * * *".into(),
+        content_type: Some("application/json".into()),
+        data: Some(r#"{"run":true}"#.into()),
+        extensions: vec![("team".into(), "payments".into())],
+        ..PingConfig::default()
+    }
+    .validate()
+    .unwrap();
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(HOUR)).await;
+
+    assert_eq!(
+        sink.times(),
+        times(&[
+            "2025-01-01T10:15:00Z",
+            "2025-01-01T10:30:00Z",
+            "2025-01-01T10:45:00Z",
+            "2025-01-01T11:00:00Z"
+        ])
+    );
+    let accepted = sink.accepted.lock().unwrap();
+    let mut ids = Vec::new();
+    for (event, at) in accepted.iter() {
+        assert_eq!(*at, event.time);
+        assert_eq!(event.r#type, PING_EVENT_TYPE);
+        assert_eq!(event.source, "/apis/v1/namespaces/shop/pingsources/report");
+        assert_eq!(event.content_type.as_deref(), Some("application/json"));
+        assert_eq!(event.data.as_deref(), Some(&br#"{"run":true}"#[..]));
+        assert_eq!(
+            event.extensions,
+            vec![("team".to_owned(), "payments".to_owned())]
+        );
+        assert_eq!(
+            uuid::Uuid::parse_str(&event.id).unwrap().get_version_num(),
+            4
+        );
+        ids.push(event.id.clone());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "each tick has a fresh id");
+    assert_eq!(
+        store.last_fired("shop", "report").unwrap(),
+        Some(utc("2025-01-01T11:00:00Z"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fires_a_seconds_schedule() {
+    let got = fired(
+        "*/10 * * * * *",
+        None,
+        "2025-01-01T10:00:03Z",
+        Duration::from_secs(35),
+    )
+    .await;
+    assert_eq!(
+        got,
+        times(&[
+            "2025-01-01T10:00:10Z",
+            "2025-01-01T10:00:20Z",
+            "2025-01-01T10:00:30Z"
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fires_an_hourly_descriptor() {
+    let got = fired(
+        "@hourly",
+        None,
+        "2025-01-01T10:07:00Z",
+        Duration::from_secs(3 * HOUR),
+    )
+    .await;
+    assert_eq!(
+        got,
+        times(&[
+            "2025-01-01T11:00:00Z",
+            "2025-01-01T12:00:00Z",
+            "2025-01-01T13:00:00Z"
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn berlin_spring_forward_fires_a_missing_time_at_the_end_of_the_gap() {
+    // 2025-03-30: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist that night.
+    let got = fired(
+        "30 2 * * *",
+        Some("Europe/Berlin"),
+        "2025-03-29T00:00:00Z",
+        Duration::from_secs(3 * DAY),
+    )
+    .await;
+    assert_eq!(
+        got,
+        times(&[
+            "2025-03-29T01:30:00Z", // 02:30 CET
+            "2025-03-30T01:00:00Z", // 03:00 CEST: first instant after the gap
+            "2025-03-31T00:30:00Z", // 02:30 CEST
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn berlin_fall_back_fires_a_repeated_time_once_at_its_first_occurrence() {
+    // 2025-10-26: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
+    let got = fired(
+        "30 2 * * *",
+        Some("Europe/Berlin"),
+        "2025-10-25T00:00:00Z",
+        Duration::from_secs(3 * DAY),
+    )
+    .await;
+    assert_eq!(
+        got,
+        times(&[
+            "2025-10-25T00:30:00Z", // 02:30 CEST
+            "2025-10-26T00:30:00Z", // 02:30 CEST, first pass; not again at 01:30Z (CET)
+            "2025-10-27T01:30:00Z", // 02:30 CET
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_york_spring_forward_fires_a_missing_time_at_the_end_of_the_gap() {
+    // 2025-03-09: 02:00 EST jumps to 03:00 EDT.
+    let got = fired(
+        "30 2 * * *",
+        Some("America/New_York"),
+        "2025-03-08T00:00:00Z",
+        Duration::from_secs(3 * DAY),
+    )
+    .await;
+    assert_eq!(
+        got,
+        times(&[
+            "2025-03-08T07:30:00Z", // 02:30 EST
+            "2025-03-09T07:00:00Z", // 03:00 EDT
+            "2025-03-10T06:30:00Z", // 02:30 EDT
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_york_fall_back_fires_a_repeated_time_once_and_an_interval_on_both_passes() {
+    // 2025-11-02: 02:00 EDT falls back to 01:00 EST; 01:00-01:59 happens twice.
+    let got = fired(
+        "30 1 * * *",
+        Some("America/New_York"),
+        "2025-11-01T00:00:00Z",
+        Duration::from_secs(3 * DAY),
+    )
+    .await;
+    assert_eq!(
+        got,
+        times(&[
+            "2025-11-01T05:30:00Z", // 01:30 EDT
+            "2025-11-02T05:30:00Z", // 01:30 EDT, first pass only
+            "2025-11-03T06:30:00Z", // 01:30 EST
+        ])
+    );
+    // 2:30 is not repeated in New York: the night of the change is unremarkable.
+    let got = fired(
+        "30 2 * * *",
+        Some("America/New_York"),
+        "2025-11-01T12:00:00Z",
+        Duration::from_secs(2 * DAY),
+    )
+    .await;
+    assert_eq!(
+        got,
+        times(&["2025-11-02T07:30:00Z", "2025-11-03T07:30:00Z"])
+    );
+    // An interval job fires on both passes through the repeated hour.
+    let got = fired(
+        "*/30 * * * *",
+        Some("America/New_York"),
+        "2025-11-02T04:50:00Z",
+        Duration::from_secs(2 * HOUR + 20 * MIN),
+    )
+    .await;
+    assert_eq!(
+        got,
+        times(&[
+            "2025-11-02T05:00:00Z", // 01:00 EDT
+            "2025-11-02T05:30:00Z", // 01:30 EDT
+            "2025-11-02T06:00:00Z", // 01:00 EST
+            "2025-11-02T06:30:00Z", // 01:30 EST
+            "2025-11-02T07:00:00Z", // 02:00 EST
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_mid_schedule_fires_no_duplicate_in_either_policy() {
+    for missed in [
+        MissedTicks::Skip,
+        MissedTicks::CatchUp {
+            window: Duration::from_secs(2 * HOUR),
+        },
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TickStore::open(dir.path()).unwrap();
+        let clock = AnchoredClock::starting_at(utc("2025-01-01T10:07:00Z"));
+        let sink = RecordingSink::new(clock);
+        let ping = ping("*/15 * * * *", None, missed);
+        run_for(&ping, &sink, &store, clock, Duration::from_secs(HOUR)).await; // to 11:07
+        tokio::time::advance(Duration::from_secs(3 * MIN)).await; // down until 11:10
+        let store = TickStore::open(dir.path()).unwrap();
+        run_for(&ping, &sink, &store, clock, Duration::from_secs(30 * MIN)).await; // to 11:40
+        assert_eq!(
+            sink.times(),
+            times(&[
+                "2025-01-01T10:15:00Z",
+                "2025-01-01T10:30:00Z",
+                "2025-01-01T10:45:00Z",
+                "2025-01-01T11:00:00Z",
+                "2025-01-01T11:15:00Z",
+                "2025-01-01T11:30:00Z",
+            ]),
+            "{missed:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_with_the_wall_clock_behind_the_last_tick_does_not_refire_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TickStore::open(dir.path()).unwrap();
+    store
+        .record("default", "tick", utc("2025-01-01T11:00:00Z"))
+        .unwrap();
+    let clock = AnchoredClock::starting_at(utc("2025-01-01T10:50:00Z"));
+    let sink = RecordingSink::new(clock);
+    let ping = ping(
+        "*/15 * * * *",
+        None,
+        MissedTicks::CatchUp {
+            window: Duration::from_secs(HOUR),
+        },
+    );
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(30 * MIN)).await;
+    assert_eq!(sink.times(), times(&["2025-01-01T11:15:00Z"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn skip_fires_nothing_for_the_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TickStore::open(dir.path()).unwrap();
+    let clock = AnchoredClock::starting_at(utc("2025-01-01T10:07:00Z"));
+    let sink = RecordingSink::new(clock);
+    let ping = ping("*/15 * * * *", None, MissedTicks::Skip);
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(13 * MIN)).await; // to 10:20
+    tokio::time::advance(Duration::from_secs(45 * MIN)).await; // down until 11:05
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(20 * MIN)).await; // to 11:25
+    assert_eq!(
+        sink.times(),
+        times(&["2025-01-01T10:15:00Z", "2025-01-01T11:15:00Z"])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn catch_up_fires_each_missed_tick_in_the_window_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TickStore::open(dir.path()).unwrap();
+    let clock = AnchoredClock::starting_at(utc("2025-01-01T10:07:00Z"));
+    let sink = RecordingSink::new(clock);
+    let ping = ping(
+        "*/15 * * * *",
+        None,
+        MissedTicks::CatchUp {
+            window: Duration::from_secs(30 * MIN),
+        },
+    );
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(13 * MIN)).await; // to 10:20
+    tokio::time::advance(Duration::from_secs(45 * MIN)).await; // down until 11:05
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(20 * MIN)).await; // to 11:25
+    let accepted: Vec<_> = sink
+        .accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(e, at)| (e.time, *at))
+        .collect();
+    assert_eq!(
+        accepted,
+        vec![
+            (utc("2025-01-01T10:15:00Z"), utc("2025-01-01T10:15:00Z")),
+            // 10:30 is older than the 30-minute window at 11:05: skipped.
+            (utc("2025-01-01T10:45:00Z"), utc("2025-01-01T11:05:00Z")),
+            (utc("2025-01-01T11:00:00Z"), utc("2025-01-01T11:05:00Z")),
+            (utc("2025-01-01T11:15:00Z"), utc("2025-01-01T11:15:00Z")),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_tick_is_retried_with_the_same_id_not_skipped_or_duplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TickStore::open(dir.path()).unwrap();
+    let clock = AnchoredClock::starting_at(utc("2025-01-01T10:07:00Z"));
+    let sink = RecordingSink::new(clock);
+    sink.refuse_first.store(3, Ordering::SeqCst);
+    let ping = ping("*/15 * * * *", None, MissedTicks::Skip);
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(30 * MIN)).await; // to 10:37
+
+    assert_eq!(
+        sink.times(),
+        times(&["2025-01-01T10:15:00Z", "2025-01-01T10:30:00Z"])
+    );
+    let attempts = sink.attempts.lock().unwrap();
+    assert_eq!(attempts.len(), 5);
+    assert!(
+        attempts[..4]
+            .iter()
+            .all(|e| e.id == attempts[0].id && e.time == attempts[0].time)
+    );
+    // Backoff 100 ms, 200 ms, 400 ms.
+    assert_eq!(
+        sink.accepted.lock().unwrap()[0].1,
+        utc("2025-01-01T10:15:00.7Z")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ticks_due_while_the_sink_is_down_fire_in_order_once_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TickStore::open(dir.path()).unwrap();
+    let clock = AnchoredClock::starting_at(utc("2025-01-01T10:00:05Z"));
+    let mut sink = RecordingSink::new(clock);
+    sink.down_until = Some(utc("2025-01-01T10:00:37Z"));
+    let ping = ping("*/10 * * * * *", None, MissedTicks::Skip);
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(50)).await; // to 10:00:55
+
+    let accepted: Vec<_> = sink
+        .accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(e, at)| (e.time, *at))
+        .collect();
+    // Attempts at :10, +0.1, +0.3, +0.7, +1.5, +3.1, +6.3, +12.7, +22.7, +32.7 (backoff capped at 10 s).
+    let recovered = utc("2025-01-01T10:00:42.7Z");
+    assert_eq!(
+        accepted,
+        vec![
+            (utc("2025-01-01T10:00:10Z"), recovered),
+            (utc("2025-01-01T10:00:20Z"), recovered),
+            (utc("2025-01-01T10:00:30Z"), recovered),
+            (utc("2025-01-01T10:00:40Z"), recovered),
+            (utc("2025-01-01T10:00:50Z"), utc("2025-01-01T10:00:50Z")),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_while_retrying_returns_without_recording_the_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TickStore::open(dir.path()).unwrap();
+    let clock = AnchoredClock::starting_at(utc("2025-01-01T10:07:00Z"));
+    let mut sink = RecordingSink::new(clock);
+    sink.down_until = Some(utc("2025-01-02T00:00:00Z"));
+    let ping = ping("*/15 * * * *", None, MissedTicks::Skip);
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(10 * MIN)).await; // to 10:17
+    assert!(sink.times().is_empty());
+    assert!(!sink.attempts.lock().unwrap().is_empty());
+    assert_eq!(store.last_fired("default", "tick").unwrap(), None);
+}
