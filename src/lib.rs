@@ -5,6 +5,7 @@ pub mod cli;
 pub mod display;
 pub mod logging;
 pub mod metrics;
+pub mod ping;
 pub mod run;
 pub mod send;
 pub mod server;

@@ -125,6 +125,55 @@ impl Ember {
         for broker in &brokers {
             tasks.extend(broker.start(&client, &signal, grace));
         }
+        // PingSources: their ticks go to a broker of this Ember (appended directly) or a URL.
+        if !config.ping_sources.is_empty() {
+            let store = crate::ping::tick_store(data_dir)?;
+            for p in &config.ping_sources {
+                let p = &p.resource;
+                let valid = crate::ping::config(p)
+                    .map_err(anyhow::Error::msg)?
+                    .validate()
+                    .map_err(anyhow::Error::msg)?;
+                let sink = match (&p.spec.sink.uri, &p.spec.sink.reference) {
+                    (Some(uri), _) => crate::ping::Sink::Http {
+                        client: client.clone(),
+                        uri: uri.parse().with_context(|| {
+                            format!("PingSource {}: spec.sink.uri", p.metadata.name)
+                        })?,
+                    },
+                    (None, Some(r)) if r.kind == "Broker" => {
+                        let ns = r.namespace_or(&p.metadata.namespace);
+                        let broker = brokers
+                            .iter()
+                            .find(|b| b.namespace() == ns && b.short_name() == r.name)
+                            .with_context(|| {
+                                format!("PingSource {}: no Broker {ns}/{}", p.metadata.name, r.name)
+                            })?;
+                        crate::ping::Sink::Broker(broker.clone())
+                    }
+                    _ => anyhow::bail!(
+                        "PingSource {}: spec.sink: use a uri or a ref to a Broker",
+                        p.metadata.name
+                    ),
+                };
+                let store = store.clone();
+                let signal = signal.clone();
+                let name = format!("{}/{}", p.metadata.namespace, p.metadata.name);
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = ember_sources::ping::run(
+                        valid,
+                        sink,
+                        store,
+                        ember_sources::ping::SystemClock,
+                        signal,
+                    )
+                    .await
+                    {
+                        tracing::error!(source = %name, error = %e, "PingSource stopped");
+                    }
+                }));
+            }
+        }
         let router = Arc::new(Router::new(brokers.iter().cloned()));
         router.set_ready(true);
         let server = tokio::spawn(serve(listener, router, signal, grace));

@@ -23,7 +23,7 @@ use http::Uri;
 pub use ember_api::config::Config;
 
 /// The kinds `ember run` runs today.
-pub const RUNNABLE: &[Kind] = &[Kind::Broker, Kind::Trigger];
+pub const RUNNABLE: &[Kind] = &[Kind::Broker, Kind::Trigger, Kind::PingSource];
 
 /// Append batches that may wait for a broker's log writer before ingress answers 503.
 pub const APPEND_QUEUE_CAPACITY: usize = 4096;
@@ -36,6 +36,7 @@ pub fn load(files: &[PathBuf]) -> anyhow::Result<Config> {
         .ensure_runnable(RUNNABLE)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     check_filters(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    check_pings(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     Ok(config)
 }
 
@@ -66,9 +67,43 @@ pub fn check_filters(config: &Config) -> Result<(), ConfigErrors> {
     }
 }
 
+/// Checks every PingSource the way the scheduler will run it (cron syntax, time zone, data),
+/// located like any configuration error.
+pub fn check_pings(config: &Config) -> Result<(), ConfigErrors> {
+    let errors: Vec<ConfigError> = config
+        .ping_sources
+        .iter()
+        .filter_map(|p| {
+            let problem = crate::ping::config(&p.resource)
+                .and_then(|c| c.validate().map(|_| ()).map_err(|e| e.to_string()))
+                .err()?;
+            // The scheduler's messages start with the field (`spec.schedule: ...`).
+            let (field, reason) = match problem.split_once(": ") {
+                Some((f, r)) if f.starts_with("spec.") || f.starts_with("metadata.") => {
+                    (field_path("", f), r.to_owned())
+                }
+                _ => (FieldPath::root(), problem),
+            };
+            let id = ember_api::Resource::PingSource(p.resource.clone())
+                .id()
+                .to_string();
+            Some(p.origin.error(Some(id), FieldError::new(field, reason)))
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
 /// `filters[2].any[0].cesql` below `root` as a field path.
 fn field_path(root: &str, dotted: &str) -> FieldPath {
-    let mut path = FieldPath::root().key(root);
+    let mut path = if root.is_empty() {
+        FieldPath::root()
+    } else {
+        FieldPath::root().key(root)
+    };
     for part in dotted.split('.').filter(|p| !p.is_empty()) {
         let mut pieces = part.split('[');
         if let Some(name) = pieces.next().filter(|n| !n.is_empty()) {

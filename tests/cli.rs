@@ -60,12 +60,12 @@ fn validate_reports_file_document_line_field_and_reason() {
 #[test]
 fn run_refuses_kinds_it_cannot_run_yet() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ping.yaml");
+    let file = dir.path().join("kafka.yaml");
     std::fs::write(
         &file,
         "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n---\n\
-         apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {name: p}\nspec:\n  \
-         schedule: '* * * * *'\n  sink: {uri: http://127.0.0.1:1/}\n",
+         apiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {name: k}\nspec:\n  \
+         bootstrapServers: [127.0.0.1:9092]\n  topics: [orders]\n  sink: {uri: http://127.0.0.1:1/}\n",
     )
     .unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -79,7 +79,7 @@ fn run_refuses_kinds_it_cannot_run_yet() {
         "127.0.0.1:0",
     ]);
     assert!(!ok);
-    assert!(stderr.contains("not supported yet: PingSource"), "{stderr}");
+    assert!(stderr.contains("not supported yet: KafkaSource"), "{stderr}");
 }
 
 #[test]

@@ -174,11 +174,17 @@ pub fn check_schedule(schedule: &str) -> Result<Option<String>, String> {
             )),
         };
     }
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let mut fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.len() == 6 {
+        // An optional leading seconds field (Ember's extension; croner's syntax).
+        let seconds = fields.remove(0);
+        check_cron_field(seconds, 0, 59, &[], 0)
+            .map_err(|why| format!("second field {seconds:?}: {why}"))?;
+    }
     if fields.len() != 5 {
         return Err(format!(
-            "{schedule:?} has {} fields; a cron schedule has 5: minute hour day-of-month \
-             month day-of-week",
+            "{schedule:?} has {} fields; a cron schedule has 5 (minute hour day-of-month \
+             month day-of-week), or 6 with a leading seconds field",
             fields.len()
         ));
     }
