@@ -9,4 +9,5 @@ pub mod ping;
 pub mod run;
 pub mod send;
 pub mod server;
+pub mod sink;
 pub mod wiring;

@@ -3,16 +3,14 @@
 //! (POSTed in binary mode, acknowledged by a 2xx).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use ember_api::sources::PingSource;
-use ember_broker::broker::Broker;
-use ember_broker::dispatch::{DeliveryFormat, HttpClient, build_request};
-use ember_broker::event::{self, CloudEvent, CloudEventExt, Data};
+use ember_broker::event::{self, CloudEvent, Data};
 use ember_sources::ping::{MissedTicks, PingConfig, PingEvent, PingSink, SinkError};
-use http::Uri;
+
+use crate::sink::Sink;
 
 /// `ember.dev/missed-ticks`: `skip` (default) or `catchUp`, what a PingSource does about ticks
 /// that fell while Ember was down.
@@ -21,8 +19,6 @@ pub const MISSED_TICKS: &str = "ember.dev/missed-ticks";
 pub const CATCH_UP_WINDOW: &str = "ember.dev/catch-up-window";
 /// Default for [`CATCH_UP_WINDOW`].
 pub const DEFAULT_CATCH_UP_WINDOW: Duration = Duration::from_secs(3600);
-/// The longest a sink may take to accept one event before the tick is retried.
-const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The scheduler's config for a PingSource resource; errors name the annotation.
 pub fn config(p: &PingSource) -> Result<PingConfig, String> {
@@ -99,44 +95,11 @@ fn prost_types_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Times
     }
 }
 
-/// Where a PingSource's events go.
-pub enum Sink {
-    /// A broker of this Ember: appended directly.
-    Broker(Arc<Broker>),
-    /// Any CloudEvents receiver.
-    Http { client: HttpClient, uri: Uri },
-}
-
 impl PingSink for Sink {
     async fn send(&self, e: PingEvent) -> Result<(), SinkError> {
-        let mut ev = cloud_event(e);
-        event::validate(&ev).map_err(SinkError::new)?;
-        let sent = async {
-            match self {
-                Sink::Broker(broker) => {
-                    event::stamp_ingress(&mut ev, &event::now_rfc3339()).map_err(SinkError::new)?;
-                    broker
-                        .append(vec![ev.encode_to_bytes()])
-                        .await
-                        .map(|_| ())
-                        .map_err(SinkError::new)
-                }
-                Sink::Http { client, uri } => {
-                    let resp = client
-                        .request(build_request(uri, DeliveryFormat::Binary, &ev))
-                        .await
-                        .map_err(SinkError::new)?;
-                    if resp.status().is_success() {
-                        Ok(())
-                    } else {
-                        Err(SinkError::new(format!("{uri} answered {}", resp.status())))
-                    }
-                }
-            }
-        };
-        tokio::time::timeout(SINK_TIMEOUT, sent)
+        self.send_event(cloud_event(e))
             .await
-            .map_err(|_| SinkError::new(format!("no answer within {SINK_TIMEOUT:?}")))?
+            .map_err(SinkError::new)
     }
 }
 

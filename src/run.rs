@@ -134,28 +134,14 @@ impl Ember {
                     .map_err(anyhow::Error::msg)?
                     .validate()
                     .map_err(anyhow::Error::msg)?;
-                let sink = match (&p.spec.sink.uri, &p.spec.sink.reference) {
-                    (Some(uri), _) => crate::ping::Sink::Http {
-                        client: client.clone(),
-                        uri: uri.parse().with_context(|| {
-                            format!("PingSource {}: spec.sink.uri", p.metadata.name)
-                        })?,
-                    },
-                    (None, Some(r)) if r.kind == "Broker" => {
-                        let ns = r.namespace_or(&p.metadata.namespace);
-                        let broker = brokers
-                            .iter()
-                            .find(|b| b.namespace() == ns && b.short_name() == r.name)
-                            .with_context(|| {
-                                format!("PingSource {}: no Broker {ns}/{}", p.metadata.name, r.name)
-                            })?;
-                        crate::ping::Sink::Broker(broker.clone())
-                    }
-                    _ => anyhow::bail!(
-                        "PingSource {}: spec.sink: use a uri or a ref to a Broker",
-                        p.metadata.name
-                    ),
-                };
+                let what = format!("PingSource {}/{}", p.metadata.namespace, p.metadata.name);
+                let sink = crate::sink::Sink::resolve(
+                    &p.spec.sink,
+                    &p.metadata.namespace,
+                    &brokers,
+                    &client,
+                )
+                .with_context(|| format!("{what}: spec.sink"))?;
                 let store = store.clone();
                 let signal = signal.clone();
                 let name = format!("{}/{}", p.metadata.namespace, p.metadata.name);
