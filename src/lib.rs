@@ -10,4 +10,5 @@ pub mod run;
 pub mod send;
 pub mod server;
 pub mod sink;
+pub mod webhook;
 pub mod wiring;

@@ -160,7 +160,19 @@ impl Ember {
                 }));
             }
         }
-        let router = Arc::new(Router::new(brokers.iter().cloned()));
+        let mut webhooks = Vec::with_capacity(config.webhook_sources.len());
+        for w in &config.webhook_sources {
+            let route = crate::webhook::WebhookRoute::build(&w.resource, &brokers, &client)
+                .with_context(|| {
+                    format!(
+                        "WebhookSource {}/{}",
+                        w.resource.metadata.namespace, w.resource.metadata.name
+                    )
+                })?;
+            tracing::info!(source = %route.id, path = %route.path, "webhook source ready");
+            webhooks.push(route);
+        }
+        let router = Arc::new(Router::new(brokers.iter().cloned(), webhooks));
         router.set_ready(true);
         let server = tokio::spawn(serve(listener, router, signal, grace));
         Ok(Self {

@@ -1,5 +1,5 @@
-//! Ember's HTTP listener: broker ingress at `/{namespace}/{broker}`, plus `/healthz`,
-//! `/readyz` and `/metrics`.
+//! Ember's HTTP listener: broker ingress at `/{namespace}/{broker}`, each WebhookSource's path,
+//! `/healthz`, `/readyz` and `/metrics`.
 //!
 //! The server takes a bound listener and a shutdown signal (so tests bind port 0). On shutdown
 //! it stops accepting, lets requests in progress finish — an ingress request finishes when its
@@ -31,11 +31,17 @@ pub struct Router {
     brokers: HashMap<(String, String), Arc<Broker>>,
     ready: AtomicBool,
     metrics: prometheus_client::registry::Registry,
+    /// WebhookSources by path.
+    webhooks: HashMap<String, crate::webhook::WebhookRoute>,
 }
 
 impl Router {
-    /// A router over the given brokers; not ready until [`Router::set_ready`].
-    pub fn new(brokers: impl IntoIterator<Item = Arc<Broker>>) -> Self {
+    /// A router over the given brokers and webhook sources; not ready until
+    /// [`Router::set_ready`].
+    pub fn new(
+        brokers: impl IntoIterator<Item = Arc<Broker>>,
+        webhooks: Vec<crate::webhook::WebhookRoute>,
+    ) -> Self {
         let brokers: Vec<Arc<Broker>> = brokers.into_iter().collect();
         let metrics = crate::metrics::registry(brokers.clone());
         let brokers = brokers
@@ -46,6 +52,7 @@ impl Router {
             brokers,
             ready: AtomicBool::new(false),
             metrics,
+            webhooks: webhooks.into_iter().map(|w| (w.path.clone(), w)).collect(),
         }
     }
 
@@ -74,6 +81,9 @@ impl Router {
                 return resp;
             }
             _ => {}
+        }
+        if let Some(webhook) = self.webhooks.get(path) {
+            return webhook.handle(req).await;
         }
         let mut segments = path.trim_start_matches('/').split('/');
         match (segments.next(), segments.next(), segments.next()) {

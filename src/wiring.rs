@@ -23,7 +23,12 @@ use http::Uri;
 pub use ember_api::config::Config;
 
 /// The kinds `ember run` runs today.
-pub const RUNNABLE: &[Kind] = &[Kind::Broker, Kind::Trigger, Kind::PingSource];
+pub const RUNNABLE: &[Kind] = &[
+    Kind::Broker,
+    Kind::Trigger,
+    Kind::PingSource,
+    Kind::WebhookSource,
+];
 
 /// Append batches that may wait for a broker's log writer before ingress answers 503.
 pub const APPEND_QUEUE_CAPACITY: usize = 4096;

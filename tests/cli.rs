@@ -79,7 +79,10 @@ fn run_refuses_kinds_it_cannot_run_yet() {
         "127.0.0.1:0",
     ]);
     assert!(!ok);
-    assert!(stderr.contains("not supported yet: KafkaSource"), "{stderr}");
+    assert!(
+        stderr.contains("not supported yet: KafkaSource"),
+        "{stderr}"
+    );
 }
 
 #[test]
