@@ -40,6 +40,23 @@ struct Args {
     /// PID whose RSS to sample every second.
     #[arg(long)]
     pid: Option<u32>,
+    /// An extra request header, `NAME: VALUE` (repeatable), e.g. a webhook signature.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Send a plain request (no `ce-` headers), as a webhook provider does.
+    #[arg(long)]
+    plain: bool,
+    /// Content type of the body.
+    #[arg(long, default_value = "application/octet-stream")]
+    content_type: String,
+}
+
+/// Per-request settings shared by the connections.
+#[derive(Clone)]
+struct Shape {
+    headers: Vec<(String, String)>,
+    plain: bool,
+    content_type: String,
 }
 
 struct ConnResult {
@@ -59,16 +76,36 @@ async fn main() -> anyhow::Result<()> {
     let body = Bytes::from(vec![b'x'; args.body_bytes]);
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
+    let shape = Shape {
+        headers: args
+            .headers
+            .iter()
+            .filter_map(|h| h.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect(),
+        plain: args.plain,
+        content_type: args.content_type.clone(),
+    };
     let per_conn_interval = args
         .rate
         .map(|r| Duration::from_secs_f64(args.connections as f64 / r));
 
     let mut tasks = Vec::new();
     for c in 0..args.connections {
-        let (addr, uri, body) = (addr.clone(), uri.clone(), body.clone());
+        let (addr, uri, body, shape) = (addr.clone(), uri.clone(), body.clone(), shape.clone());
         let (stop, measuring) = (stop.clone(), measuring.clone());
         tasks.push(tokio::spawn(async move {
-            connection(c, &addr, uri, body, per_conn_interval, stop, measuring).await
+            connection(
+                c,
+                &addr,
+                uri,
+                body,
+                shape,
+                per_conn_interval,
+                stop,
+                measuring,
+            )
+            .await
         }));
     }
 
@@ -147,11 +184,13 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     index: usize,
     addr: &str,
     uri: hyper::Uri,
     body: Bytes,
+    shape: Shape,
     interval: Option<Duration>,
     stop: Arc<AtomicBool>,
     measuring: Arc<AtomicBool>,
@@ -194,18 +233,23 @@ async fn connection(
         }
         let Some(s) = sender.as_mut() else { continue };
         seq += 1;
-        let req = Request::post(uri.clone())
+        let mut req = Request::post(uri.clone())
             .header(
                 "host",
                 uri.authority().map(|a| a.as_str()).unwrap_or("localhost"),
             )
-            .header("ce-specversion", "1.0")
-            .header("ce-id", format!("{index}-{seq}"))
-            .header("ce-source", "/loadgen")
-            .header("ce-type", "dev.ember.bench")
-            .header("content-type", "application/octet-stream")
-            .body(Full::new(body.clone()))
-            .expect("valid request");
+            .header("content-type", shape.content_type.as_str());
+        if !shape.plain {
+            req = req
+                .header("ce-specversion", "1.0")
+                .header("ce-id", format!("{index}-{seq}"))
+                .header("ce-source", "/loadgen")
+                .header("ce-type", "dev.ember.bench");
+        }
+        for (k, v) in &shape.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req.body(Full::new(body.clone())).expect("valid request");
         match s.send_request(req).await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
