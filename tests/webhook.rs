@@ -135,3 +135,88 @@ async fn bad_signatures_are_401_and_nothing_reaches_the_broker() {
     assert_eq!(broker.end_offset(), 0, "nothing was appended");
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_and_basic_sources_accept_their_credentials_only() {
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let password = secrets.path().join("password");
+    std::fs::write(&password, "pa:ss").unwrap();
+    let sub = Subscriber::start().await;
+    let yaml = format!(
+        r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: default}}
+---
+apiVersion: sources.ember.dev/v1alpha1
+kind: WebhookSource
+metadata: {{name: tokens}}
+spec:
+  path: /hooks/bearer
+  auth: {{bearer: {{tokenFile: {}}}}}
+  type: {{value: com.example.hook}}
+  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}
+---
+apiVersion: sources.ember.dev/v1alpha1
+kind: WebhookSource
+metadata: {{name: basic}}
+spec:
+  path: /hooks/basic
+  auth: {{basic: {{username: hooks, passwordFile: {}}}}}
+  type: {{value: com.example.hook}}
+  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: hooks}}
+spec:
+  broker: default
+  subscriber: {{uri: "{}"}}
+"#,
+        token.display(),
+        password.display(),
+        sub.uri()
+    );
+    let ember = TestEmber::start(&yaml).await;
+    let bearer = ember.url("/hooks/bearer");
+    let basic = ember.url("/hooks/basic");
+    // "hooks:pa:ss" in base64.
+    let good_basic = "Basic aG9va3M6cGE6c3M=";
+    assert_eq!(
+        post(&bearer, &[("authorization", "Bearer s3cret-token")], "{}")
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post(&basic, &[("authorization", good_basic)], "{}")
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post(&bearer, &[("authorization", "Bearer nope")], "{}")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&bearer, &[], "{}").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&basic, &[("authorization", "Basic aG9va3M6d3Jvbmc=")], "{}")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 2).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sub.count(), 2, "refused requests never reach the broker");
+    for got in sub.received() {
+        assert_eq!(got.header("ce-type"), Some("com.example.hook"));
+    }
+    ember.stop().await;
+}
