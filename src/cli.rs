@@ -29,7 +29,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the brokers and triggers described by the configuration.
+    /// Run the brokers, triggers, PingSources and WebhookSources described by the configuration.
     Run(RunArgs),
     /// Check the configuration without starting anything; prints every problem found.
     #[command(after_help = "Example:\n  ember validate -f examples/")]

@@ -34,7 +34,7 @@ use crate::wiring::{self, Config};
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Where brokers keep their logs and triggers their cursors.
+    /// Where brokers keep their logs, triggers their cursors and PingSources their last ticks.
     #[arg(
         long,
         env = "EMBER_DATA_DIR",
@@ -42,7 +42,8 @@ pub struct RunArgs {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
-    /// Address of the HTTP listener (broker ingress at /{namespace}/{broker}).
+    /// Address of the HTTP listener: broker ingress at /{namespace}/{broker}, WebhookSource paths,
+    /// /healthz, /readyz and /metrics.
     #[arg(
         long,
         env = "EMBER_LISTEN",
