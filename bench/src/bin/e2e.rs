@@ -47,6 +47,10 @@ struct Args {
     /// Deliveries expected per event (the number of matching triggers).
     #[arg(long, default_value = "1")]
     copies: u64,
+    /// Send nothing: only receive, measuring each delivery against its `time` attribute (for
+    /// PingSources, whose `time` is the scheduled instant).
+    #[arg(long)]
+    receive_only: bool,
 }
 
 fn now_ns() -> u64 {
@@ -61,6 +65,8 @@ struct Sink {
     measuring: AtomicBool,
     delivered: AtomicU64,
     latencies_us: Mutex<Vec<u32>>,
+    /// Scheduled events: broker arrival minus the scheduled `time`.
+    fired_us: Mutex<Vec<u32>>,
 }
 
 #[tokio::main]
@@ -80,12 +86,26 @@ async fn main() -> anyhow::Result<()> {
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let s = s.clone();
                     async move {
+                        let header_ns = |name: &str| {
+                            let t = req.headers().get(name)?.to_str().ok()?;
+                            let t = chrono::DateTime::parse_from_rfc3339(t).ok()?;
+                            t.timestamp_nanos_opt().map(|n| n as u64)
+                        };
                         let sent = req
                             .headers()
                             .get("ce-benchsent")
                             .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<u64>().ok());
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .or_else(|| header_ns("ce-time"));
+                        // For scheduled events: how late the broker received each tick.
+                        let fired = header_ns("ce-time").zip(header_ns("ce-knativearrivaltime"));
                         let _ = req.into_body().collect().await;
+                        if let Some((time, arrival)) = fired
+                            && s.measuring.load(Ordering::Relaxed)
+                        {
+                            let us = (arrival.saturating_sub(time) / 1000).min(u64::from(u32::MAX));
+                            s.fired_us.lock().unwrap().push(us as u32);
+                        }
                         if let Some(sent) = sent
                             && s.measuring.load(Ordering::Relaxed)
                         {
@@ -106,6 +126,36 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
+    if args.receive_only {
+        tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+        sink.measuring.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        sink.measuring.store(false, Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        let mut lat = sink.latencies_us.lock().unwrap().clone();
+        lat.sort_unstable();
+        let p = |q| ember_bench::ms(ember_bench::percentile(&lat, q));
+        println!(
+            "received {} in {:.1}s ({:.0}/s); delivered after `time` p50 {} p99 {} max {}",
+            lat.len(),
+            elapsed.as_secs_f64(),
+            lat.len() as f64 / elapsed.as_secs_f64(),
+            p(50.0),
+            p(99.0),
+            p(100.0)
+        );
+        let mut fired = sink.fired_us.lock().unwrap().clone();
+        fired.sort_unstable();
+        let f = |q| ember_bench::ms(ember_bench::percentile(&fired, q));
+        println!(
+            "reached the broker after `time` (knativearrivaltime - time): p50 {} p99 {} max {}",
+            f(50.0),
+            f(99.0),
+            f(100.0)
+        );
+        return Ok(());
+    }
     let uri: hyper::Uri = args.target.parse()?;
     let addr = format!(
         "{}:{}",
