@@ -378,6 +378,7 @@ async fn restart_with_the_wall_clock_behind_the_last_tick_does_not_refire_it() {
     let store = TickStore::open(dir.path()).unwrap();
     store
         .record("default", "tick", utc("2025-01-01T11:00:00Z"))
+        .await
         .unwrap();
     let clock = AnchoredClock::starting_at(utc("2025-01-01T10:50:00Z"));
     let sink = RecordingSink::new(clock);

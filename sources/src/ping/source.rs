@@ -167,6 +167,7 @@ pub async fn run(
         let recorded = retry(&mut shutdown, "record", &source, tick, || async {
             store
                 .record(&ping.namespace, &ping.name, tick)
+                .await
                 .map_err(|e| e.to_string())
         })
         .await;
