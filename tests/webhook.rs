@@ -238,3 +238,180 @@ spec:
     }
     ember.stop().await;
 }
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_slack_standard_webhooks_and_hmac_signatures_through_the_server() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let secrets = tempfile::tempdir().unwrap();
+    let write = |name: &str, value: &str| {
+        let path = secrets.path().join(name);
+        std::fs::write(&path, value).unwrap();
+        path.display().to_string()
+    };
+    let stripe = write("stripe", "whsec_stripe");
+    let slack = write("slack", "slack-secret");
+    let std_key = b"standard-webhooks-key";
+    let standard = write("standard", &format!("whsec_{}", b64.encode(std_key)));
+    let generic = write("hmac", "generic-secret");
+    let sub = Subscriber::start().await;
+    let source = |name: &str, auth: String| {
+        format!(
+            "---\napiVersion: sources.ember.dev/v1alpha1\nkind: WebhookSource\nmetadata: {{name: {name}}}\nspec:\n  path: /hooks/{name}\n  auth: {auth}\n  type: {{value: com.example.{name}}}\n  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}\n"
+        )
+    };
+    let yaml = [
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n".to_owned(),
+        source("stripe", format!("{{stripe: {{secretFile: {stripe}}}}}")),
+        source("slack", format!("{{slack: {{secretFile: {slack}}}}}")),
+        source("standard", format!("{{standardWebhooks: {{secretFile: {standard}}}}}")),
+        source(
+            "generic",
+            format!("{{hmac: {{header: X-Signature, algorithm: sha256, encoding: hex, prefix: \"sha256=\", secretFile: {generic}}}}}"),
+        ),
+        format!(
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: all}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{}\"}}\n",
+            sub.uri()
+        ),
+    ]
+    .concat();
+    let ember = TestEmber::start(&yaml).await;
+    let body = r#"{"id":"evt_1","object":"event"}"#;
+    let now = chrono::Utc::now().timestamp().to_string();
+    let old = (chrono::Utc::now().timestamp() - 3600).to_string();
+
+    // Stripe: t=<unix>,v1=<hex HMAC of "t.body">; the event id comes from the JSON body.
+    let stripe_sig = |t: &str| {
+        format!(
+            "t={t},v1={}",
+            hex::encode(hmac_sha256(
+                b"whsec_stripe",
+                format!("{t}.{body}").as_bytes()
+            ))
+        )
+    };
+    let url = ember.url("/hooks/stripe");
+    assert_eq!(
+        post(&url, &[("stripe-signature", &stripe_sig(&now))], body)
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post(&url, &[("stripe-signature", &stripe_sig(&old))], body)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Slack: v0=<hex HMAC of "v0:ts:body"> with X-Slack-Request-Timestamp.
+    let slack_sig = |t: &str| {
+        format!(
+            "v0={}",
+            hex::encode(hmac_sha256(
+                b"slack-secret",
+                format!("v0:{t}:{body}").as_bytes()
+            ))
+        )
+    };
+    let url = ember.url("/hooks/slack");
+    let good = [
+        ("x-slack-request-timestamp", now.as_str()),
+        ("x-slack-signature", &slack_sig(&now)),
+    ];
+    assert_eq!(post(&url, &good, body).await.status, StatusCode::ACCEPTED);
+    let stale = [
+        ("x-slack-request-timestamp", old.as_str()),
+        ("x-slack-signature", &slack_sig(&old)),
+    ];
+    assert_eq!(
+        post(&url, &stale, body).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Standard Webhooks: v1,<base64 HMAC of "id.ts.body">, several signatures allowed.
+    let std_sig = format!(
+        "v1,{}",
+        b64.encode(hmac_sha256(
+            std_key,
+            format!("msg_1.{now}.{body}").as_bytes()
+        ))
+    );
+    let url = ember.url("/hooks/standard");
+    let sigs = format!("v1,bm90LXRoaXMtb25l {std_sig}");
+    let headers = [
+        ("webhook-id", "msg_1"),
+        ("webhook-timestamp", now.as_str()),
+        ("webhook-signature", sigs.as_str()),
+    ];
+    assert_eq!(
+        post(&url, &headers, body).await.status,
+        StatusCode::ACCEPTED
+    );
+    let tampered = [
+        ("webhook-id", "msg_2"),
+        ("webhook-timestamp", now.as_str()),
+        ("webhook-signature", std_sig.as_str()),
+    ];
+    assert_eq!(
+        post(&url, &tampered, body).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Generic HMAC: sha256, hex, with a prefix.
+    let url = ember.url("/hooks/generic");
+    let sig = format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(b"generic-secret", body.as_bytes()))
+    );
+    assert_eq!(
+        post(&url, &[("x-signature", &sig)], body).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post(&url, &[("x-signature", &sig)], "tampered")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    assert!(
+        eventually(Duration::from_secs(10), || sub.count() == 4).await,
+        "{}",
+        sub.count()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut types: Vec<_> = sub
+        .received()
+        .iter()
+        .map(|r| r.header("ce-type").unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "com.example.generic",
+            "com.example.slack",
+            "com.example.standard",
+            "com.example.stripe"
+        ]
+    );
+    let ids: Vec<_> = sub
+        .received()
+        .iter()
+        .map(|r| r.header("ce-id").unwrap().to_owned())
+        .collect();
+    assert!(
+        ids.contains(&"evt_1".to_owned()),
+        "Stripe's event id: {ids:?}"
+    );
+    assert!(
+        ids.contains(&"msg_1".to_owned()),
+        "Standard Webhooks' webhook-id: {ids:?}"
+    );
+    ember.stop().await;
+}
