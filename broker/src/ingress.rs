@@ -1,6 +1,6 @@
 //! Broker ingress: `POST /{namespace}/{broker}` turns an HTTP request into durable events.
 //!
-//! The contract (DESIGN.md, Knative's data-plane spec): 202 only once every event of the request
+//! The contract (Knative's data-plane spec): 202 only once every event of the request
 //! is durable in the broker's log; 400 with `{"error": "..."}` for anything that is not a valid
 //! CloudEvent; 404 for an unknown broker; 405 for other methods (OPTIONS answers the CloudEvents
 //! webhook handshake); 413 above the broker's size limit; 415 for an unknown structured format;
