@@ -22,7 +22,7 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     h
 }
 
-/// The mapping the binary builds for the example resource.
+/// The mapping the binary builds for the README's GitHub example resource.
 fn github_mapping() -> WebhookMapping {
     let auth = WebhookAuth::Github {
         secret: b"s".to_vec(),

@@ -1,6 +1,6 @@
 //! CESQL filter cost per event: `Expression::matches` on a typical trigger expression and on a
 //! single equality, against a small event struct (what the broker's event view costs is not
-//! measured here). Goal (issue 3): the typical expression in at most 300 ns.
+//! measured here). Goal: the typical expression in at most 300 ns.
 //!
 //! Run: `cargo bench -p ember-triggers --bench cesql`
 
