@@ -19,7 +19,7 @@ async fn github_setup() -> (TestEmber, Subscriber, tempfile::TempDir) {
     let secret_file = secrets.path().join("github");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let sub = Subscriber::start().await;
-    // The resource exactly as the issue writes it, plus its broker and a trigger.
+    // The README's GitHub example resource, plus its broker and a trigger.
     let yaml = format!(
         r#"
 apiVersion: eventing.knative.dev/v1
