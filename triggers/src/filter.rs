@@ -5,7 +5,7 @@
 use crate::cesql::Expression;
 use crate::condition::{Condition, Sql};
 use crate::error::{FilterError, FilterProblem};
-use crate::{AttributesFilter, EventAttributes, Filter, FilterSpec, is_valid_attribute_name};
+use crate::{AttributesFilter, EventAttributes, FilterSpec, is_valid_attribute_name};
 use std::sync::Arc;
 
 /// A Trigger's compiled filter: which events the Trigger wants.
@@ -102,15 +102,6 @@ impl From<AttributesFilter> for TriggerFilter {
             .collect();
         Self {
             condition: Condition::all(parts),
-        }
-    }
-}
-
-impl From<Filter> for TriggerFilter {
-    fn from(filter: Filter) -> Self {
-        match filter {
-            Filter::All => Self::match_all(),
-            Filter::Attributes(legacy) => legacy.into(),
         }
     }
 }

@@ -80,23 +80,3 @@ pub trait EventAttributes {
         self.attribute(name).map(AttributeValue::String)
     }
 }
-
-/// The legacy-only filter the broker's dispatcher uses until it moves to [`TriggerIndex`];
-/// converts into a [`TriggerFilter`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Filter {
-    /// Passes every event (no filter configured).
-    All,
-    /// Knative's legacy `spec.filter.attributes`.
-    Attributes(AttributesFilter),
-}
-
-impl Filter {
-    /// Whether `event` passes the filter.
-    pub fn matches(&self, event: &impl EventAttributes) -> bool {
-        match self {
-            Filter::All => true,
-            Filter::Attributes(f) => f.matches(event),
-        }
-    }
-}

@@ -4,8 +4,7 @@
 
 use ember_triggers::cesql::Expression;
 use ember_triggers::{
-    AttributeValue, AttributesFilter, EventAttributes, Filter, FilterProblem, FilterSpec,
-    TriggerFilter,
+    AttributeValue, AttributesFilter, EventAttributes, FilterProblem, FilterSpec, TriggerFilter,
 };
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -129,12 +128,11 @@ fn no_filter_at_all_passes_everything() {
 }
 
 #[test]
-fn legacy_filter_enum_converts_with_the_same_meaning() {
+fn a_legacy_attributes_filter_converts_with_the_same_meaning() {
     let legacy = AttributesFilter::new([("type", "com.example.order.created")]).unwrap();
-    let f = TriggerFilter::from(Filter::Attributes(legacy));
+    let f = TriggerFilter::from(legacy);
     assert!(f.matches(&order_created()));
     assert!(!f.matches(&order_created().with("type", "x")));
-    assert!(TriggerFilter::from(Filter::All).is_match_all());
 }
 
 // ---- filters overrides filter ----
