@@ -2,15 +2,26 @@
 //! a Broker of this Ember (appended directly, acknowledged once durable) or any CloudEvents URL
 //! (POSTed in binary mode, acknowledged by a 2xx).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bytes::BytesMut;
+use ember_api::config::Located;
 use ember_api::sources::PingSource;
+use ember_broker::broker::Broker;
+use ember_broker::dispatch::HttpClient;
+use ember_broker::event::Prestamped;
 use ember_broker::event::{self, CloudEvent, Data};
-use ember_sources::ping::{MissedTicks, PingConfig, PingEvent, PingSink, SinkError};
+use ember_broker::log::AppendError;
+use ember_sources::ping::{MissedTicks, PingBatchSink, PingConfig, PingEvent, PingSink, SinkError};
+use futures_util::StreamExt as _;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::sink::Sink;
+use crate::sink::{SINK_TIMEOUT, Sink};
 
 /// `ember.dev/missed-ticks`: `skip` (default) or `catchUp`, what a PingSource does about ticks
 /// that fell while Ember was down.
@@ -96,11 +107,111 @@ fn prost_types_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Times
 }
 
 impl PingSink for Sink {
-    async fn send(&self, e: PingEvent) -> Result<(), SinkError> {
-        self.send_event(cloud_event(e))
+    async fn send(&self, event: PingEvent) -> Result<(), SinkError> {
+        self.send_event(cloud_event(event))
             .await
             .map_err(SinkError::new)
     }
+}
+
+/// Events per broker append when a batch of ticks is appended: each chunk is stamped with its
+/// own arrival time and handed to the log as soon as it is built.
+const APPEND_CHUNK: usize = 1024;
+/// Ticks sent at once to a URL sink.
+const HTTP_CONCURRENCY: usize = 64;
+
+/// A tick made ready ahead of its instant.
+pub enum PreparedTick {
+    /// For a broker: validated and encoded, all but the arrival time (or why it cannot be).
+    Encoded(Result<Prestamped, String>),
+    /// For a URL: the event, sent in binary mode.
+    Event(Box<CloudEvent>),
+}
+
+impl PingBatchSink for Sink {
+    type Prepared = PreparedTick;
+
+    fn prepare(&self, tick: PingEvent) -> PreparedTick {
+        match self {
+            Sink::Broker(_) => {
+                PreparedTick::Encoded(Prestamped::new(cloud_event(tick)).map_err(|e| e.to_string()))
+            }
+            Sink::Http { .. } => PreparedTick::Event(Box::new(cloud_event(tick))),
+        }
+    }
+
+    async fn send_all(&self, batch: &[&PreparedTick]) -> Vec<Result<(), SinkError>> {
+        match self {
+            Sink::Broker(broker) => append_all(broker, batch).await,
+            Sink::Http { .. } => {
+                let events: Vec<Option<CloudEvent>> = batch
+                    .iter()
+                    .map(|tick| match tick {
+                        PreparedTick::Event(ev) => Some((**ev).clone()),
+                        PreparedTick::Encoded(_) => None,
+                    })
+                    .collect();
+                futures_util::stream::iter(events)
+                    .map(|ev| async move {
+                        match ev {
+                            Some(ev) => self.send_event(ev).await.map_err(SinkError::new),
+                            None => Err(SinkError::new("a tick prepared for a broker")),
+                        }
+                    })
+                    .buffered(HTTP_CONCURRENCY)
+                    .collect()
+                    .await
+            }
+        }
+    }
+}
+
+/// Appends prepared ticks to a broker in chunks of [`APPEND_CHUNK`], each stamped with the
+/// moment it is built and handed to the log at once (so the writer works while the next chunk
+/// is built); one result per tick.
+async fn append_all(broker: &Arc<Broker>, batch: &[&PreparedTick]) -> Vec<Result<(), SinkError>> {
+    let mut results: Vec<Option<Result<(), SinkError>>> = Vec::with_capacity(batch.len());
+    let mut chunks = Vec::new();
+    let mut buf = BytesMut::new();
+    for chunk in batch.chunks(APPEND_CHUNK) {
+        let arrival = event::arrival_entry(&event::now_rfc3339());
+        let mut records = Vec::with_capacity(chunk.len());
+        let mut slots = Vec::with_capacity(chunk.len());
+        for tick in chunk {
+            match tick {
+                PreparedTick::Encoded(Ok(pre)) => {
+                    records.push(pre.record(&arrival, &mut buf));
+                    slots.push(results.len());
+                    results.push(None);
+                }
+                PreparedTick::Encoded(Err(e)) => results.push(Some(Err(SinkError::new(e.clone())))),
+                PreparedTick::Event(_) => {
+                    results.push(Some(Err(SinkError::new("a tick prepared for a URL"))))
+                }
+            }
+        }
+        let broker = broker.clone();
+        chunks.push((
+            slots,
+            tokio::spawn(async move { broker.append(records).await }),
+        ));
+    }
+    for (slots, append) in chunks {
+        let outcome = match tokio::time::timeout(SINK_TIMEOUT, append).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(AppendError::Full))) => Err("the broker's append queue is full".to_owned()),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(format!("append task failed: {e}")),
+            Err(_) => Err(format!("no answer within {SINK_TIMEOUT:?}")),
+        };
+        for slot in slots {
+            results[slot] = Some(outcome.clone().map_err(SinkError::new));
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(SinkError::new("not appended"))))
+        .collect()
 }
 
 /// Opens the tick store under the data directory.
@@ -108,4 +219,56 @@ pub fn tick_store(data_dir: &Path) -> anyhow::Result<ember_sources::ping::TickSt
     let dir = data_dir.join("ping");
     ember_sources::ping::TickStore::open(dir.clone())
         .with_context(|| format!("opening the PingSource tick store in {}", dir.display()))
+}
+
+/// Starts every PingSource on one scheduler task (see [`ember_sources::ping::run_many`]):
+/// sources sending to the same destination share its batches. `None` when there are none.
+pub fn start(
+    pings: &[Located<PingSource>],
+    brokers: &[Arc<Broker>],
+    client: &HttpClient,
+    data_dir: &Path,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    if pings.is_empty() {
+        return Ok(None);
+    }
+    let store = tick_store(data_dir)?;
+    let mut sinks: Vec<Sink> = Vec::new();
+    let mut sink_ids: HashMap<String, usize> = HashMap::new();
+    let mut sources = Vec::with_capacity(pings.len());
+    for p in pings {
+        let p = &p.resource;
+        let what = format!("PingSource {}/{}", p.metadata.namespace, p.metadata.name);
+        let valid = config(p)
+            .map_err(anyhow::Error::msg)?
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| what.clone())?;
+        let sink = Sink::resolve(&p.spec.sink, &p.metadata.namespace, brokers, client)
+            .with_context(|| format!("{what}: spec.sink"))?;
+        let key = match &sink {
+            Sink::Broker(b) => format!("broker {}", b.name()),
+            Sink::Http { uri, .. } => format!("url {uri}"),
+        };
+        let id = *sink_ids.entry(key).or_insert_with(|| {
+            sinks.push(sink);
+            sinks.len() - 1
+        });
+        sources.push((valid, id));
+    }
+    let shutdown = shutdown.clone();
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = ember_sources::ping::run_many(
+            sources,
+            &sinks,
+            store,
+            ember_sources::ping::SystemClock,
+            shutdown,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "PingSources stopped");
+        }
+    })))
 }

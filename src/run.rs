@@ -127,49 +127,21 @@ impl Ember {
             tasks.extend(broker.start(&client, &signal, grace));
         }
         // PingSources: their ticks go to a broker of this Ember (appended directly) or a URL.
-        if !config.ping_sources.is_empty() {
-            let store = crate::ping::tick_store(data_dir)?;
-            for p in &config.ping_sources {
-                let p = &p.resource;
-                let valid = crate::ping::config(p)
-                    .map_err(anyhow::Error::msg)?
-                    .validate()
-                    .map_err(anyhow::Error::msg)?;
-                let what = format!("PingSource {}/{}", p.metadata.namespace, p.metadata.name);
-                let sink = crate::sink::Sink::resolve(
-                    &p.spec.sink,
-                    &p.metadata.namespace,
-                    &brokers,
-                    &client,
-                )
-                .with_context(|| format!("{what}: spec.sink"))?;
-                let store = store.clone();
-                let signal = signal.clone();
-                let name = format!("{}/{}", p.metadata.namespace, p.metadata.name);
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = ember_sources::ping::run(
-                        valid,
-                        sink,
-                        store,
-                        ember_sources::ping::SystemClock,
-                        signal,
-                    )
-                    .await
-                    {
-                        tracing::error!(source = %name, error = %e, "PingSource stopped");
-                    }
-                }));
-            }
+        if let Some(task) =
+            crate::ping::start(&config.ping_sources, &brokers, &client, data_dir, &signal)?
+        {
+            tasks.push(task);
         }
         let mut webhooks = Vec::with_capacity(config.webhook_sources.len());
         for w in &config.webhook_sources {
-            let route = crate::webhook::WebhookRoute::build(&w.resource, &brokers, &client)
-                .with_context(|| {
-                    format!(
-                        "WebhookSource {}/{}",
-                        w.resource.metadata.namespace, w.resource.metadata.name
-                    )
-                })?;
+            let route =
+                crate::webhook::WebhookRoute::build(&w.resource, &brokers, &client, data_dir)
+                    .with_context(|| {
+                        format!(
+                            "WebhookSource {}/{}",
+                            w.resource.metadata.namespace, w.resource.metadata.name
+                        )
+                    })?;
             tracing::info!(source = %route.id, path = %route.path, "webhook source ready");
             webhooks.push(route);
         }

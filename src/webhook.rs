@@ -3,6 +3,7 @@
 //! broker). Order per request: rate limit (429) → body size (413) → signature (401) → mapping
 //! (400) → dedup (a repeat is acknowledged and dropped) → sink (202, or 503 + Retry-After).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,11 +70,13 @@ fn tolerance(t: &Option<String>) -> anyhow::Result<Duration> {
 }
 
 impl WebhookRoute {
-    /// Builds the route for a WebhookSource: reads its secrets and resolves its sink.
+    /// Builds the route for a WebhookSource: reads its secrets, resolves its sink and opens its
+    /// dedup window's journal, `{data_dir}/webhooks/{namespace}/{name}.dedup`.
     pub fn build(
         w: &WebhookSource,
         brokers: &[Arc<Broker>],
         client: &HttpClient,
+        data_dir: &Path,
     ) -> anyhow::Result<Self> {
         let id = format!("{}/{}", w.metadata.namespace, w.metadata.name);
         let spec = &w.spec;
@@ -152,11 +155,20 @@ impl WebhookRoute {
             extensions,
         };
         let dedup = match &spec.dedup_window {
-            Some(d) => Some(DedupWindow::new(
-                ember_api::duration::parse_flexible(d)
-                    .map_err(|e| anyhow::anyhow!("dedupWindow: {e}"))?,
-                DEFAULT_DEDUP_CAPACITY,
-            )),
+            Some(d) => {
+                let window = ember_api::duration::parse_flexible(d)
+                    .map_err(|e| anyhow::anyhow!("dedupWindow: {e}"))?;
+                let dir = data_dir.join("webhooks").join(&w.metadata.namespace);
+                let journal = dir.join(format!("{}.dedup", w.metadata.name));
+                let open = || {
+                    std::fs::create_dir_all(&dir)?;
+                    DedupWindow::open(journal.clone(), window, DEFAULT_DEDUP_CAPACITY)
+                };
+                Some(
+                    open()
+                        .with_context(|| format!("dedupWindow: opening {}", journal.display()))?,
+                )
+            }
             None => None,
         };
         let limiter = match &spec.rate_limit {
@@ -264,7 +276,11 @@ impl WebhookRoute {
                 continue;
             }
             match self.sink.send_event(ev).await {
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Some(dedup) = &self.dedup {
+                        dedup.confirm(&id);
+                    }
+                }
                 Err(SinkFailure::Invalid(e)) => {
                     if let Some(dedup) = &self.dedup {
                         dedup.forget(&id);

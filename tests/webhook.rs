@@ -1,5 +1,6 @@
 //! WebhookSource end to end: GitHub's signed webhooks become CloudEvents in a broker, and a
-//! trigger delivers them; bad signatures and oversized bodies are refused before the broker.
+//! trigger delivers them; bad signatures and oversized bodies are refused before the broker, and
+//! the dedup window drops redeliveries, also across a restart.
 
 mod common;
 
@@ -16,11 +17,17 @@ const SIGNATURE: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c
 
 async fn github_setup() -> (TestEmber, Subscriber, tempfile::TempDir) {
     let secrets = tempfile::tempdir().unwrap();
+    let sub = Subscriber::start().await;
+    let yaml = github_yaml(&secrets, &sub, "");
+    (TestEmber::start(&yaml).await, sub, secrets)
+}
+
+/// The README's GitHub example resource with `extra_spec` lines added to its spec, plus its
+/// broker and a trigger to `sub`; its secret is written to `secrets`.
+fn github_yaml(secrets: &tempfile::TempDir, sub: &Subscriber, extra_spec: &str) -> String {
     let secret_file = secrets.path().join("github");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    let sub = Subscriber::start().await;
-    // The README's GitHub example resource, plus its broker and a trigger.
-    let yaml = format!(
+    format!(
         r#"
 apiVersion: eventing.knative.dev/v1
 kind: Broker
@@ -37,7 +44,7 @@ spec:
   type: {{fromHeader: X-GitHub-Event, prefix: com.github.}}   # push -> com.github.push
   sink:
     ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
----
+{}---
 apiVersion: eventing.knative.dev/v1
 kind: Trigger
 metadata: {{name: pushes}}
@@ -47,9 +54,9 @@ spec:
   subscriber: {{uri: "{}"}}
 "#,
         secret_file.display(),
+        extra_spec,
         sub.uri()
-    );
-    (TestEmber::start(&yaml).await, sub, secrets)
+    )
 }
 
 fn github_headers<'a>(delivery: &'a str, signature: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -91,6 +98,48 @@ async fn a_signed_github_webhook_is_delivered_with_its_delivery_id() {
         assert_eq!(got.header("content-type"), Some("text/plain"));
         assert_eq!(&got.body[..], PAYLOAD.as_bytes());
     }
+    ember.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeliveries_are_dropped_within_the_dedup_window_across_a_restart() {
+    let secrets = tempfile::tempdir().unwrap();
+    let sub = Subscriber::start().await;
+    let yaml = github_yaml(&secrets, &sub, "  dedupWindow: 10m\n");
+    let ember = TestEmber::start(&yaml).await;
+    let url = ember.url("/hooks/github");
+    for _ in 0..2 {
+        let r = post(&url, &github_headers("d-1", SIGNATURE), PAYLOAD).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    }
+    let broker = ember.ember.broker("default", "default").unwrap();
+    assert_eq!(broker.end_offset(), 1, "the redelivery was dropped");
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 1).await);
+    // The id is journaled just after the broker took the event: wait for it before stopping.
+    let journal = ember.data_dir.path().join("webhooks/default/github.dedup");
+    let journaled = || std::fs::read_to_string(&journal).is_ok_and(|j| j.contains(" d-1\n"));
+    assert!(eventually(Duration::from_secs(10), journaled).await);
+    let data_dir = ember.stop().await;
+
+    let ember = TestEmber::start_in(&yaml, data_dir).await;
+    let url = ember.url("/hooks/github");
+    let r = post(&url, &github_headers("d-1", SIGNATURE), PAYLOAD).await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "a redelivery is acknowledged"
+    );
+    let r = post(&url, &github_headers("d-2", SIGNATURE), PAYLOAD).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let broker = ember.ember.broker("default", "default").unwrap();
+    assert_eq!(broker.end_offset(), 2, "d-1 was not appended again");
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 2).await);
+    let ids: Vec<_> = sub
+        .received()
+        .iter()
+        .map(|r| r.header("ce-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["d-1", "d-2"]);
     ember.stop().await;
 }
 

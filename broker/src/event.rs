@@ -283,6 +283,41 @@ pub fn stamp_ingress(event: &mut CloudEvent, arrival_time: &str) -> Result<(), E
     Ok(())
 }
 
+/// An event validated, given its broker TTL and encoded ahead of its ingress, without
+/// `knativearrivaltime`: for events whose content is known before they arrive (a PingSource's
+/// next tick), so that at arrival only the time is left to stamp ([`Prestamped::record`]).
+#[derive(Debug, Clone)]
+pub struct Prestamped(Bytes);
+
+impl Prestamped {
+    /// Applies [`validate`] and [`stamp_ingress`]'s TTL rule, and encodes the result.
+    pub fn new(mut event: CloudEvent) -> Result<Self, EventError> {
+        validate(&event)?;
+        stamp_ingress(&mut event, "")?;
+        event.attributes.remove(ARRIVAL_TIME);
+        Ok(Self(prost::Message::encode_to_vec(&event).into()))
+    }
+
+    /// The stored record: the encoded event followed by the encoding of its
+    /// `knativearrivaltime` map entry, built once per batch with [`arrival_entry`]. Decoding
+    /// merges the two, as protobuf does with the entries of a map field.
+    pub fn record(&self, arrival_entry: &[u8], buf: &mut bytes::BytesMut) -> Bytes {
+        buf.reserve(self.0.len() + arrival_entry.len());
+        buf.extend_from_slice(&self.0);
+        buf.extend_from_slice(arrival_entry);
+        buf.split().freeze()
+    }
+}
+
+/// The encoding of the `knativearrivaltime` attribute alone, to follow a [`Prestamped`] event.
+pub fn arrival_entry(arrival_time: &str) -> Vec<u8> {
+    let mut stamp = CloudEvent::default();
+    stamp
+        .attributes
+        .insert(ARRIVAL_TIME.to_owned(), string_value(arrival_time));
+    prost::Message::encode_to_vec(&stamp)
+}
+
 /// An event together with its stored bytes' attribute view: implements the filters' attribute
 /// access over the protobuf form without copying strings.
 impl ember_triggers::EventAttributes for CloudEvent {
@@ -375,6 +410,41 @@ pub fn attribute_map() -> HashMap<String, AttributeValue> {
 mod tests {
     use super::*;
     use ember_triggers::EventAttributes;
+
+    #[test]
+    fn a_prestamped_record_decodes_as_the_event_stamped_at_ingress() {
+        let mut e = event();
+        e.attributes
+            .insert("datacontenttype".into(), string_value("text/plain"));
+        e.data = Some(Data::BinaryData(Bytes::from_static(b"hello")));
+        let mut stamped = e.clone();
+        stamp_ingress(&mut stamped, "2026-11-27T16:00:00.000001Z").unwrap();
+
+        let pre = Prestamped::new(e).unwrap();
+        let entry = arrival_entry("2026-11-27T16:00:00.000001Z");
+        let mut buf = bytes::BytesMut::new();
+        let record = pre.record(&entry, &mut buf);
+        assert_eq!(decode(&record).unwrap(), stamped);
+        // The buffer is reused: a second record is independent of the first.
+        let again = pre.record(&arrival_entry("later"), &mut buf);
+        assert_eq!(decode(&record).unwrap(), stamped);
+        assert_eq!(
+            decode(&again).unwrap().attributes[ARRIVAL_TIME],
+            string_value("later")
+        );
+
+        let mut spent = event();
+        spent.attributes.insert(
+            BROKER_TTL.into(),
+            AttributeValue {
+                attr: Some(Attr::CeInteger(0)),
+            },
+        );
+        assert!(matches!(
+            Prestamped::new(spent),
+            Err(EventError::TtlExhausted)
+        ));
+    }
 
     fn event() -> CloudEvent {
         CloudEvent {

@@ -5,6 +5,9 @@
 //! a scheduled instant into a tokio deadline with [`Clock::deadline`], recomputed for every tick,
 //! so wall-clock adjustments (NTP) are picked up at the next sleep.
 
+use std::future::Future;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
@@ -18,7 +21,16 @@ pub trait Clock: Send + Sync {
         let ahead = (at - self.now()).to_std().unwrap_or_default();
         Instant::now() + ahead
     }
+
+    /// Sleeps until the wall clock reads `at`: by default on tokio's timer (millisecond
+    /// granularity), which tests can pause and advance.
+    fn sleep_until(&self, at: DateTime<Utc>) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep_until(self.deadline(at))
+    }
 }
+
+/// How long before a tick [`SystemClock`] stops trusting tokio's millisecond timer.
+const PRECISE_MARGIN: Duration = Duration::from_millis(2);
 
 /// The system's wall clock (`Utc::now()`): what the binary uses.
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,6 +39,19 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    /// Wakes within tens of microseconds of `at`, not up to two milliseconds late: tokio's
+    /// timer rounds up to its millisecond wheel, so it is used until [`PRECISE_MARGIN`] before
+    /// `at`, and the rest is slept by a thread of the blocking pool (the OS's timer precision).
+    async fn sleep_until(&self, at: DateTime<Utc>) {
+        let margin = chrono::TimeDelta::from_std(PRECISE_MARGIN).unwrap_or_default();
+        tokio::time::sleep_until(self.deadline(at - margin)).await;
+        if let Ok(rest) = (at - Utc::now()).to_std()
+            && !rest.is_zero()
+        {
+            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+        }
     }
 }
 

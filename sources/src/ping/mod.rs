@@ -3,9 +3,10 @@
 //! The flow is *check, then run*:
 //! 1. [`PingConfig::validate`] (pure: no I/O, no async) turns the user's resource into a
 //!    [`ValidPing`] or a [`PingError`] naming the field and why.
-//! 2. [`run`] is a plain `async fn` that sleeps until the next tick of the [`Schedule`], hands a
-//!    [`PingEvent`] to a [`PingSink`], retries the same tick with backoff while the sink fails,
-//!    and records the tick in the [`TickStore`] before moving on.
+//! 2. [`run_many`] is a plain `async fn` that sleeps until the next tick of any source's
+//!    [`Schedule`], hands the [`PingEvent`]s due then to their [`PingBatchSink`] (one call per
+//!    sink), retries a refused tick with backoff, and records the ticks in the [`TickStore`]
+//!    before moving on. [`run`] is the same for one source and a [`PingSink`].
 //!
 //! Time is read through a [`Clock`], so tests drive the whole loop with tokio's paused clock.
 //!
@@ -27,5 +28,7 @@ mod store;
 pub use clock::{AnchoredClock, Clock, SystemClock};
 pub use config::{MissedTicks, PingConfig, PingError, ValidPing};
 pub use schedule::Schedule;
-pub use source::{PING_EVENT_TYPE, PingEvent, PingSink, SinkError, run};
+pub use source::{
+    OneAtATime, PING_EVENT_TYPE, PingBatchSink, PingEvent, PingSink, SinkError, run, run_many,
+};
 pub use store::{StoreError, TickStore};

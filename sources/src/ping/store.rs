@@ -53,11 +53,10 @@ pub enum StoreError {
     },
 }
 
-type Ticks = HashMap<String, DateTime<Utc>>;
+type Ticks = HashMap<Arc<str>, DateTime<Utc>>;
 
 struct Request {
-    key: String,
-    tick: DateTime<Utc>,
+    ticks: Vec<(Arc<str>, DateTime<Utc>)>,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -71,7 +70,7 @@ pub struct TickStore {
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.key, self.tick)
+        write!(f, "{} ticks", self.ticks.len())
     }
 }
 
@@ -122,7 +121,7 @@ impl TickStore {
         name: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let ticks = self.ticks.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(ticks.get(&key(namespace, name)).copied())
+        Ok(ticks.get(&*key(namespace, name)).copied())
     }
 
     /// Records `tick` as the last fired for `namespace/name`; durable when this returns `Ok`.
@@ -132,16 +131,36 @@ impl TickStore {
         name: &str,
         tick: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.record_all([(namespace, name, tick)]).await
+    }
+
+    /// Records several `(namespace, name, tick)` at once (one line each, in one group); durable
+    /// when this returns `Ok`.
+    pub async fn record_all<'a>(
+        &self,
+        ticks: impl IntoIterator<Item = (&'a str, &'a str, DateTime<Utc>)>,
+    ) -> Result<(), StoreError> {
+        let ticks = ticks
+            .into_iter()
+            .map(|(namespace, name, tick)| (key(namespace, name), tick))
+            .collect();
+        self.record_keyed(ticks).await
+    }
+
+    /// [`record_all`](Self::record_all) with the keys already made by [`key`].
+    pub(crate) async fn record_keyed(
+        &self,
+        ticks: Vec<(Arc<str>, DateTime<Utc>)>,
+    ) -> Result<(), StoreError> {
         let closed = || StoreError::Closed {
             path: self.dir.join(JOURNAL),
         };
+        if ticks.is_empty() {
+            return Ok(());
+        }
         let (done, answer) = oneshot::channel();
         self.requests
-            .send(Request {
-                key: key(namespace, name),
-                tick,
-                done,
-            })
+            .send(Request { ticks, done })
             .map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
@@ -158,18 +177,22 @@ async fn writer(
     let mut file = Some(file);
     let path = dir.join(JOURNAL);
     while let Some(first) = rx.recv().await {
+        let mut records = first.ticks.len();
         let mut group = vec![first];
-        while group.len() < GROUP_MAX {
+        while records < GROUP_MAX {
             match rx.try_recv() {
-                Ok(r) => group.push(r),
+                Ok(r) => {
+                    records += r.ticks.len();
+                    group.push(r);
+                }
                 Err(_) => break,
             }
         }
-        let mut lines = String::with_capacity(group.len() * 64);
-        for r in &group {
-            lines.push_str(&r.key);
+        let mut lines = String::with_capacity(records * 64);
+        for (key, tick) in group.iter().flat_map(|r| &r.ticks) {
+            lines.push_str(key);
             lines.push(' ');
-            lines.push_str(&r.tick.to_rfc3339_opts(SecondsFormat::Nanos, true));
+            lines.push_str(&tick.to_rfc3339_opts(SecondsFormat::Nanos, true));
             lines.push('\n');
         }
         let Some(mut f) = file.take() else { return };
@@ -196,8 +219,8 @@ async fn writer(
             Ok(n) => {
                 len += n;
                 let mut map = ticks.lock().unwrap_or_else(|e| e.into_inner());
-                for r in &group {
-                    map.insert(r.key.clone(), r.tick);
+                for (key, tick) in group.iter().flat_map(|r| &r.ticks) {
+                    map.insert(key.clone(), *tick);
                 }
             }
             Err(e) => tracing::error!(error = %e, "tick journal write failed"),
@@ -268,14 +291,15 @@ fn read_journal(path: &Path) -> Result<(Ticks, u64), StoreError> {
         let Ok(t) = DateTime::parse_from_rfc3339(t) else {
             break;
         };
-        ticks.insert(k.to_owned(), t.with_timezone(&Utc));
+        ticks.insert(Arc::from(k), t.with_timezone(&Utc));
         good += line.len();
     }
     Ok((ticks, good as u64))
 }
 
-fn key(namespace: &str, name: &str) -> String {
-    format!("{}.{}", escape(namespace), escape(name))
+/// A source's key in the journal.
+pub(crate) fn key(namespace: &str, name: &str) -> Arc<str> {
+    format!("{}.{}", escape(namespace), escape(name)).into()
 }
 
 /// Escapes every byte outside `[A-Za-z0-9-]` as `_XX` (upper-case hex).

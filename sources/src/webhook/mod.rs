@@ -9,12 +9,14 @@
 //!    that already is a CloudEvent (the binary decodes it); a [`MapError`] is a 400;
 //! 5. [`DedupWindow::seen_before`] on the event id — a duplicate is answered 2xx and dropped;
 //! 6. appends to the broker, answering 2xx only once durable (503 + `Retry-After` otherwise,
-//!    after [`DedupWindow::forget`]).
+//!    after [`DedupWindow::forget`]); once durable, [`DedupWindow::confirm`] writes the id to
+//!    the window's journal, so the window survives a restart.
 //!
 //! # Guarantees
 //! - Signatures are checked over the exact bytes received, compared in constant time; no error
 //!   message or `Debug` output contains a secret.
-//! - Nothing here does I/O, spawns or sleeps: time is passed in (`now`), so tests need no clock.
+//! - Nothing here sleeps: time is passed in (`now`), so tests need no clock. The only I/O is the
+//!   dedup window's journal ([`DedupWindow::open`]), written by a thread of its own.
 
 mod auth;
 mod dedup;
