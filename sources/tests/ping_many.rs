@@ -36,11 +36,14 @@ struct Prepared {
     at: DateTime<Utc>,
 }
 
+/// One accepted `send_all` call: the clock reading and the ticks.
+type Batch = (DateTime<Utc>, Vec<Prepared>);
+
 /// Records each `send_all` call (clock reading, events); refuses everything while `down`.
 #[derive(Clone)]
 struct BatchSink {
     clock: AnchoredClock,
-    batches: Arc<Mutex<Vec<(DateTime<Utc>, Vec<Prepared>)>>>,
+    batches: Arc<Mutex<Vec<Batch>>>,
     down: Arc<AtomicBool>,
 }
 
@@ -53,7 +56,7 @@ impl BatchSink {
         }
     }
 
-    fn accepted(&self) -> Vec<(DateTime<Utc>, Vec<Prepared>)> {
+    fn accepted(&self) -> Vec<Batch> {
         self.batches.lock().unwrap().clone()
     }
 }
