@@ -114,8 +114,7 @@ impl PingSink for Sink {
     }
 }
 
-/// Events per broker append when a batch of ticks is appended: each chunk is stamped with its
-/// own arrival time and handed to the log as soon as it is built.
+/// Events per broker append when a batch of ticks is appended.
 const APPEND_CHUNK: usize = 1024;
 /// Ticks sent at once to a URL sink.
 const HTTP_CONCURRENCY: usize = 64;
@@ -166,17 +165,28 @@ impl PingBatchSink for Sink {
     }
 }
 
-/// Appends prepared ticks to a broker in chunks of [`APPEND_CHUNK`], each stamped with the
-/// moment it is built and handed to the log at once (so the writer works while the next chunk
-/// is built); one result per tick.
-async fn append_all(broker: &Arc<Broker>, batch: &[&PreparedTick]) -> Vec<Result<(), SinkError>> {
+/// Appends prepared ticks to a broker in chunks of [`APPEND_CHUNK`]. The batch arrives at the
+/// broker at once, so — as the HTTP ingress does for a batch request — every tick gets the same
+/// `knativearrivaltime`, taken when the batch is handed over. All chunks are built before any is
+/// appended, so the deliveries the first append sets off do not compete with building the rest.
+/// One result per tick.
+async fn append_all(broker: &Broker, batch: &[&PreparedTick]) -> Vec<Result<(), SinkError>> {
+    let arrival = event::arrival_entry(&event::now_rfc3339());
     let mut results: Vec<Option<Result<(), SinkError>>> = Vec::with_capacity(batch.len());
     let mut chunks = Vec::new();
     let mut buf = BytesMut::new();
     for chunk in batch.chunks(APPEND_CHUNK) {
-        let arrival = event::arrival_entry(&event::now_rfc3339());
         let mut records = Vec::with_capacity(chunk.len());
         let mut slots = Vec::with_capacity(chunk.len());
+        buf.reserve(
+            chunk
+                .iter()
+                .map(|tick| match tick {
+                    PreparedTick::Encoded(Ok(pre)) => pre.len() + arrival.len(),
+                    _ => 0,
+                })
+                .sum(),
+        );
         for tick in chunk {
             match tick {
                 PreparedTick::Encoded(Ok(pre)) => {
@@ -190,21 +200,24 @@ async fn append_all(broker: &Arc<Broker>, batch: &[&PreparedTick]) -> Vec<Result
                 }
             }
         }
-        let broker = broker.clone();
-        chunks.push((
-            slots,
-            tokio::spawn(async move { broker.append(records).await }),
-        ));
+        chunks.push((slots, records));
     }
-    for (slots, append) in chunks {
-        let outcome = match tokio::time::timeout(SINK_TIMEOUT, append).await {
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err(AppendError::Full))) => Err("the broker's append queue is full".to_owned()),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Err(e)) => Err(format!("append task failed: {e}")),
+    // `join_all` polls the appends in order, so they are queued in order.
+    let appends = chunks
+        .iter_mut()
+        .map(|(_, records)| broker.append(std::mem::take(records)));
+    let appended =
+        tokio::time::timeout(SINK_TIMEOUT, futures_util::future::join_all(appends)).await;
+    for (i, (slots, _)) in chunks.iter().enumerate() {
+        let outcome = match &appended {
+            Ok(all) => match &all[i] {
+                Ok(_) => Ok(()),
+                Err(AppendError::Full) => Err("the broker's append queue is full".to_owned()),
+                Err(e) => Err(e.to_string()),
+            },
             Err(_) => Err(format!("no answer within {SINK_TIMEOUT:?}")),
         };
-        for slot in slots {
+        for &slot in slots {
             results[slot] = Some(outcome.clone().map_err(SinkError::new));
         }
     }

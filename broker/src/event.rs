@@ -298,6 +298,16 @@ impl Prestamped {
         Ok(Self(prost::Message::encode_to_vec(&event).into()))
     }
 
+    /// The length of the encoding, without the arrival time.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never: an encoded event has at least its required attributes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The stored record: the encoded event followed by the encoding of its
     /// `knativearrivaltime` map entry, built once per batch with [`arrival_entry`]. Decoding
     /// merges the two, as protobuf does with the entries of a map field.

@@ -22,15 +22,22 @@ pub trait Clock: Send + Sync {
         Instant::now() + ahead
     }
 
-    /// Sleeps until the wall clock reads `at`: by default on tokio's timer (millisecond
-    /// granularity), which tests can pause and advance.
+    /// Sleeps until about when the wall clock reads `at`: by default exactly, on tokio's
+    /// timer, which tests can pause and advance.
     fn sleep_until(&self, at: DateTime<Utc>) -> impl Future<Output = ()> + Send {
         tokio::time::sleep_until(self.deadline(at))
     }
+
+    /// Waits, within a short time before `at`, until the wall clock reads `at` exactly — as
+    /// closely as the clock can. The default is [`sleep_until`](Self::sleep_until).
+    fn wait_exactly(&self, at: DateTime<Utc>) -> impl Future<Output = ()> + Send {
+        self.sleep_until(at)
+    }
 }
 
-/// How long before a tick [`SystemClock`] stops trusting tokio's millisecond timer.
-const PRECISE_MARGIN: Duration = Duration::from_millis(2);
+/// How long before a tick the run loop wakes on tokio's millisecond timer, to get the tick's
+/// work ready and then [wait exactly](Clock::wait_exactly) for its instant.
+pub const PRECISE_MARGIN: Duration = Duration::from_millis(5);
 
 /// The system's wall clock (`Utc::now()`): what the binary uses.
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,15 +48,21 @@ impl Clock for SystemClock {
         Utc::now()
     }
 
-    /// Wakes within tens of microseconds of `at`, not up to two milliseconds late: tokio's
-    /// timer rounds up to its millisecond wheel, so it is used until [`PRECISE_MARGIN`] before
-    /// `at`, and the rest is slept by a thread of the blocking pool (the OS's timer precision).
+    /// Tokio's timer: it rounds up to its millisecond wheel, so it wakes a millisecond or two
+    /// late.
     async fn sleep_until(&self, at: DateTime<Utc>) {
-        let margin = chrono::TimeDelta::from_std(PRECISE_MARGIN).unwrap_or_default();
-        tokio::time::sleep_until(self.deadline(at - margin)).await;
+        tokio::time::sleep_until(self.deadline(at)).await;
+    }
+
+    /// Sleeps the rest on a thread of the blocking pool (the OS's timer precision, tens of
+    /// microseconds), for when [`PRECISE_MARGIN`] before `at` was reached on tokio's timer.
+    async fn wait_exactly(&self, at: DateTime<Utc>) {
         if let Ok(rest) = (at - Utc::now()).to_std()
             && !rest.is_zero()
         {
+            if rest > PRECISE_MARGIN * 2 {
+                return self.sleep_until(at).await;
+            }
             let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
         }
     }

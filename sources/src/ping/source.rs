@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
 
-use super::clock::Clock;
+use super::clock::{Clock, PRECISE_MARGIN};
 use super::config::{MissedTicks, ValidPing};
 use super::store::{StoreError, TickStore};
 
@@ -254,6 +254,7 @@ pub async fn run_many<S: PingBatchSink>(
     }
     tracing::info!(sources = entries.len(), "pingsources started");
 
+    let margin = chrono::TimeDelta::from_std(PRECISE_MARGIN).unwrap_or_default();
     let mut batches = FuturesUnordered::new();
     loop {
         let first = agenda.first_key_value().map(|(at, _)| *at);
@@ -263,9 +264,12 @@ pub async fn run_many<S: PingBatchSink>(
             Some(finished) = batches.next(), if !batches.is_empty() => {
                 settle(finished, &mut entries, sinks, &mut agenda, &clock);
             }
-            () = sleep_until(&clock, first), if first.is_some() => {
-                let due = take_due(&mut agenda, clock.now());
-                for (sink, work) in collect(due, &mut entries) {
+            () = sleep_until(&clock, first.map(|at| at - margin)), if first.is_some() => {
+                // Woken a little early: gather the work, then send at the instant itself.
+                let at = first.unwrap_or_default().max(clock.now());
+                let work = collect(take_due(&mut agenda, at), &mut entries);
+                clock.wait_exactly(at).await;
+                for (sink, work) in work {
                     batches.push(send_batch(&sinks[sink], &store, work));
                 }
             }
@@ -327,10 +331,11 @@ struct Work<P> {
 /// Turns due entries into work per sink (in sink order, so runs are reproducible).
 fn collect<P>(due: Vec<usize>, entries: &mut [Entry<P>]) -> BTreeMap<usize, Work<P>> {
     let mut work: BTreeMap<usize, Work<P>> = BTreeMap::new();
+    let n = due.len();
     for id in due {
         let entry = &mut entries[id];
         let w = work.entry(entry.sink).or_insert_with(|| Work {
-            send: Vec::new(),
+            send: Vec::with_capacity(n),
             record: Vec::new(),
         });
         let key = entry.key.clone();
