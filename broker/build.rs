@@ -6,7 +6,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the environment.
     unsafe { std::env::set_var("PROTOC", protoc) };
     let include = protoc_bin_vendored::include_path()?;
-    prost_build::Config::new().bytes(["."]).compile_protos(
+    prost_build::Config::new()
+        .bytes(["."])
+        // Attribute maps are small (a handful of entries): a B-tree beats hashing each key,
+        // and iterates in a fixed order, so the same event always encodes the same way.
+        .btree_map(["."])
+        .compile_protos(
         &["proto/cloudevents.proto"],
         &[std::path::Path::new("proto"), &include],
     )?;

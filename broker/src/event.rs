@@ -11,7 +11,7 @@
 //! `datacontentencoding` are kept in the attribute map under their own names.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -411,9 +411,9 @@ pub fn decode(bytes: &[u8]) -> Result<CloudEvent, EventError> {
     })
 }
 
-/// A new, empty attribute map with room for the usual number of optional attributes.
-pub fn attribute_map() -> HashMap<String, AttributeValue> {
-    HashMap::with_capacity(6)
+/// A new, empty attribute map.
+pub fn attribute_map() -> BTreeMap<String, AttributeValue> {
+    BTreeMap::new()
 }
 
 #[cfg(test)]
