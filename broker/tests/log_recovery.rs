@@ -598,3 +598,67 @@ async fn a_reader_can_start_at_any_offset_before_and_after_reopening() {
     check(&log);
     log.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_active_segment_is_extended_ahead_and_trimmed_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let records: Vec<Bytes> = (0..5).map(record).collect();
+    let log = EventLog::open(config.clone()).unwrap();
+    append_each(&log, &records).await;
+    let path = segment_path(&config, 0);
+    // While open, the file reaches the segment size (sparse); readers still see the records.
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        config.segment_bytes
+    );
+    assert_eq!(read_all(&log, 0), numbered(&records, 0));
+    log.close().await.unwrap();
+    let data_end = SEGMENT_HEADER_LEN + records.iter().map(framed).sum::<u64>();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), data_end);
+}
+
+#[tokio::test]
+async fn a_tail_left_extended_by_a_crash_recovers_to_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let records: Vec<Bytes> = (0..8).map(record).collect();
+    let log = EventLog::open(config.clone()).unwrap();
+    append_each(&log, &records).await;
+    log.close().await.unwrap();
+    // As a crash leaves it: the zero-filled extension is still there.
+    let path = segment_path(&config, 0);
+    let data_end = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(config.segment_bytes).unwrap();
+    drop(file);
+
+    let log = EventLog::open(config.clone()).unwrap();
+    assert_eq!(*log.committed().borrow(), 8);
+    assert_eq!(read_all(&log, 0), numbered(&records, 0));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), data_end);
+    // New records follow the recovered ones directly.
+    assert_eq!(log.append(vec![record(8)]).await.unwrap(), 8);
+    let mut all = records.clone();
+    all.push(record(8));
+    assert_eq!(read_all(&log, 0), numbered(&all, 0));
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_follower_reads_records_written_where_it_had_buffered_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let log = EventLog::open(config.clone()).unwrap();
+    let mut follower = log.reader(0);
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let r = record(i);
+        log.append(vec![r.clone()]).await.unwrap();
+        expected.push((i, r));
+        // Each read buffers past the data, over the zeros the next append replaces.
+        let batch = follower.read_batch(100, 1 << 20).unwrap();
+        assert_eq!(batch, vec![expected[i as usize].clone()]);
+    }
+    log.close().await.unwrap();
+}
