@@ -27,12 +27,6 @@
 //! segment of its own; otherwise the writer rolls to a new segment before a record that would
 //! take the active one past `segment_bytes`.
 //!
-//! The active segment's file is extended to `segment_bytes` ahead of its data (a sparse file:
-//! the zeros take no disk space), so appends do not change its size and each `fdatasync` has
-//! less metadata to commit. It is trimmed back to its data when sealed and at a clean close;
-//! after a crash, recovery reads the zeros as the end of the tail. Readers refresh bytes they
-//! buffered before the committed offset moved, since those may be zeros since overwritten.
-//!
 //! ## Invariants
 //!
 //! - **Offsets are contiguous.** Every segment starts where the previous one ends; recovery
@@ -63,7 +57,7 @@
 //! indexed by walking their record headers and must be whole (damage there means lost
 //! acknowledged data: the log refuses to open, naming the file and byte position); the tail is
 //! scanned with CRC checks and truncated after its last intact record, logging how many bytes
-//! were dropped (at debug level only when they are the writer's zero extension). A tail whose header itself was torn (a crash while rolling) is rewritten
+//! were dropped. A tail whose header itself was torn (a crash while rolling) is rewritten
 //! empty. An empty directory starts a new log at offset 0. Details are in `recovery.rs`.
 
 mod error;
