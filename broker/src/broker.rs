@@ -478,7 +478,7 @@ impl Positions {
     }
 }
 
-/// Bytes of disk the segment files of a log directory take.
+/// Bytes of segment files in a log directory.
 fn disk_usage(dir: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -487,8 +487,6 @@ fn disk_usage(dir: &std::path::Path) -> u64 {
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
         .filter_map(|e| e.metadata().ok())
-        // Blocks in use, not the length: the active segment is extended ahead of its data as a
-        // sparse file.
-        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+        .map(|m| m.len())
         .sum()
 }

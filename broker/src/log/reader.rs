@@ -191,21 +191,13 @@ fn read_records(
             .as_ref()
             .is_some_and(|c| c.offset == *position && c.contains(*position));
         if !holds {
-            match locate(shared, position, limit) {
+            match locate(shared, position) {
                 Ok(found) => *cursor = Some(found),
                 Err(error) => return partial(out, error, cursor),
             }
             continue;
         }
         let Some(c) = cursor.as_mut() else { continue };
-        if *position >= c.fresh_below {
-            // Bytes buffered before `limit` was published may hold the zeros the writer
-            // extended the segment with, where records now are: read them again.
-            if let Err(error) = c.discard_buffer() {
-                return partial(out, error, cursor);
-            }
-            c.fresh_below = limit;
-        }
         let room = if out.is_empty() {
             None
         } else {
@@ -236,9 +228,7 @@ fn partial(
 
 /// Opens the segment holding `*position` and positions a cursor at it, via the nearest sparse
 /// index entry. If the records at `*position` were deleted, moves `*position` to the start.
-/// `limit` is the committed offset the caller read: the cursor's buffer holds final bytes for
-/// the records below it.
-fn locate(shared: &Shared, position: &mut u64, limit: u64) -> Result<SegmentCursor, LogError> {
+fn locate(shared: &Shared, position: &mut u64) -> Result<SegmentCursor, LogError> {
     // Two attempts: the segment may be deleted between the lookup and the open.
     let mut attempt = 0;
     loop {
@@ -282,7 +272,6 @@ fn locate(shared: &Shared, position: &mut u64, limit: u64) -> Result<SegmentCurs
             file,
             file_pos: seek.position,
             offset: seek.offset,
-            fresh_below: limit,
         };
         while cursor.offset < *position {
             cursor.skip_record()?;
@@ -298,26 +287,14 @@ struct SegmentCursor {
     /// The segment's end offset if it was sealed when last looked up.
     end: Option<u64>,
     file: BufReader<File>,
-    /// Byte position of record `offset`.
+    /// Byte position of record `offset`, for error messages.
     file_pos: u64,
     offset: u64,
-    /// The buffered bytes are final for records below this offset: the committed offset when
-    /// the buffer was last known fresh. Past the data, the active segment holds zeros until
-    /// written (the writer extends it ahead), so bytes buffered earlier may be stale there.
-    fresh_below: u64,
 }
 
 impl SegmentCursor {
     fn contains(&self, offset: u64) -> bool {
         offset >= self.base && self.end.is_none_or(|end| offset < end)
-    }
-
-    /// Drops the buffered bytes, so the next read comes from the file at `file_pos`.
-    fn discard_buffer(&mut self) -> Result<(), LogError> {
-        self.file
-            .seek(SeekFrom::Start(self.file_pos))
-            .map_err(|e| LogError::io(format!("seeking in {}", self.path.display()), e))?;
-        Ok(())
     }
 
     fn read_header(&mut self) -> Result<RecordHeader, LogError> {

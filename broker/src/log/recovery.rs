@@ -198,21 +198,14 @@ fn recover_tail(dir: &Path, base: u64) -> Result<(Segment, ActiveSegment, u64), 
     let scan = scan_records(&file, &path, base, file_len, true)?;
     if let Some(damage) = &scan.damage {
         let dropped = file_len - scan.good_end;
-        if zeros_from(&file, scan.good_end, file_len) {
-            // The segment was extended ahead of its data (the writer does so) and not trimmed:
-            // a crash, not damage.
-            tracing::debug!(file = %path.display(), position = damage.position,
-                "log recovery: the tail segment ends where its zero-filled extension begins");
-        } else {
-            tracing::warn!(
-                file = %path.display(),
-                position = damage.position,
-                dropped_bytes = dropped,
-                kept_records = scan.next_offset - base,
-                reason = %damage.reason,
-                "log recovery: truncating torn or corrupt tail"
-            );
-        }
+        tracing::warn!(
+            file = %path.display(),
+            position = damage.position,
+            dropped_bytes = dropped,
+            kept_records = scan.next_offset - base,
+            reason = %damage.reason,
+            "log recovery: truncating torn or corrupt tail"
+        );
         file.set_len(scan.good_end)
             .map_err(|e| io_err("truncating", e))?;
         file.sync_data().map_err(|e| io_err("syncing", e))?;
@@ -224,23 +217,6 @@ fn recover_tail(dir: &Path, base: u64) -> Result<(Segment, ActiveSegment, u64), 
     segment.index = scan.index;
     let active = ActiveSegment::new(file, path, base, scan.good_end, last_index_pos);
     Ok((segment, active, scan.next_offset))
-}
-
-/// Whether the file holds only zeros from `from` to `to` (read in blocks; only for a tail that
-/// failed to parse, once at open).
-fn zeros_from(file: &File, from: u64, to: u64) -> bool {
-    use std::os::unix::fs::FileExt as _;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pos = from;
-    while pos < to {
-        let want = usize::try_from((to - pos).min(buf.len() as u64)).unwrap_or(buf.len());
-        match file.read_at(&mut buf[..want], pos) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) if buf[..n].iter().any(|b| *b != 0) => return false,
-            Ok(n) => pos += n as u64,
-        }
-    }
-    true
 }
 
 /// The segment header, or `None` if the file is shorter than one.
