@@ -12,9 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // and iterates in a fixed order, so the same event always encodes the same way.
         .btree_map(["."])
         .compile_protos(
-        &["proto/cloudevents.proto"],
-        &[std::path::Path::new("proto"), &include],
-    )?;
+            &["proto/cloudevents.proto"],
+            &[std::path::Path::new("proto"), &include],
+        )?;
     println!("cargo:rerun-if-changed=proto/cloudevents.proto");
     Ok(())
 }

@@ -230,9 +230,19 @@ pub fn encode_binary(event: &CloudEvent, headers: &mut HeaderMap) -> Bytes {
             headers.insert(header::CONTENT_TYPE, encode_header_value(&text));
             continue;
         }
-        if let Ok(header_name) = HeaderName::from_bytes(format!("ce-{name}").as_bytes()) {
-            headers.insert(header_name, encode_header_value(&text));
-        }
+        let header_name = match name.as_str() {
+            "time" => HeaderName::from_static("ce-time"),
+            "knativearrivaltime" => HeaderName::from_static("ce-knativearrivaltime"),
+            "knativebrokerttl" => HeaderName::from_static("ce-knativebrokerttl"),
+            "subject" => HeaderName::from_static("ce-subject"),
+            "dataschema" => HeaderName::from_static("ce-dataschema"),
+            "partitionkey" => HeaderName::from_static("ce-partitionkey"),
+            _ => match HeaderName::from_bytes(format!("ce-{name}").as_bytes()) {
+                Ok(header_name) => header_name,
+                Err(_) => continue,
+            },
+        };
+        headers.insert(header_name, encode_header_value(&text));
     }
     event.data_bytes().unwrap_or_default()
 }
