@@ -16,7 +16,7 @@ use ember_broker::dispatch::HttpClient;
 use ember_broker::event::Prestamped;
 use ember_broker::event::{self, CloudEvent, Data};
 use ember_broker::log::AppendError;
-use ember_sources::ping::{MissedTicks, PingBatchSink, PingConfig, PingEvent, PingSink, SinkError};
+use ember_sources::ping::{MissedTicks, PingBatchSink, PingConfig, PingEvent, SinkError};
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -103,14 +103,6 @@ fn prost_types_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Times
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
-impl PingSink for Sink {
-    async fn send(&self, event: PingEvent) -> Result<(), SinkError> {
-        self.send_event(cloud_event(event))
-            .await
-            .map_err(SinkError::new)
     }
 }
 

@@ -65,6 +65,73 @@ spec:
     ember.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_sources_send_to_a_url_and_share_a_broker() {
+    let direct = Subscriber::start().await;
+    let via_broker = Subscriber::start().await;
+    // Three sources into one broker (one batch per second between them) and one to a URL.
+    let mut yaml = format!(
+        r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: default}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: pings}}
+spec:
+  broker: default
+  subscriber: {{uri: "{}"}}
+---
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {{name: direct}}
+spec:
+  schedule: "* * * * * *"
+  sink: {{uri: "{}"}}
+"#,
+        via_broker.uri(),
+        direct.uri()
+    );
+    for name in ["a", "b", "c"] {
+        yaml.push_str(&format!(
+            "---\napiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {{name: {name}}}\n\
+             spec:\n  schedule: \"* * * * * *\"\n  sink:\n    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}\n"
+        ));
+    }
+    let ember = TestEmber::start(&yaml).await;
+    assert!(
+        eventually(Duration::from_secs(10), || direct.count() >= 2
+            && via_broker.count() >= 6)
+        .await,
+        "direct {}, via the broker {}",
+        direct.count(),
+        via_broker.count()
+    );
+    let first = &direct.received()[0];
+    assert_eq!(
+        first.header("ce-source"),
+        Some("/apis/v1/namespaces/default/pingsources/direct")
+    );
+    // Straight to the URL: no broker attributes.
+    assert_eq!(first.header("ce-knativearrivaltime"), None);
+    // Through the broker: every source's ticks, each stamped on arrival.
+    let got = via_broker.received();
+    for name in ["a", "b", "c"] {
+        let source = format!("/apis/v1/namespaces/default/pingsources/{name}");
+        assert!(
+            got.iter()
+                .any(|r| r.header("ce-source") == Some(source.as_str())),
+            "no tick from {name}"
+        );
+    }
+    assert!(
+        got.iter()
+            .all(|r| r.header("ce-knativearrivaltime").is_some())
+    );
+    ember.stop().await;
+}
+
 #[test]
 fn a_bad_ping_source_is_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
