@@ -28,7 +28,8 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 
 /// Routes requests to brokers and health endpoints.
 pub struct Router {
-    brokers: HashMap<(String, String), Arc<Broker>>,
+    /// Keyed by ingress path, `/{namespace}/{name}`: a request's path is looked up as it is.
+    brokers: HashMap<String, Arc<Broker>>,
     ready: AtomicBool,
     metrics: prometheus_client::registry::Registry,
     /// WebhookSources by path.
@@ -46,7 +47,7 @@ impl Router {
         let metrics = crate::metrics::registry(brokers.clone());
         let brokers = brokers
             .into_iter()
-            .map(|b| ((b.namespace().to_owned(), b.short_name().to_owned()), b))
+            .map(|b| (format!("/{}/{}", b.namespace(), b.short_name()), b))
             .collect();
         Self {
             brokers,
@@ -85,11 +86,14 @@ impl Router {
         if let Some(webhook) = self.webhooks.get(path) {
             return webhook.handle(req).await;
         }
+        if let Some(broker) = self.brokers.get(path) {
+            return ingress::handle(Some(broker), req).await;
+        }
         let mut segments = path.trim_start_matches('/').split('/');
         match (segments.next(), segments.next(), segments.next()) {
             (Some(ns), Some(name), None) if !ns.is_empty() && !name.is_empty() => {
-                let broker = self.brokers.get(&(ns.to_owned(), name.to_owned()));
-                ingress::handle(broker.map(Arc::as_ref), req).await
+                // No such broker.
+                ingress::handle(None, req).await
             }
             _ => ingress::error_response(
                 StatusCode::NOT_FOUND,
