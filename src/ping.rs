@@ -21,7 +21,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::sink::{SINK_TIMEOUT, Sink};
+use crate::sink::{DISK_BUDGET_USED_UP, SINK_TIMEOUT, Sink};
 
 /// `ember.dev/missed-ticks`: `skip` (default) or `catchUp`, what a PingSource does about ticks
 /// that fell while Ember was down.
@@ -167,6 +167,7 @@ async fn append_all(broker: &Broker, batch: &[&PreparedTick]) -> Vec<Result<(), 
     let mut results: Vec<Option<Result<(), SinkError>>> = Vec::with_capacity(batch.len());
     let mut chunks = Vec::new();
     let mut buf = BytesMut::new();
+    let mut bytes = 0u64;
     for chunk in batch.chunks(APPEND_CHUNK) {
         let mut records = Vec::with_capacity(chunk.len());
         let mut slots = Vec::with_capacity(chunk.len());
@@ -181,7 +182,15 @@ async fn append_all(broker: &Broker, batch: &[&PreparedTick]) -> Vec<Result<(), 
         );
         for tick in chunk {
             match tick {
+                // The disk budget binds sources as it binds the ingress (a frame adds 8 bytes):
+                // the ticks that fit are appended, the rest are refused and retried.
+                PreparedTick::Encoded(Ok(pre))
+                    if broker.over_disk_budget(bytes + (pre.len() + arrival.len()) as u64 + 8) =>
+                {
+                    results.push(Some(Err(SinkError::new(DISK_BUDGET_USED_UP))));
+                }
                 PreparedTick::Encoded(Ok(pre)) => {
+                    bytes += (pre.len() + arrival.len()) as u64 + 8;
                     records.push(pre.record(&arrival, &mut buf));
                     slots.push(results.len());
                     results.push(None);
@@ -246,8 +255,7 @@ pub fn start(
         let p = &p.resource;
         let what = format!("PingSource {}/{}", p.metadata.namespace, p.metadata.name);
         let valid = config(p)
-            .map_err(anyhow::Error::msg)?
-            .validate()
+            .and_then(|c| c.validate().map_err(|e| e.to_string()))
             .map_err(anyhow::Error::msg)
             .with_context(|| what.clone())?;
         let sink = Sink::resolve(&p.spec.sink, &p.metadata.namespace, brokers, client)

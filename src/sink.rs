@@ -10,6 +10,11 @@ use ember_broker::event::{self, CloudEvent, CloudEventExt};
 use ember_broker::log::AppendError;
 use http::Uri;
 
+/// Why a broker refused a source's events while its disk budget is used up (as the ingress
+/// answers 507).
+pub const DISK_BUDGET_USED_UP: &str =
+    "the broker's disk budget is used up until its triggers catch up";
+
 /// The longest a sink may take to accept one event.
 pub const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -73,7 +78,11 @@ impl Sink {
             match self {
                 Sink::Broker(broker) => {
                     event::stamp_ingress(&mut ev, &event::now_rfc3339())?;
-                    match broker.append(vec![ev.encode_to_bytes()]).await {
+                    let record = ev.encode_to_bytes();
+                    if broker.over_disk_budget(record.len() as u64 + 8) {
+                        return Err(SinkFailure::Unavailable(DISK_BUDGET_USED_UP.into()));
+                    }
+                    match broker.append(vec![record]).await {
                         Ok(_) => Ok(()),
                         Err(AppendError::Full) => Err(SinkFailure::Unavailable(
                             "the broker's append queue is full".into(),

@@ -164,3 +164,71 @@ spec: {{broker: default, subscriber: {{uri: "http://127.0.0.1:{sub_port}/"}}}}
     assert!(ok, "accepted again once the triggers caught up");
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_are_held_to_the_disk_budget_too() {
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, "t0ken").unwrap();
+    let down = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sub_port = down.local_addr().unwrap().port();
+    drop(down);
+    let payload = "x".repeat(500);
+    let mut yaml = format!(
+        r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  annotations: {{ember.dev/segment-bytes: "4Ki", ember.dev/max-event-bytes: "2Ki", ember.dev/retention: "0s", ember.dev/disk-budget: "8Ki"}}
+spec:
+  delivery: {{retry: 1000, backoffPolicy: linear, backoffDelay: PT0.05S}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: t}}
+spec: {{broker: default, subscriber: {{uri: "http://127.0.0.1:{sub_port}/"}}}}
+---
+apiVersion: sources.ember.dev/v1alpha1
+kind: WebhookSource
+metadata: {{name: hook}}
+spec:
+  path: /hooks/in
+  auth: {{bearer: {{tokenFile: {}}}}}
+  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}
+"#,
+        token.display()
+    );
+    // Twenty PingSources of 500-byte events every second: about 10 KiB/s into an 8 KiB budget
+    // whose trigger's subscriber is down, so nothing can be deleted.
+    for i in 0..20 {
+        yaml.push_str(&format!(
+            "---\napiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {{name: p{i}}}\n\
+             spec:\n  schedule: \"* * * * * *\"\n  data: {payload}\n  \
+             sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}\n"
+        ));
+    }
+    let ember = TestEmber::start(&yaml).await;
+    let broker = ember.ember.broker("default", "default").unwrap().clone();
+    assert!(
+        eventually(Duration::from_secs(10), || broker.disk_used() > 7 * 1024).await,
+        "the ticks fill the budget: {} bytes",
+        broker.disk_used()
+    );
+    // The ticks that fit were appended, the rest are refused (and retried); the log stops
+    // growing below the budget, and the webhook answers 503 with Retry-After.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let end = broker.end_offset();
+    let r = post(
+        &ember.url("/hooks/in"),
+        &[("authorization", "Bearer t0ken")],
+        "y".repeat(1000),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers.contains_key("retry-after"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(broker.end_offset(), end, "nothing appended over the budget");
+    assert!(broker.disk_used() <= 8 * 1024, "{}", broker.disk_used());
+    ember.stop().await;
+}
