@@ -131,23 +131,11 @@ impl TickStore {
         name: &str,
         tick: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.record_all([(namespace, name, tick)]).await
+        self.record_keyed(vec![(key(namespace, name), tick)]).await
     }
 
-    /// Records several `(namespace, name, tick)` at once (one line each, in one group); durable
-    /// when this returns `Ok`.
-    pub async fn record_all<'a>(
-        &self,
-        ticks: impl IntoIterator<Item = (&'a str, &'a str, DateTime<Utc>)>,
-    ) -> Result<(), StoreError> {
-        let ticks = ticks
-            .into_iter()
-            .map(|(namespace, name, tick)| (key(namespace, name), tick))
-            .collect();
-        self.record_keyed(ticks).await
-    }
-
-    /// [`record_all`](Self::record_all) with the keys already made by [`key`].
+    /// Records several ticks, keyed by [`key`], in one group (one line each); durable when this
+    /// returns `Ok`.
     pub(crate) async fn record_keyed(
         &self,
         ticks: Vec<(Arc<str>, DateTime<Utc>)>,
