@@ -82,7 +82,7 @@ impl Collector for Brokers {
                 (vec![("broker", b), ("trigger", t)], end.saturating_sub(p))
             }),
         )?;
-        let counters: [Counter; 6] = [
+        let counters: [Counter; 7] = [
             (
                 "ember_trigger_delivered",
                 "Events the subscriber acknowledged.",
@@ -112,6 +112,11 @@ impl Collector for Brokers {
                 "ember_trigger_replies_expired",
                 "Reply events dropped because their TTL ran out.",
                 |s| s.replies_expired.load(Ordering::Relaxed),
+            ),
+            (
+                "ember_trigger_replies_ignored",
+                "200 responses whose body is not a CloudEvent: delivered, with no reply.",
+                |s| s.replies_ignored.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, read) in counters {
