@@ -250,7 +250,7 @@ fn check_absolute_uri(name: &str, value: &str) -> Result<(), EventError> {
     }
     let scheme_end = value.find(':');
     let scheme_ok = scheme_end.is_some_and(|end| {
-        let scheme = value[..end].as_bytes();
+        let scheme = &value.as_bytes()[..end];
         !scheme.is_empty()
             && scheme[0].is_ascii_alphabetic()
             && scheme
