@@ -323,7 +323,7 @@ async fn a_reply_loop_ends_when_the_ttl_runs_out() {
 
 #[tokio::test]
 async fn a_200_with_a_body_that_is_not_an_event_is_a_success_without_reply_and_202_is_never_a_reply()
-{
+ {
     let sub = Subscriber::start().await;
     sub.script(vec![
         Answer::status(200)

@@ -626,7 +626,10 @@ fn reply_in(
 ) -> Option<CloudEvent> {
     let problem = match http_binding::decode_request(&resp.headers, resp.body.clone()) {
         Ok(mut events) if events.len() == 1 => return events.pop(),
-        Ok(events) => format!("{} events in the reply: a reply is a single event", events.len()),
+        Ok(events) => format!(
+            "{} events in the reply: a reply is a single event",
+            events.len()
+        ),
         Err(e) => e.to_string(),
     };
     stats.replies_ignored.fetch_add(1, Ordering::Relaxed);
@@ -918,22 +921,28 @@ mod tests {
         script.reverse();
         let script = std::sync::Mutex::new(script);
         let stats = DispatchStats::default();
-        let result = with_retries(&policy, Duration::from_secs(10), &stats, |_, _, _| {}, || {
-            times.lock().unwrap().push(start.elapsed().as_millis());
-            let next = script.lock().unwrap().pop().unwrap_or(Ok(200));
-            async move {
-                match next {
-                    Ok(status) => Ok(response(status, None)),
-                    Err((status, retry_after)) => Err((
-                        is_retryable_status(status),
-                        Failure {
-                            response: Some(response(status, retry_after)),
-                            reason: String::new(),
-                        },
-                    )),
+        let result = with_retries(
+            &policy,
+            Duration::from_secs(10),
+            &stats,
+            |_, _, _| {},
+            || {
+                times.lock().unwrap().push(start.elapsed().as_millis());
+                let next = script.lock().unwrap().pop().unwrap_or(Ok(200));
+                async move {
+                    match next {
+                        Ok(status) => Ok(response(status, None)),
+                        Err((status, retry_after)) => Err((
+                            is_retryable_status(status),
+                            Failure {
+                                response: Some(response(status, retry_after)),
+                                reason: String::new(),
+                            },
+                        )),
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         (times.into_inner().unwrap(), result)
     }

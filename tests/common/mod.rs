@@ -104,8 +104,9 @@ pub async fn try_request(
     let mut req = Request::new(Full::new(body.into()));
     *req.method_mut() = method;
     *req.uri_mut() = url.parse().unwrap();
+    // Appended, not inserted: a test may send a header twice.
     for (k, v) in headers {
-        req.headers_mut().insert(
+        req.headers_mut().append(
             http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
             http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
         );

@@ -87,7 +87,7 @@ fn check_attribute(version: SpecVersion, name: &str, attr: &Attr) -> Result<(), 
             _ => Err(wrong_type("a string")),
         },
         (_, "subject") | (SpecVersion::V03, "datacontentencoding") => match attr {
-            Attr::CeString(s) if s.is_empty() => Err(bad_value(name, "must not be empty")),
+            Attr::CeString(s) if s.is_empty() => Err(bad_value(name, "must be non-empty when present")),
             Attr::CeString(s) => check_text(name, s),
             _ => Err(wrong_type("a string")),
         },
@@ -345,7 +345,7 @@ mod tests {
         assert!(refused(&with("time", Attr::CeInteger(5))).contains("time: must be a timestamp"));
         assert!(refused(&with("time", Attr::CeString(String::new()))).contains("time"));
         assert!(refused(&with("subject", Attr::CeInteger(5))).contains("subject"));
-        assert!(refused(&with("subject", Attr::CeString(String::new()))).contains("empty"));
+        assert!(refused(&with("subject", Attr::CeString(String::new()))).contains("non-empty"));
         assert!(refused(&with("datacontenttype", Attr::CeBoolean(true))).contains("string"));
         assert!(refused(&with("dataschema", Attr::CeString(String::new()))).contains("non-empty"));
         assert!(
