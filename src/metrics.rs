@@ -132,10 +132,52 @@ impl Collector for Brokers {
     }
 }
 
+/// Collects the listener's connection counters.
+#[derive(Debug)]
+struct Connections;
+
+impl Collector for Connections {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = &crate::connection::STATS;
+        for (name, help, value) in [
+            (
+                "ember_http_connections_opened",
+                "Connections accepted by the listener.",
+                &stats.opened,
+            ),
+            (
+                "ember_http_header_timeouts",
+                "Connections closed because request headers did not arrive within --header-read-timeout.",
+                &stats.header_timeouts,
+            ),
+            (
+                "ember_http_body_timeouts",
+                "Requests answered 408 because the body did not arrive within --body-read-timeout.",
+                &stats.body_timeouts,
+            ),
+            (
+                "ember_http_idle_closed",
+                "Kept-alive connections closed after --idle-timeout without a request.",
+                &stats.idle_closed,
+            ),
+        ] {
+            family(
+                &mut encoder,
+                name,
+                help,
+                MetricType::Counter,
+                std::iter::once((vec![], value.load(Ordering::Relaxed))),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The registry serving `/metrics` for these brokers.
 pub fn registry(brokers: Vec<Arc<Broker>>) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Brokers(brokers)));
+    registry.register_collector(Box::new(Connections));
     registry
 }
 

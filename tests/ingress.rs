@@ -632,6 +632,7 @@ async fn a_full_append_queue_is_503_with_retry_after_and_nothing_is_lost() {
     let server = tokio::spawn(ember::server::serve(
         listener,
         router,
+        Default::default(),
         stopped,
         Duration::from_secs(5),
     ));

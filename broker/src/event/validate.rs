@@ -87,7 +87,9 @@ fn check_attribute(version: SpecVersion, name: &str, attr: &Attr) -> Result<(), 
             _ => Err(wrong_type("a string")),
         },
         (_, "subject") | (SpecVersion::V03, "datacontentencoding") => match attr {
-            Attr::CeString(s) if s.is_empty() => Err(bad_value(name, "must be non-empty when present")),
+            Attr::CeString(s) if s.is_empty() => {
+                Err(bad_value(name, "must be non-empty when present"))
+            }
             Attr::CeString(s) => check_text(name, s),
             _ => Err(wrong_type("a string")),
         },
