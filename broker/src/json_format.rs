@@ -264,7 +264,9 @@ fn from_members(Members(mut map): Members) -> Result<CloudEvent, EventError> {
             ));
         }
         (None, Some(Value::String(b64))) => Some(Data::BinaryData(decode_base64(&b64)?)),
-        (None, Some(Value::Null)) | (None, None) | (Some(Value::Null), None) => None,
+        // `"data": null` is an explicit null payload, unlike an absent `data` (JSON format
+        // §3.1.1); a null `data_base64` carries nothing.
+        (None, Some(Value::Null)) | (None, None) => None,
         (None, Some(_)) => return Err(malformed("JSON", "data_base64 must be a string")),
         (Some(value), None) => Some(json_data(&event, version, value)?),
     };
@@ -350,6 +352,11 @@ pub fn encode_event(event: &CloudEvent) -> Vec<u8> {
         if v03 {
             if !event.attributes.contains_key("datacontentencoding") {
                 member_str(out, "datacontentencoding", "base64");
+            }
+            // 0.3 reads `data` with no `datacontenttype` as JSON even when base64-encoded:
+            // bytes of no declared type are said to be what RFC 2046 calls them.
+            if ct.is_none() {
+                member_str(out, "datacontenttype", "application/octet-stream");
             }
             member_str(out, "data", &base64_of(bytes));
         } else {
@@ -470,6 +477,13 @@ mod tests {
         assert_eq!(out["datacontentencoding"], "base64");
         assert_eq!(out["data"], "AAEC");
         assert_eq!(decode_event(&encode_event(&e)).unwrap(), e);
+
+        // Untyped bytes: 0.3 would read base64 `data` with no type as JSON.
+        let mut untyped = e.clone();
+        untyped.attributes.remove("datacontenttype");
+        let out: Value = serde_json::from_slice(&encode_event(&untyped)).unwrap();
+        assert_eq!(out["datacontenttype"], "application/octet-stream");
+        assert_eq!(out["data"], "AAEC");
     }
 
     #[test]
@@ -486,6 +500,16 @@ mod tests {
             out.contains(r#""data":{"big": 123456789012345678901234567890, "f": 1.50}"#),
             "{out}"
         );
+    }
+
+    #[test]
+    fn null_data_is_a_payload() {
+        let e =
+            decode_event(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":null}"#)
+                .unwrap();
+        assert_eq!(e.data, Some(Data::TextData("null".into())));
+        let out: Value = serde_json::from_slice(&encode_event(&e)).unwrap();
+        assert_eq!(out.get("data"), Some(&Value::Null));
     }
 
     #[test]
