@@ -52,7 +52,9 @@ pub struct WebhookSource {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookSourceSpec {
     /// The HTTP path webhooks are POSTed to, e.g. `/hooks/github`; unique across sources.
-    pub path: String,
+    /// Default: `/webhooks/{namespace}/{name}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// How callers are authenticated: exactly one scheme.
     pub auth: WebhookAuth,
     /// The CloudEvents `source` of the events (a URI reference, e.g. `/github/my-org`).
@@ -220,6 +222,17 @@ pub fn check_webhook_path(path: &str) -> Result<(), String> {
 }
 
 impl WebhookSource {
+    /// The path the source is served on: `spec.path`, else `/webhooks/{namespace}/{name}`.
+    pub fn path(&self) -> String {
+        match &self.spec.path {
+            Some(p) => p.clone(),
+            None => format!(
+                "/webhooks/{}/{}",
+                self.metadata.namespace, self.metadata.name
+            ),
+        }
+    }
+
     /// Checks the source on its own (not against other resources).
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errs = Errors::default();
@@ -227,7 +240,10 @@ impl WebhookSource {
             .validate_into(&FieldPath::root().key("metadata"), &mut errs);
         let spec = FieldPath::root().key("spec");
         let s = &self.spec;
-        if let Err(why) = check_webhook_path(&s.path) {
+        // The default path is made of the (checked) namespace and name.
+        if let Some(path) = &s.path
+            && let Err(why) = check_webhook_path(path)
+        {
             errs.push(&spec.key("path"), why);
         }
         let auth = spec.key("auth").key(s.auth.scheme());
