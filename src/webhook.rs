@@ -8,9 +8,9 @@
 //! at most once per source and outcome every [`LOG_INTERVAL`] with the count held back, so a
 //! flood cannot flood the log.
 //!
-//! [`prepare`] converts a resource the way it will run — secrets read and checked, Standard
-//! Webhooks secrets decoded — and is shared by `ember validate` ([`check`]) and `ember run`
-//! ([`WebhookRoute::build`]), so the two cannot disagree about a source.
+//! One conversion, `prepare`, turns a resource into what runs — secrets read and checked,
+//! Standard Webhooks secrets decoded — for `ember validate` ([`check`]) and `ember run`
+//! ([`WebhookRoute::build`]) alike, so the two cannot disagree about a source.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -63,11 +63,11 @@ pub struct WebhookRoute {
 }
 
 /// A WebhookSource converted the way it runs, short of its sink and its dedup journal.
-pub struct Prepared {
+struct Prepared {
     /// `namespace/name`.
-    pub id: String,
+    id: String,
     /// The path it is served on (`spec.path`, or the default).
-    pub path: String,
+    path: String,
     auth: WebhookAuth,
     mapping: WebhookMapping,
     dedup_window: Option<Duration>,
@@ -80,22 +80,23 @@ fn field_error(dotted: &str, reason: impl Into<String>) -> FieldError {
     FieldError::new(FieldPath::parse_keys(&format!("spec.{dotted}")), reason)
 }
 
-/// Reads a secret from its file or environment variable; an error names the field that points
-/// at it (`spec.auth.github.secretFile`). `keys` are the scheme's file and env field names.
-fn secret(
-    source: &SecretSource,
-    scheme: &str,
-    (file_key, env_key): (&str, &str),
-) -> Result<Vec<u8>, FieldError> {
+/// The field a secret is given by: `{noun}File` or `{noun}Env` (`secretFile`, `tokenEnv`, ...).
+fn secret_field(source: &SecretSource, scheme: &str, noun: &str) -> String {
     match source {
-        SecretSource::File(path) => read_secret_file(path)
-            .map_err(|e| field_error(&format!("auth.{scheme}.{file_key}"), e.to_string())),
-        SecretSource::Env(var) => read_secret_env(var)
-            .map_err(|e| field_error(&format!("auth.{scheme}.{env_key}"), e.to_string())),
+        SecretSource::File(_) => format!("auth.{scheme}.{noun}File"),
+        SecretSource::Env(_) => format!("auth.{scheme}.{noun}Env"),
     }
 }
 
-const SECRET_KEYS: (&str, &str) = ("secretFile", "secretEnv");
+/// Reads a secret from its file or environment variable; an error names the field that points
+/// at it (`spec.auth.github.secretFile`).
+fn secret(source: &SecretSource, scheme: &str, noun: &str) -> Result<Vec<u8>, FieldError> {
+    let read = match source {
+        SecretSource::File(path) => read_secret_file(path),
+        SecretSource::Env(var) => read_secret_env(var),
+    };
+    read.map_err(|e| field_error(&secret_field(source, scheme, noun), e.to_string()))
+}
 
 fn tolerance(t: &Option<String>, scheme: &str) -> Result<Duration, FieldError> {
     match t {
@@ -116,26 +117,20 @@ fn load_auth(auth: &ApiAuth) -> Result<WebhookAuth, FieldError> {
     let scheme = auth.scheme();
     Ok(match auth {
         ApiAuth::Github(s) => WebhookAuth::Github {
-            secret: secret(&s.secret, scheme, SECRET_KEYS)?,
+            secret: secret(&s.secret, scheme, "secret")?,
         },
         ApiAuth::Stripe(s) => WebhookAuth::Stripe {
-            secret: secret(&s.secret, scheme, SECRET_KEYS)?,
+            secret: secret(&s.secret, scheme, "secret")?,
             tolerance: tolerance(&s.tolerance, scheme)?,
         },
         ApiAuth::Slack(s) => WebhookAuth::Slack {
-            secret: secret(&s.secret, scheme, SECRET_KEYS)?,
+            secret: secret(&s.secret, scheme, "secret")?,
             tolerance: tolerance(&s.tolerance, scheme)?,
         },
         ApiAuth::StandardWebhooks(s) => {
-            let text = secret(&s.secret, scheme, SECRET_KEYS)?;
+            let text = secret(&s.secret, scheme, "secret")?;
             WebhookAuth::standard_webhooks(&text, tolerance(&s.tolerance, scheme)?).map_err(
-                |e| {
-                    let key = match s.secret {
-                        SecretSource::File(_) => "secretFile",
-                        SecretSource::Env(_) => "secretEnv",
-                    };
-                    field_error(&format!("auth.{scheme}.{key}"), e.to_string())
-                },
+                |e| field_error(&secret_field(&s.secret, scheme, "secret"), e.to_string()),
             )?
         }
         ApiAuth::Hmac(h) => WebhookAuth::Hmac {
@@ -149,21 +144,21 @@ fn load_auth(auth: &ApiAuth) -> Result<WebhookAuth, FieldError> {
                 ApiEncoding::Base64 => HmacEncoding::Base64,
             },
             prefix: h.prefix.clone(),
-            secret: secret(&h.secret, scheme, SECRET_KEYS)?,
+            secret: secret(&h.secret, scheme, "secret")?,
         },
         ApiAuth::Bearer(b) => WebhookAuth::Bearer {
-            token: secret(&b.token, scheme, ("tokenFile", "tokenEnv"))?,
+            token: secret(&b.token, scheme, "token")?,
         },
         ApiAuth::Basic(b) => WebhookAuth::Basic {
             username: b.username.clone(),
-            password: secret(&b.password, scheme, ("passwordFile", "passwordEnv"))?,
+            password: secret(&b.password, scheme, "password")?,
         },
     })
 }
 
 /// Converts a WebhookSource the way `ember run` serves it: secrets read and checked, headers,
 /// tolerance, rate limit and body limit parsed. Errors name the field.
-pub fn prepare(w: &WebhookSource) -> Result<Prepared, FieldError> {
+fn prepare(w: &WebhookSource) -> Result<Prepared, FieldError> {
     let id = format!("{}/{}", w.metadata.namespace, w.metadata.name);
     let spec = &w.spec;
     let auth = load_auth(&spec.auth)?;
@@ -282,7 +277,7 @@ impl Refusal {
 }
 
 impl WebhookRoute {
-    /// Builds the route for a WebhookSource: [`prepare`]s it, resolves its sink and opens its
+    /// Builds the route for a WebhookSource: prepares it as [`check`] does, resolves its sink and opens its
     /// dedup window's journal, `{data_dir}/webhooks/{namespace}/{name}.dedup`.
     pub fn build(
         w: &WebhookSource,

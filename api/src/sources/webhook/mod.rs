@@ -3,7 +3,8 @@
 //!
 //! Authentication is exactly one scheme — `github`, `stripe`, `slack`, `standardWebhooks`,
 //! generic `hmac`, `bearer` or `basic` — and every secret comes from a file or an environment
-//! variable, never inline. `type` and `id` are derived from headers or fixed; headers can be
+//! variable, never inline. Reading and checking secrets is I/O, so it is not done here: the
+//! binary does it, for `ember validate` and `ember run` alike. `type` and `id` are derived from headers or fixed; headers can be
 //! mapped to extension attributes.
 
 mod auth;
@@ -63,7 +64,9 @@ pub struct WebhookSourceSpec {
     /// How the CloudEvents `type` is derived: from a header (with a prefix) or a fixed value.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_rule: Option<TypeRule>,
-    /// How the CloudEvents `id` is derived: from a header (a random id otherwise).
+    /// How the CloudEvents `id` is derived: from a header. Default: the scheme's delivery id
+    /// (`X-GitHub-Delivery`, `webhook-id`, a Stripe event's `id`), or a fresh id for schemes
+    /// whose provider sends none (slack, hmac, bearer, basic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<IdRule>,
     /// Request header → extension attribute name, copied onto each event.
@@ -151,7 +154,8 @@ impl From<TypeRule> for RawTypeRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdRule {
-    /// The header holding a unique delivery id (e.g. `X-GitHub-Delivery`).
+    /// The header holding a unique delivery id (e.g. `X-GitHub-Delivery`); a request without
+    /// it is refused (400).
     pub from_header: String,
 }
 
