@@ -105,7 +105,7 @@ const VALUES: &[&str] = &[
 
 fn garbage() -> impl Strategy<Value = String> {
     prop_oneof![
-        "[-:{}\\[\\],#&*!|>'\"%@` \t\n]{1,8}",
+        "[-:{}\\[\\],#&*!|>'\"%@` \t\r\n]{1,8}",
         "\n---\n",
         "\n...\n",
         "\n[a-zA-Z]{1,10}: [a-z0-9]{0,5}\n",
@@ -206,8 +206,9 @@ fn unlocated(e: &ConfigError, text: &str) -> Option<String> {
     if e.reason.trim().is_empty() {
         return Some(format!("gives no reason: {shown}"));
     }
-    // A line one past the last is where the parser met the end of the text.
-    let last = text.lines().count() + 1;
+    // YAML breaks lines at LF, CRLF and a lone CR; a parser meeting the end of the text names
+    // the line after the last one.
+    let last = text.replace("\r\n", "\n").matches(['\n', '\r']).count() + 2;
     match (e.document, e.line) {
         (Some(d), Some(l)) if d >= 1 && (1..=last).contains(&l) => None,
         (Some(_), Some(l)) => Some(format!(
@@ -218,6 +219,26 @@ fn unlocated(e: &ConfigError, text: &str) -> Option<String> {
             "names neither document and line nor resource and field: {shown}"
         )),
     }
+}
+
+#[test]
+fn lines_end_at_a_lone_cr_as_they_do_for_yaml() {
+    // Found by fuzzing: the parser counted the CRs as line breaks, the document splitter did not.
+    let text = "\n\r\r\r\r[\r\r";
+    let errors = load_str(FILE, text).expect_err("not YAML");
+    for e in &errors {
+        assert_eq!(unlocated(e, text), None);
+    }
+    // Documents separated by lone CRs are split like any others.
+    let two = "apiVersion: eventing.knative.dev/v1\rkind: Broker\rmetadata: {name: a}\r---\r\
+               apiVersion: eventing.knative.dev/v1\rkind: Nope\rmetadata: {name: b}\r";
+    let errors = load_str(FILE, two).expect_err("an unknown kind");
+    assert!(
+        errors.to_string().starts_with(
+            r#"damaged.yaml: document 2 (line 6): Nope default/b: kind: unknown kind "Nope""#
+        ),
+        "{errors}"
+    );
 }
 
 proptest! {
