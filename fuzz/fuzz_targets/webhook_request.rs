@@ -82,12 +82,18 @@ fn signature(auth: &WebhookAuth, body: &[u8]) -> Vec<(&'static str, String)> {
         )],
         WebhookAuth::Stripe { .. } => vec![(
             "stripe-signature",
-            format!("t={ts},v1={}", hex::encode(mac256(&[ts.as_bytes(), b".", body]))),
+            format!(
+                "t={ts},v1={}",
+                hex::encode(mac256(&[ts.as_bytes(), b".", body]))
+            ),
         )],
         WebhookAuth::Slack { .. } => vec![
             (
                 "x-slack-signature",
-                format!("v0={}", hex::encode(mac256(&[b"v0:", ts.as_bytes(), b":", body]))),
+                format!(
+                    "v0={}",
+                    hex::encode(mac256(&[b"v0:", ts.as_bytes(), b":", body]))
+                ),
             ),
             ("x-slack-request-timestamp", ts),
         ],
@@ -113,7 +119,10 @@ fn signature(auth: &WebhookAuth, body: &[u8]) -> Vec<(&'static str, String)> {
                 HmacEncoding::Hex => hex::encode(mac),
                 HmacEncoding::Base64 => B64.encode(mac),
             };
-            vec![("x-signature", format!("{}{sig}", prefix.as_deref().unwrap_or("")))]
+            vec![(
+                "x-signature",
+                format!("{}{sig}", prefix.as_deref().unwrap_or("")),
+            )]
         }
         WebhookAuth::Bearer { .. } => vec![("authorization", format!("Bearer {TOKEN}"))],
         WebhookAuth::Basic { .. } => vec![(
