@@ -21,8 +21,9 @@
 //! # Guarantees
 //! - Signatures are checked over the exact bytes received, compared in constant time; no error
 //!   message or `Debug` output contains a secret.
-//! - Nothing here sleeps: time is passed in (`now`), so tests need no clock. The only I/O is the
-//!   dedup window's journal ([`DedupWindow::open`]), written by a thread of its own.
+//! - Nothing here sleeps: time is passed in (`now`), so tests need no clock. The only I/O is
+//!   reading secrets at start-up and the dedup window's journal ([`DedupWindow::open`]), written
+//!   by a thread of its own.
 
 mod auth;
 mod dedup;
