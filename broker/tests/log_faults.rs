@@ -265,10 +265,16 @@ async fn a_segment_sealed_at_the_committed_end_stays_sealed_when_the_group_fails
     assert_eq!(segment_len(&config, 1), SEGMENT_HEADER_LEN);
     assert_eq!(read_all(&log), numbered(&acked, 0));
 
-    let later = records(&["b2", "c2"]);
+    // Small records: both fit in segment 1, which must no longer count as sealed at 2.
+    let later = vec![Bytes::from_static(b"b2"), Bytes::from_static(b"c2")];
     assert_eq!(log.append(later.clone()).await.unwrap(), 1);
     acked.extend(later);
-    assert_eq!(segment_bases(&config), vec![0, 1, 2]);
+    assert_eq!(segment_bases(&config), vec![0, 1]);
+    assert_eq!(read_all(&log), numbered(&acked, 0));
+    let more = records(&["d"]);
+    assert_eq!(log.append(more.clone()).await.unwrap(), 3);
+    acked.extend(more);
+    assert_eq!(segment_bases(&config), vec![0, 1, 3]);
     assert_eq!(read_all(&log), numbered(&acked, 0));
     let log = reopen(&config, log).await;
     assert_eq!(read_all(&log), numbered(&acked, 0));

@@ -13,3 +13,4 @@
 
 pub mod ping;
 pub mod webhook;
+mod write_failures;

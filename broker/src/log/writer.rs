@@ -248,9 +248,9 @@ impl Writer {
             };
             let keep = active.index.partition_point(|e| e.offset < committed);
             active.index.truncate(keep.max(1));
+            active.end = None;
+            active.sealed_at = None;
             if active.base == mark.base {
-                active.end = None;
-                active.sealed_at = None;
                 (mark.base, mark.size, mark.last_index_pos)
             } else {
                 // Created for the group at the committed offset, after the marked segment was
