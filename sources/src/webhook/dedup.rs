@@ -324,7 +324,9 @@ impl Writer {
                     Err(_) => break,
                 },
                 Some(at) => {
-                    match queue.recv_timeout(at.saturating_duration_since(std::time::Instant::now())) {
+                    match queue
+                        .recv_timeout(at.saturating_duration_since(std::time::Instant::now()))
+                    {
                         Ok(entry) => Some(entry),
                         Err(RecvTimeoutError::Timeout) => None,
                         Err(RecvTimeoutError::Disconnected) => break,
@@ -648,7 +650,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines[0].ends_with(" a") && lines[1].ends_with(" b"), "{lines:?}");
+        assert!(
+            lines[0].ends_with(" a") && lines[1].ends_with(" b"),
+            "{lines:?}"
+        );
         // Appending goes on after the rewrite.
         accept(&d, "c");
         drop(d);
