@@ -182,6 +182,8 @@ async fn writer(
     let path = journal.path();
     let mut journal = Some(journal);
     let mut failures = WriteFailures::default();
+    // Kept apart: a compaction that keeps failing while appends work is still one warning.
+    let mut compaction_failures = WriteFailures::default();
     while let Some(first) = rx.recv().await {
         let mut records = first.ticks.len();
         let mut group = vec![first];
@@ -242,10 +244,14 @@ async fn writer(
             match compacted {
                 Ok((j, result)) => {
                     journal = Some(j);
-                    if let Err(e) = result
-                        && failures.failed(e.kind())
-                    {
-                        tracing::warn!(journal = %path.display(), error = %e, "tick journal compaction failed; retried after the next write (repeats are not logged)");
+                    match result {
+                        Ok(()) => {
+                            compaction_failures.succeeded();
+                        }
+                        Err(e) if compaction_failures.failed(e.kind()) => {
+                            tracing::warn!(journal = %path.display(), error = %e, "tick journal compaction failed; retried after the next write (repeats are not logged)");
+                        }
+                        Err(_) => {}
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "tick journal compaction failed"),
