@@ -150,9 +150,8 @@ impl Writer {
     fn commit_group(&mut self, group: &mut Vec<Request>) {
         let mut offset = self.next_offset;
         let appends = group.len() as u64;
-        let outages = &self.shared.outages;
         // During an outage, groups queued before its retry instant are refused without I/O.
-        let result = match outages.refusal(appends) {
+        let result = match self.shared.outages.refusal(appends) {
             Some(refused) => Err(refused),
             None => match self.write_or_restore(group) {
                 Ok(()) => {
