@@ -15,6 +15,11 @@ use http::Uri;
 pub const DISK_BUDGET_USED_UP: &str =
     "the broker's disk budget is used up until its triggers catch up";
 
+/// Why a broker refused a source's events while the disk holding its log is full (as the
+/// ingress answers 507). Like the budget, this is temporary: webhooks answer 503 with
+/// `Retry-After` (what webhook senders retry on) and PingSource ticks wait and retry.
+pub const DISK_FULL: &str = "the disk holding the broker's log is full";
+
 /// The longest a sink may take to accept one event.
 pub const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -87,6 +92,9 @@ impl Sink {
                         Err(AppendError::Full) => Err(SinkFailure::Unavailable(
                             "the broker's append queue is full".into(),
                         )),
+                        Err(AppendError::StorageFull { .. }) => {
+                            Err(SinkFailure::Unavailable(DISK_FULL.into()))
+                        }
                         Err(e) => Err(SinkFailure::Unavailable(e.to_string())),
                     }
                 }

@@ -14,11 +14,19 @@
 //! All calls do blocking file I/O; from async code call them on the blocking pool.
 //! Stores for one trigger should come from one task at a time (a trigger has one dispatcher);
 //! concurrent stores for the same trigger are each atomic, and the last rename wins.
+//!
+//! A store that fails (a full disk) leaves the old value, which is behind the trigger's real
+//! position, never ahead of it: the caller keeps the position in memory and stores it again
+//! later. The store reports failures itself, without flooding the log: the first failure of
+//! each cause (error kind) warns, repeats are counted, and once no trigger's cursor fails with
+//! that cause any more an info line says how many writes failed.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 const MAGIC: &[u8; 8] = b"EMBRCUR1";
 const FILE_LEN: usize = 20;
@@ -33,6 +41,66 @@ pub struct CursorStore {
     dir: PathBuf,
     /// Makes temporary file names unique, so concurrent stores never share one.
     tmp_counter: AtomicU64,
+    failures: Mutex<Failures>,
+}
+
+/// Cursor writes failing now, for reporting each cause once.
+#[derive(Debug, Default)]
+struct Failures {
+    /// Trigger → the kind of error its last store failed with, while it fails.
+    failing: HashMap<String, io::ErrorKind>,
+    /// Failed stores per cause, since the cause was reported.
+    counts: HashMap<io::ErrorKind, u64>,
+}
+
+/// What a store's outcome calls for, as [`Failures`] decides.
+#[derive(Debug, PartialEq, Eq)]
+enum Report {
+    /// Nothing to say: a success while nothing failed, or a repeat of a reported cause.
+    Quiet,
+    /// The first failure of a cause.
+    Warn,
+    /// The last trigger failing with a cause stored; that many stores had failed.
+    Recovered(u64),
+}
+
+impl Failures {
+    fn failed(&mut self, trigger: &str, kind: io::ErrorKind) -> Report {
+        let previous = self.failing.insert(trigger.to_owned(), kind);
+        // A trigger that now fails differently no longer holds up its old cause.
+        let recovered = previous
+            .filter(|&p| p != kind)
+            .and_then(|p| self.clear_if_gone(p));
+        let count = self.counts.entry(kind).or_insert(0);
+        *count += 1;
+        match (*count, recovered) {
+            (1, _) => Report::Warn,
+            (_, Some(n)) => Report::Recovered(n),
+            _ => Report::Quiet,
+        }
+    }
+
+    fn succeeded(&mut self, trigger: &str) -> Report {
+        if self.failing.is_empty() {
+            return Report::Quiet;
+        }
+        match self
+            .failing
+            .remove(trigger)
+            .and_then(|k| self.clear_if_gone(k))
+        {
+            Some(n) => Report::Recovered(n),
+            None => Report::Quiet,
+        }
+    }
+
+    /// Forgets `kind` once no trigger fails with it; returns its count then.
+    fn clear_if_gone(&mut self, kind: io::ErrorKind) -> Option<u64> {
+        if self.failing.values().any(|&k| k == kind) {
+            return None;
+        }
+        self.counts.remove(&kind)
+    }
 }
 
 impl CursorStore {
@@ -57,6 +125,7 @@ impl CursorStore {
         Ok(CursorStore {
             dir,
             tmp_counter: AtomicU64::new(0),
+            failures: Mutex::default(),
         })
     }
 
@@ -84,7 +153,32 @@ impl CursorStore {
 
     /// Durably sets the position of `trigger` to `offset`: when this returns `Ok`, a crash
     /// leaves `offset`; if it fails or crashes midway, the old value (or none) remains.
+    /// Failures are logged here (once per cause, see the module documentation); callers need
+    /// not log them again.
     pub fn store(&self, trigger: &str, offset: u64) -> io::Result<()> {
+        let stored = self.write(trigger, offset);
+        let report = {
+            let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+            match &stored {
+                Ok(()) => failures.succeeded(trigger),
+                Err(e) => failures.failed(trigger, e.kind()),
+            }
+        };
+        match (report, &stored) {
+            (Report::Warn, Err(error)) => tracing::warn!(
+                dir = %self.dir.display(), trigger, %error,
+                "writing a cursor failed; positions are kept in memory and written again later (repeats are not logged)"
+            ),
+            (Report::Recovered(failures), _) => tracing::info!(
+                dir = %self.dir.display(), failures,
+                "cursor writes succeed again after {failures} failures"
+            ),
+            _ => {}
+        }
+        stored
+    }
+
+    fn write(&self, trigger: &str, offset: u64) -> io::Result<()> {
         let path = self.path(trigger)?;
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let mut tmp_name = path.clone().into_os_string();
@@ -297,6 +391,57 @@ mod tests {
             io::ErrorKind::InvalidInput
         );
         assert!(cursors.store(&"x".repeat(300), 1).is_err());
+    }
+
+    #[test]
+    fn failures_are_reported_once_per_cause_and_recovery_once() {
+        use io::ErrorKind::{PermissionDenied, StorageFull};
+        let mut f = Failures::default();
+        assert_eq!(f.succeeded("a"), Report::Quiet);
+        assert_eq!(f.failed("a", StorageFull), Report::Warn);
+        assert_eq!(f.failed("b", StorageFull), Report::Quiet, "same cause");
+        for _ in 0..50 {
+            assert_eq!(f.failed("a", StorageFull), Report::Quiet);
+            assert_eq!(f.failed("b", StorageFull), Report::Quiet);
+        }
+        assert_eq!(f.failed("c", PermissionDenied), Report::Warn, "a new cause");
+        assert_eq!(f.succeeded("a"), Report::Quiet, "b still fails");
+        assert_eq!(f.succeeded("b"), Report::Recovered(102));
+        assert_eq!(f.succeeded("b"), Report::Quiet, "recovery is said once");
+        // One trigger failing for good does not make the others' successes noisy.
+        for _ in 0..50 {
+            assert_eq!(f.failed("c", PermissionDenied), Report::Quiet);
+            assert_eq!(f.succeeded("a"), Report::Quiet);
+        }
+        assert_eq!(f.succeeded("c"), Report::Recovered(51));
+        assert_eq!(
+            f.failed("a", StorageFull),
+            Report::Warn,
+            "a later outage warns again"
+        );
+    }
+
+    #[test]
+    fn a_failed_store_leaves_the_old_value_and_a_later_store_works() {
+        let (_dir, cursors) = store();
+        cursors.store("orders", 5).unwrap();
+        // The trigger's file is replaced by a directory: the rename over it fails.
+        let path = cursors.dir().join("orders.cursor");
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("x"), b"").unwrap();
+        assert!(cursors.store("orders", 9).is_err());
+        assert!(cursors.store("orders", 10).is_err());
+        assert_eq!(
+            fs::read_dir(cursors.dir()).unwrap().count(),
+            1,
+            "no temporary file is left behind"
+        );
+        fs::remove_dir_all(&path).unwrap();
+        cursors.store("orders", 11).unwrap();
+        assert_eq!(cursors.load("orders").unwrap(), Some(11));
+        let failures = cursors.failures.lock().unwrap();
+        assert!(failures.failing.is_empty() && failures.counts.is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! CloudEvent; 404 for an unknown broker; 405 for other methods (OPTIONS answers the CloudEvents
 //! webhook handshake); 413 above the broker's size limit; 415 for an unknown structured format;
 //! 503 with `Retry-After` when the log's bounded append queue is full, 507 with `Retry-After`
-//! when the broker's disk budget is used up. Nothing is buffered
+//! when the broker's disk budget is used up or its disk is full. Nothing is buffered
 //! without bound and nothing is dropped silently.
 
 use bytes::Bytes;
@@ -151,8 +151,20 @@ where
             "the broker is shutting down",
         ),
         Err(AppendError::TooLarge { .. }) => too_large(),
+        Err(AppendError::StorageFull { retry_after }) => {
+            let mut resp = error_response(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "the disk holding the broker's log is full; retry later",
+            );
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::log::whole_secs(retry_after)),
+            );
+            resp
+        }
         Err(e) => {
-            tracing::error!(broker = %broker.name(), error = %e, "append failed");
+            // The log reports failing writes itself, once per cause.
+            tracing::debug!(broker = %broker.name(), error = %e, "append failed");
             retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the broker could not store the event",

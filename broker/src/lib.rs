@@ -20,3 +20,4 @@ pub mod json_format;
 pub mod log;
 pub mod retry;
 pub mod throttle;
+mod write_failures;

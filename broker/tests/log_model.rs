@@ -5,13 +5,17 @@
 //!
 //! The model is a `Vec<Bytes>` indexed by offset plus the first offset still on disk. A torn
 //! tail drops, from the model, exactly the records whose bytes were damaged and everything
-//! after them; the log must then recover precisely the model's prefix.
+//! after them; the log must then recover precisely the model's prefix. An append under an
+//! injected fault (a full disk while writing, syncing or creating a segment) is either
+//! acknowledged and in the model, or refused and nowhere: not on disk, not to readers, not
+//! after a reopen.
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use ember_broker::log::{
-    Durability, EventLog, LogConfig, LogReader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    AppendError, Durability, EventLog, Fault, FileOp, LogConfig, LogReader, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -40,6 +44,14 @@ enum Op {
     /// `delete_before` an offset at most the follower's position (as a broker passes the
     /// minimum of its trigger cursors), with zero retention.
     DeleteBefore { at: u64 },
+    /// One `append` while the disk is full: after `skip` operations `op` succeed, the next
+    /// fails, having written `written` bytes.
+    AppendUnderFault {
+        sizes: Vec<usize>,
+        op: FileOp,
+        written: usize,
+        skip: usize,
+    },
 }
 
 fn record_size() -> impl Strategy<Value = usize> {
@@ -59,6 +71,13 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u64>().prop_map(|at| Op::TearTruncate { at }),
         1 => (any::<u64>(), 1u8..=255).prop_map(|(at, mask)| Op::TearFlip { at, mask }),
         2 => any::<u64>().prop_map(|at| Op::DeleteBefore { at }),
+        2 => (
+            vec(record_size(), 1..5),
+            prop_oneof![Just(FileOp::Write), Just(FileOp::Sync), Just(FileOp::CreateSegment)],
+            0usize..1500,
+            0usize..3,
+        )
+            .prop_map(|(sizes, op, written, skip)| Op::AppendUnderFault { sizes, op, written, skip }),
     ]
 }
 
@@ -106,6 +125,7 @@ impl Harness {
             "{err:?}"
         );
         self.log = EventLog::open(self.config.clone()).expect("reopen");
+        self.log.set_write_retry_interval(std::time::Duration::ZERO);
         let position = self.follower.position().min(self.model.end());
         self.follower = self.log.reader(position);
         assert_eq!(self.follower.position(), position);
@@ -271,6 +291,31 @@ impl Harness {
                 self.check_bounds();
                 self.check_all();
             }
+            Op::AppendUnderFault {
+                sizes,
+                op,
+                written,
+                skip,
+            } => {
+                let batch: Vec<Bytes> = sizes.iter().map(|&s| self.model.payload(s)).collect();
+                self.log.inject_fault(Fault {
+                    written,
+                    skip,
+                    ..Fault::disk_full(op)
+                });
+                match self.log.append(batch.clone()).await {
+                    Ok(first) => {
+                        // The fault was not reached (no sync without fsync, no roll, ...).
+                        assert_eq!(first, self.model.end());
+                        self.model.records.extend(batch);
+                    }
+                    Err(AppendError::StorageFull { .. }) => {}
+                    Err(e) => panic!("append under a full disk: {e}"),
+                }
+                self.log.clear_faults();
+                self.check_bounds();
+                self.check_all();
+            }
             Op::DeleteBefore { at } => {
                 let below = at % (self.follower.position() + 1);
                 let deleted = self.log.delete_before(below).expect("delete");
@@ -326,6 +371,7 @@ async fn run(segment_bytes: u64, durability: Durability, ops: Vec<Op>) {
     config.durability = durability;
     config.retention = std::time::Duration::ZERO;
     let log = EventLog::open(config.clone()).expect("open");
+    log.set_write_retry_interval(std::time::Duration::ZERO);
     let follower = log.reader(0);
     let mut harness = Harness {
         config,

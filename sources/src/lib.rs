@@ -16,3 +16,4 @@ pub mod ping;
 pub mod webhook;
 
 pub use log_throttle::LogThrottle;
+mod write_failures;

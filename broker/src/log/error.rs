@@ -4,6 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Errors from opening, reading, deleting and closing an [`EventLog`](super::EventLog).
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +50,6 @@ pub enum LogError {
     #[error("the log is closed")]
     Closed,
 
-    /// The writer thread hit an I/O error; every later append is refused. Nothing acknowledged
-    /// is lost, but the process must reopen the log (which runs recovery) to go on.
-    #[error("the log writer failed: {0}")]
-    WriterFailed(#[source] Arc<io::Error>),
-
     /// The writer thread panicked (a bug).
     #[error("the log writer thread panicked")]
     WriterPanicked,
@@ -70,9 +66,10 @@ impl LogError {
 
 /// Why an [`EventLog::append`](super::EventLog::append) was refused.
 ///
-/// Only `Ok` means the records are durable; every error means none of them were acknowledged.
-/// (After `Io`, a prefix may still have reached the disk; it is kept or truncated by recovery,
-/// and the caller must treat the records as not stored.)
+/// Only `Ok` means the records are durable; every error means none of them were stored (after
+/// `StorageFull` or `Io` the writer cut whatever it wrote of them off again; should a crash
+/// come first, recovery truncates a torn tail but may keep whole records, so the caller must
+/// treat the records as not stored, and may send them again).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AppendError {
     /// The bounded append queue (requests or bytes) is full; retry later (HTTP 503 + Retry-After).
@@ -91,8 +88,22 @@ pub enum AppendError {
         max: u64,
     },
 
-    /// Writing or syncing failed; the log refuses appends from now on (see
-    /// [`LogError::WriterFailed`]).
+    /// The log's file system is full (or over a quota). Appends are refused at once until
+    /// `retry_after` has passed; then the writer tries again, and the first write that succeeds
+    /// ends the refusals (HTTP 507 + Retry-After).
+    #[error("no space left for the log on its disk; retry in {} s", whole_secs(*retry_after))]
+    StorageFull {
+        /// How long appends are refused without trying.
+        retry_after: Duration,
+    },
+
+    /// Writing or syncing failed for another reason (an I/O error). As with `StorageFull`,
+    /// appends are refused for a while, then the writer tries again (HTTP 503 + Retry-After).
     #[error("log write failed: {0}")]
     Io(#[source] Arc<io::Error>),
+}
+
+/// `d` in whole seconds, rounded up, at least 1: for a `Retry-After` header.
+pub(crate) fn whole_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }

@@ -51,6 +51,21 @@
 //!   ([`QUEUE_MAX_BYTES`]), a group by 8 MiB, a record by 16 MiB, a reader by its 64 KiB buffer and a
 //!   batch, and the sparse index to about one entry per 64 KiB of segment on disk.
 //!
+//! ## When the disk refuses writes
+//!
+//! A `write`, `fdatasync` or segment creation that fails (a full disk, a quota, an I/O error)
+//! refuses the whole group — its appends get [`AppendError::StorageFull`] when there is no space,
+//! [`AppendError::Io`] otherwise — and the writer puts the log back exactly as it was before the
+//! group: segments created for it are deleted (and the directory synced) first, then the active
+//! segment is cut back to its committed length and synced, and readers drop whatever they buffered
+//! past that length. A partial write therefore never becomes visible and never lies under a later
+//! record: the next group lands at the committed offset. For a second after a failure appends are
+//! refused at once, without I/O (the writer never spins on a full disk); then the next group is
+//! written as usual, and the first that succeeds ends the outage — no restart needed. One line is
+//! logged when writes start failing (per cause) and one when they succeed again. Why cutting back
+//! is safe after a failed `fdatasync` is argued in `writer.rs`; a crash in the middle of all this
+//! leaves an ordinary torn tail for recovery.
+//!
 //! ## Recovery
 //!
 //! [`EventLog::open`] locks the directory, then lists the segments: sealed segments are
@@ -61,6 +76,9 @@
 //! empty. An empty directory starts a new log at offset 0. Details are in `recovery.rs`.
 
 mod error;
+#[cfg(any(test, feature = "test-util"))]
+mod faults;
+mod outage;
 mod reader;
 mod record;
 mod recovery;
@@ -72,8 +90,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{
-    Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard,
-    RwLockWriteGuard,
+    Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
 use std::time::{Duration, SystemTime};
 
@@ -81,11 +98,15 @@ use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub(crate) use error::whole_secs;
 pub use error::{AppendError, LogError};
+#[cfg(any(test, feature = "test-util"))]
+pub use faults::{Fault, FileOp};
 pub use reader::LogReader;
 pub use record::{MAX_APPEND_BYTES, MAX_RECORD_BYTES, RECORD_HEADER_LEN};
 pub use segment::{SEGMENT_HEADER_LEN, segment_file_name};
 
+use outage::Outages;
 use segment::SegmentTable;
 use writer::{Request, Writer};
 
@@ -199,8 +220,13 @@ pub(crate) struct Shared {
     stats: StatsCounters,
     /// Framed bytes of queued appends, bounded by `QUEUE_MAX_BYTES`.
     pending_bytes: AtomicU64,
-    /// Set when a write or sync failed; from then on every append fails.
-    failed: OnceLock<Arc<io::Error>>,
+    /// Whether writes are failing, and until when appends are refused without trying.
+    outages: Outages,
+    /// How many times the writer cut refused bytes off the active segment. A reader drops the
+    /// bytes it buffered when this has moved since it read them.
+    rewinds: AtomicU64,
+    #[cfg(any(test, feature = "test-util"))]
+    faults: faults::Faults,
     /// Lets a test hold the writer before it takes a group (see [`EventLog::pause_writer`]).
     gate: Gate,
 }
@@ -287,7 +313,10 @@ impl EventLog {
             committed: committed_rx,
             stats: StatsCounters::default(),
             pending_bytes: AtomicU64::new(0),
-            failed: OnceLock::new(),
+            outages: Outages::default(),
+            rewinds: AtomicU64::new(0),
+            #[cfg(any(test, feature = "test-util"))]
+            faults: faults::Faults::default(),
             gate: Gate::default(),
         });
         let writer = Writer {
@@ -302,6 +331,8 @@ impl EventLog {
             segment_bytes: config.segment_bytes,
             buf: Vec::new(),
             new_index: Vec::new(),
+            unrestored: None,
+            stale: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("ember-log-writer".into())
@@ -326,7 +357,9 @@ impl EventLog {
 
     /// Appends `records` (in order, with contiguous offsets) and returns the offset of the
     /// first one once they are durable (see [`Durability`]). Never waits for queue space:
-    /// when the queue is full it fails at once with [`AppendError::Full`].
+    /// when the queue is full it fails at once with [`AppendError::Full`]. When writing fails
+    /// (a full disk: [`AppendError::StorageFull`]) nothing of the append is stored, appends
+    /// are refused at once for a second, and then the log tries writing again by itself.
     ///
     /// Dropping the returned future does not withdraw the records: once queued they are
     /// written, just not acknowledged to this caller.
@@ -350,8 +383,9 @@ impl EventLog {
             });
         }
         let shared = &self.inner.shared;
-        if let Some(error) = shared.failed.get() {
-            return Err(AppendError::Io(error.clone()));
+        // While the disk refuses writes, answer at once (one atomic load when it does not).
+        if let Some(refused) = shared.outages.refusal(1) {
+            return Err(refused);
         }
 
         let (reply, answer) = oneshot::channel();
@@ -522,6 +556,25 @@ impl EventLog {
         WriterPause {
             shared: self.inner.shared.clone(),
         }
+    }
+
+    /// Makes the writer's next file operations fail as `fault` says (feature `test-util`).
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn inject_fault(&self, fault: Fault) {
+        self.inner.shared.faults.inject(fault);
+    }
+
+    /// Drops every injected fault not yet hit (feature `test-util`).
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn clear_faults(&self) {
+        self.inner.shared.faults.clear();
+    }
+
+    /// Sets how long appends are refused after a failed write before the writer tries again,
+    /// for the current outage too (one second unless set; feature `test-util`).
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn set_write_retry_interval(&self, interval: Duration) {
+        self.inner.shared.outages.set_retry_interval(interval);
     }
 }
 

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -171,6 +172,13 @@ fn read_records(
     if *position >= limit {
         return Ok(out);
     }
+    // Bytes buffered past the committed offset may have been cut off (a refused group) and
+    // written over since; a rewind after the cursor read them means they must be read again.
+    // Loaded after `limit`, so a rewind that preceded that commit is seen here.
+    let rewinds = shared.rewinds.load(Ordering::Acquire);
+    if cursor.as_ref().is_some_and(|c| c.rewinds != rewinds) {
+        *cursor = None;
+    }
     // The segment we are in may have been sealed since we opened it. The writer updates the
     // table before publishing `committed`, so after having read `limit` this is up to date.
     if let Some(c) = cursor.as_mut().filter(|c| c.end.is_none()) {
@@ -191,7 +199,7 @@ fn read_records(
             .as_ref()
             .is_some_and(|c| c.offset == *position && c.contains(*position));
         if !holds {
-            match locate(shared, position) {
+            match locate(shared, position, rewinds) {
                 Ok(found) => *cursor = Some(found),
                 Err(error) => return partial(out, error, cursor),
             }
@@ -228,7 +236,8 @@ fn partial(
 
 /// Opens the segment holding `*position` and positions a cursor at it, via the nearest sparse
 /// index entry. If the records at `*position` were deleted, moves `*position` to the start.
-fn locate(shared: &Shared, position: &mut u64) -> Result<SegmentCursor, LogError> {
+/// `rewinds` is the writer's rewind count read before any byte is.
+fn locate(shared: &Shared, position: &mut u64, rewinds: u64) -> Result<SegmentCursor, LogError> {
     // Two attempts: the segment may be deleted between the lookup and the open.
     let mut attempt = 0;
     loop {
@@ -272,6 +281,7 @@ fn locate(shared: &Shared, position: &mut u64) -> Result<SegmentCursor, LogError
             file,
             file_pos: seek.position,
             offset: seek.offset,
+            rewinds,
         };
         while cursor.offset < *position {
             cursor.skip_record()?;
@@ -290,6 +300,8 @@ struct SegmentCursor {
     /// Byte position of record `offset`, for error messages.
     file_pos: u64,
     offset: u64,
+    /// The writer's rewind count when this cursor began buffering.
+    rewinds: u64,
 }
 
 impl SegmentCursor {

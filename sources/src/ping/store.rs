@@ -13,20 +13,31 @@
 //! blocking pool, and only then answers each [`TickStore::record`]. A record is durable when its
 //! call returns.
 //!
+//! # Failed writes
+//! A group whose write or `fdatasync` fails (a full disk) is answered with the error, so its
+//! sources record those ticks again later, and the journal is cut back to its intact length at
+//! once: a partial line never sits before later lines (which recovery would then drop), and
+//! after a failed `fdatasync` none of the group's bytes, which the kernel may have dropped, are
+//! kept. Should the cut fail too, it is retried before the next group is written. Failures are
+//! logged once per cause, and once more when writes succeed again.
+//!
 //! # Recovery and compaction
 //! At open the journal is read line by line; the first line that is incomplete or does not parse
 //! (a torn write at a crash: it was never acknowledged) ends it, and the file is cut there. When
 //! the journal grows past [`COMPACT_BYTES`] it is rewritten with one line per source (temp
-//! file, fsync, rename, directory fsync), so it stays bounded by the number of sources.
+//! file, fsync, rename, directory fsync), so it stays bounded by the number of sources. A
+//! compaction that fails removes its temp file and leaves the journal as it was.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::write_failures::{WriteFailures, WriteFaults};
 
 /// Size at which the journal is compacted.
 pub const COMPACT_BYTES: u64 = 16 << 20;
@@ -66,6 +77,9 @@ pub struct TickStore {
     dir: PathBuf,
     ticks: Arc<Mutex<Ticks>>,
     requests: mpsc::UnboundedSender<Request>,
+    /// Lets unit tests fail the journal's writes.
+    #[cfg(test)]
+    faults: WriteFaults,
 }
 
 impl std::fmt::Debug for Request {
@@ -101,11 +115,16 @@ impl TickStore {
         }
         let ticks = Arc::new(Mutex::new(ticks));
         let (requests, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(dir.clone(), file, good_len, ticks.clone(), rx));
+        let journal = Journal::new(dir.clone(), file, good_len);
+        #[cfg(test)]
+        let faults = journal.faults.clone();
+        tokio::spawn(writer(journal, ticks.clone(), rx));
         Ok(Self {
             dir,
             ticks,
             requests,
+            #[cfg(test)]
+            faults,
         })
     }
 
@@ -156,14 +175,15 @@ impl TickStore {
 
 /// Appends waiting records in groups, one fdatasync each; compacts when the journal is large.
 async fn writer(
-    dir: PathBuf,
-    file: fs::File,
-    mut len: u64,
+    journal: Journal,
     ticks: Arc<Mutex<Ticks>>,
     mut rx: mpsc::UnboundedReceiver<Request>,
 ) {
-    let mut file = Some(file);
-    let path = dir.join(JOURNAL);
+    let path = journal.path();
+    let mut journal = Some(journal);
+    let mut failures = WriteFailures::default();
+    // Kept apart: a compaction that keeps failing while appends work is still one warning.
+    let mut compaction_failures = WriteFailures::default();
     while let Some(first) = rx.recv().await {
         let mut records = first.ticks.len();
         let mut group = vec![first];
@@ -178,83 +198,173 @@ async fn writer(
         }
         let mut lines = String::with_capacity(records * 64);
         for (key, tick) in group.iter().flat_map(|r| &r.ticks) {
-            lines.push_str(key);
-            lines.push(' ');
-            lines.push_str(&tick.to_rfc3339_opts(SecondsFormat::Nanos, true));
-            lines.push('\n');
+            push_line(&mut lines, key, tick);
         }
-        let Some(mut f) = file.take() else { return };
-        let p = path.clone();
+        // The journal goes to the blocking pool and comes back; lost only if that task panics.
+        let Some(mut j) = journal.take() else { return };
         let written = tokio::task::spawn_blocking(move || {
-            let result = f
-                .write_all(lines.as_bytes())
-                .and_then(|()| f.sync_data())
-                .map(|()| lines.len() as u64);
-            (f, result)
+            let result = j.append(lines.as_bytes());
+            (j, result)
         })
         .await;
         let result = match written {
-            Ok((f, result)) => {
-                file = Some(f);
-                result.map_err(io_error(&p))
+            Ok((j, result)) => {
+                journal = Some(j);
+                result.map_err(|e| {
+                    if failures.failed(e.kind()) {
+                        tracing::warn!(journal = %path.display(), error = %e, "tick journal write failed; the ticks are recorded again on the next try (repeats are not logged)");
+                    }
+                    io_error(&path)(e)
+                })
             }
             Err(e) => Err(StoreError::Io {
-                path: p.clone(),
+                path: path.clone(),
                 reason: e.to_string(),
             }),
         };
-        match &result {
-            Ok(n) => {
-                len += n;
-                let mut map = ticks.lock().unwrap_or_else(|e| e.into_inner());
-                for (key, tick) in group.iter().flat_map(|r| &r.ticks) {
-                    map.insert(key.clone(), *tick);
-                }
+        if result.is_ok() {
+            if let Some(failures) = failures.succeeded() {
+                tracing::info!(journal = %path.display(), failures, "tick journal writes succeed again after {failures} failures");
             }
-            Err(e) => tracing::error!(error = %e, "tick journal write failed"),
+            let mut map = ticks.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, tick) in group.iter().flat_map(|r| &r.ticks) {
+                map.insert(key.clone(), *tick);
+            }
         }
         for r in group {
-            let _ = r.done.send(result.clone().map(|_| ()));
+            let _ = r.done.send(result.clone());
         }
-        if result.is_ok() && len > COMPACT_BYTES {
+        if let Some(mut j) = journal.take_if(|j| result.is_ok() && j.len > COMPACT_BYTES) {
             let snapshot = ticks.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let d = dir.clone();
-            match tokio::task::spawn_blocking(move || compact(&d, &snapshot)).await {
-                Ok(Ok((f, n))) => {
-                    file = Some(f);
-                    len = n;
+            let compacted = tokio::task::spawn_blocking(move || {
+                let result = j.compact(&snapshot);
+                (j, result)
+            })
+            .await;
+            match compacted {
+                Ok((j, result)) => {
+                    journal = Some(j);
+                    match result {
+                        Ok(()) => {
+                            compaction_failures.succeeded();
+                        }
+                        Err(e) if compaction_failures.failed(e.kind()) => {
+                            tracing::warn!(journal = %path.display(), error = %e, "tick journal compaction failed; retried after the next write (repeats are not logged)");
+                        }
+                        Err(_) => {}
+                    }
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "tick journal compaction failed"),
                 Err(e) => tracing::error!(error = %e, "tick journal compaction failed"),
             }
         }
     }
 }
 
-/// Rewrites the journal with one line per source; returns the new file (for appending) and its
-/// length.
-fn compact(dir: &Path, ticks: &Ticks) -> Result<(fs::File, u64), StoreError> {
-    let path = dir.join(JOURNAL);
-    let tmp = dir.join(format!("{JOURNAL}.tmp"));
-    let mut out = String::with_capacity(ticks.len() * 64);
-    for (k, t) in ticks {
-        out.push_str(k);
-        out.push(' ');
-        out.push_str(&t.to_rfc3339_opts(SecondsFormat::Nanos, true));
-        out.push('\n');
+/// The journal file as its writer keeps it.
+struct Journal {
+    dir: PathBuf,
+    file: fs::File,
+    /// The length of its intact prefix: every line written and synced.
+    len: u64,
+    /// A failed write is still to be cut off (before anything else is written).
+    cut_pending: bool,
+    /// A compaction's rename is still to be made durable (before a write is acknowledged).
+    dir_sync_pending: bool,
+    faults: WriteFaults,
+}
+
+impl Journal {
+    fn new(dir: PathBuf, file: fs::File, len: u64) -> Self {
+        Journal {
+            dir,
+            file,
+            len,
+            cut_pending: false,
+            dir_sync_pending: false,
+            faults: WriteFaults::default(),
+        }
     }
-    let mut f = fs::File::create(&tmp).map_err(io_error(&tmp))?;
-    f.write_all(out.as_bytes()).map_err(io_error(&tmp))?;
-    f.sync_all().map_err(io_error(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_error(&path))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))?;
-    let f = fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(io_error(&path))?;
-    Ok((f, out.len() as u64))
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(JOURNAL)
+    }
+
+    /// Appends `bytes` and syncs them; on failure cuts the file back to its intact length.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.cut_pending {
+            self.file.set_len(self.len)?;
+            self.cut_pending = false;
+        }
+        if self.dir_sync_pending {
+            sync_dir(&self.dir)?;
+            self.dir_sync_pending = false;
+        }
+        match self.write_synced(bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // The file is in append mode: once cut, the next write lands at `len`.
+                self.cut_pending = self.file.set_len(self.len).is_err();
+                Err(e)
+            }
+        }
+    }
+
+    fn write_synced(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.faults.write_all(&mut self.file, bytes)?;
+        self.file.sync_data()
+    }
+
+    /// Rewrites the journal with one line per source (temp file, fsync, rename, directory
+    /// fsync). On failure the temp file is removed and the journal stays as it was; once the
+    /// rename is done the new file is the journal, and a failed directory fsync is retried
+    /// before the next write.
+    fn compact(&mut self, ticks: &Ticks) -> io::Result<()> {
+        let path = self.path();
+        let tmp = self.dir.join(format!("{JOURNAL}.tmp"));
+        let mut out = String::with_capacity(ticks.len() * 64);
+        for (k, t) in ticks {
+            push_line(&mut out, k, t);
+        }
+        let renamed = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            self.faults.write_all(&mut f, out.as_bytes())?;
+            f.sync_all()?;
+            // Opened before the rename, so a failure after it cannot leave us appending to the
+            // replaced file.
+            let appender = fs::OpenOptions::new().append(true).open(&tmp)?;
+            fs::rename(&tmp, &path)?;
+            Ok(appender)
+        })();
+        match renamed {
+            Ok(appender) => {
+                self.file = appender;
+                self.len = out.len() as u64;
+                self.cut_pending = false;
+                self.dir_sync_pending = true;
+                sync_dir(&self.dir)?;
+                self.dir_sync_pending = false;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn push_line(out: &mut String, key: &str, tick: &DateTime<Utc>) {
+    out.push_str(key);
+    out.push(' ');
+    out.push_str(&tick.to_rfc3339_opts(SecondsFormat::Nanos, true));
+    out.push('\n');
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Reads the journal: the last tick per source, and the length of its intact prefix.
@@ -306,6 +416,7 @@ fn escape(component: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     #[test]
     fn escaping_is_injective_and_has_no_separators() {
@@ -378,6 +489,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_write_is_cut_off_claims_nothing_and_later_records_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TickStore::open(dir.path()).unwrap();
+        let path = dir.path().join(JOURNAL);
+        let t1: DateTime<Utc> = "2025-01-01T10:15:00Z".parse().unwrap();
+        let t2: DateTime<Utc> = "2025-01-01T10:16:00Z".parse().unwrap();
+        let t3: DateTime<Utc> = "2025-01-01T10:17:00Z".parse().unwrap();
+        store.record("default", "p", t1).await.unwrap();
+        let intact = fs::read(&path).unwrap();
+
+        // The disk fills up mid-write: half a line reaches the file.
+        store.faults.fail_next(2);
+        assert!(store.record("default", "p", t2).await.is_err());
+        assert!(store.record("default", "q", t2).await.is_err());
+        assert_eq!(fs::read(&path).unwrap(), intact, "the partial line is cut");
+        assert_eq!(
+            store.last_fired("default", "p").unwrap(),
+            Some(t1),
+            "a tick that was not written is not claimed"
+        );
+        assert_eq!(store.last_fired("default", "q").unwrap(), None);
+
+        // Space again: the sources record their ticks again, and everything reads back.
+        store.record("default", "p", t3).await.unwrap();
+        store.record("default", "q", t2).await.unwrap();
+        let reopened = TickStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.last_fired("default", "p").unwrap(), Some(t3));
+        assert_eq!(reopened.last_fired("default", "q").unwrap(), Some(t2));
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+    }
+
+    #[tokio::test]
     async fn a_large_journal_is_compacted_to_one_line_per_source() {
         let dir = tempfile::tempdir().unwrap();
         let ticks: Ticks = (0..3)
@@ -388,7 +532,11 @@ mod tests {
                 )
             })
             .collect();
-        compact(dir.path(), &ticks).unwrap();
+        let file = fs::File::create(dir.path().join(JOURNAL)).unwrap();
+        let mut journal = Journal::new(dir.path().to_owned(), file, 0);
+        journal.append(b"ns.p0 2025-01-01T10:00:00Z\n").unwrap();
+        journal.compact(&ticks).unwrap();
+        assert!(!dir.path().join(format!("{JOURNAL}.tmp")).exists());
         let text = fs::read_to_string(dir.path().join(JOURNAL)).unwrap();
         assert_eq!(text.lines().count(), 3);
         let store = TickStore::open(dir.path()).unwrap();

@@ -30,19 +30,30 @@
 //! more than twice as many lines as the window holds ids (and at least 256), it is rewritten
 //! with the live confirmed ids (temp file, fsync, rename, directory fsync), so its size stays
 //! bounded by the capacity.
+//!
+//! # Failed writes
+//! The window in memory is authoritative; the journal only follows it. When a write fails (a
+//! full disk) the partial line is cut off and the writer falls behind: it stops appending, and
+//! retries — after 1 s, doubling up to 10 s — by rewriting the journal from memory, as a
+//! compaction does, which carries every id confirmed meanwhile. The first rewrite that works
+//! ends it; closing the window makes one last attempt. Failures are logged once per cause, and
+//! once more when writes succeed again. Ids confirmed while behind reach the disk only with
+//! that rewrite, so a crash before it lets their redeliveries through (never loses an event).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use tokio::time::Instant;
+
+use crate::write_failures::{WriteFailures, WriteFaults};
 
 /// The default number of ids a [`DedupWindow`] remembers.
 pub const DEFAULT_DEDUP_CAPACITY: usize = 100_000;
@@ -52,6 +63,14 @@ const COMPACT_MIN_LINES: u64 = 256;
 const QUEUE_LEN: usize = 8192;
 /// Bytes escaped in a journal's ids, besides every non-ASCII byte.
 const ESCAPED: &AsciiSet = &CONTROLS.add(b' ').add(b'%');
+/// The first wait before a journal that fell behind is rewritten; it doubles up to
+/// [`RETRY_MAX`]. (Short in unit tests, which wait for the rewrite.)
+const RETRY_MIN: Duration = if cfg!(test) {
+    Duration::from_millis(10)
+} else {
+    Duration::from_secs(1)
+};
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// A journal line: when the id was confirmed (unix milliseconds), and the id.
 type Entry = (u64, String);
@@ -63,6 +82,9 @@ pub struct DedupWindow {
     capacity: usize,
     seen: Arc<Mutex<Seen>>,
     journal: Option<Journal>,
+    /// Lets unit tests fail the journal's writes.
+    #[cfg(test)]
+    faults: WriteFaults,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +130,8 @@ impl DedupWindow {
             capacity: capacity.max(1),
             seen: Arc::new(Mutex::new(Seen::default())),
             journal: None,
+            #[cfg(test)]
+            faults: WriteFaults::default(),
         }
     }
 
@@ -139,6 +163,11 @@ impl DedupWindow {
             lines,
             window,
             seen: dedup.seen.clone(),
+            failures: WriteFailures::default(),
+            #[cfg(test)]
+            faults: dedup.faults.clone(),
+            #[cfg(not(test))]
+            faults: WriteFaults::default(),
         };
         let thread = std::thread::Builder::new()
             .name("dedup-journal".into())
@@ -270,6 +299,7 @@ impl Drop for Journal {
 }
 
 /// Appends confirmed ids in groups, one `fdatasync` each; compacts when the journal is large.
+/// After a failed write, rewrites the journal from memory instead (see the module docs).
 struct Writer {
     path: PathBuf,
     file: fs::File,
@@ -278,11 +308,53 @@ struct Writer {
     lines: u64,
     window: Duration,
     seen: Arc<Mutex<Seen>>,
+    failures: WriteFailures,
+    faults: WriteFaults,
 }
 
 impl Writer {
     fn run(mut self, queue: Receiver<Entry>) {
-        while let Ok(first) = queue.recv() {
+        // While behind: when to rewrite the journal next, and the wait after that.
+        let mut retry_at: Option<std::time::Instant> = None;
+        let mut retry = RETRY_MIN;
+        loop {
+            let first = match retry_at {
+                None => match queue.recv() {
+                    Ok(entry) => Some(entry),
+                    Err(_) => break,
+                },
+                Some(at) => {
+                    match queue
+                        .recv_timeout(at.saturating_duration_since(std::time::Instant::now()))
+                    {
+                        Ok(entry) => Some(entry),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            if let Some(at) = retry_at {
+                // The ids waiting are in memory already; the rewrite carries them.
+                drop(first);
+                queue.try_iter().take(QUEUE_LEN).for_each(drop);
+                if std::time::Instant::now() < at {
+                    continue;
+                }
+                match self.compact() {
+                    Ok(()) => {
+                        self.succeeded();
+                        retry_at = None;
+                        retry = RETRY_MIN;
+                    }
+                    Err(e) => {
+                        self.failed(&e);
+                        retry = (retry * 2).min(RETRY_MAX);
+                        retry_at = Some(std::time::Instant::now() + retry);
+                    }
+                }
+                continue;
+            }
+            let Some(first) = first else { continue };
             let mut group = String::new();
             let mut lines = 0;
             for (ms, id) in std::iter::once(first).chain(queue.try_iter().take(QUEUE_LEN)) {
@@ -290,27 +362,52 @@ impl Writer {
                 lines += 1;
             }
             let written = self
-                .file
-                .write_all(group.as_bytes())
+                .faults
+                .write_all(&mut self.file, group.as_bytes())
                 .and_then(|()| self.file.sync_data());
             if let Err(e) = written {
-                tracing::warn!(journal = %self.path.display(), error = %e, "dedup journal write failed: ids kept in memory only");
-                // Cut a partial line, so later groups are not lost behind it at the next open.
+                self.failed(&e);
+                // Cut a partial line (the rewrite replaces the file anyway).
                 let _ = self.file.set_len(self.len);
+                retry_at = Some(std::time::Instant::now() + retry);
                 continue;
             }
+            self.succeeded();
             self.len += group.len() as u64;
             self.lines += lines;
             let live = lock(&self.seen).at.len() as u64;
             if self.lines > COMPACT_MIN_LINES.max(2 * live)
                 && let Err(e) = self.compact()
             {
-                tracing::warn!(journal = %self.path.display(), error = %e, "dedup journal compaction failed");
+                self.failed(&e);
+                retry_at = Some(std::time::Instant::now() + retry);
+            }
+        }
+        // Closing while behind: one last attempt to put what memory holds on disk.
+        if retry_at.is_some() {
+            match self.compact() {
+                Ok(()) => self.succeeded(),
+                Err(e) => {
+                    tracing::warn!(journal = %self.path.display(), error = %e, "dedup journal could not be rewritten at close: ids confirmed since its last write are not on disk");
+                }
             }
         }
     }
 
-    /// Rewrites the journal with the confirmed ids still inside the window, oldest first.
+    fn failed(&mut self, error: &io::Error) {
+        if self.failures.failed(error.kind()) {
+            tracing::warn!(journal = %self.path.display(), %error, "dedup journal write failed: ids kept in memory, the journal is rewritten from it later (repeats are not logged)");
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if let Some(failures) = self.failures.succeeded() {
+            tracing::info!(journal = %self.path.display(), failures, "dedup journal writes succeed again after {failures} failures");
+        }
+    }
+
+    /// Rewrites the journal with the confirmed ids still inside the window, oldest first. On
+    /// failure the temporary file is removed and the journal stays as it was.
     fn compact(&mut self) -> io::Result<()> {
         let now_ms = unix_millis(SystemTime::now());
         let mut live = String::new();
@@ -331,14 +428,28 @@ impl Writer {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(live.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &self.path)?;
-        self.file = fs::OpenOptions::new().append(true).open(&self.path)?;
-        self.len = live.len() as u64;
-        self.lines = lines;
-        sync_dir(&self.path)
+        let renamed = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            self.faults.write_all(&mut f, live.as_bytes())?;
+            f.sync_all()?;
+            // Opened before the rename, so a failure after it cannot leave us appending to
+            // the replaced file.
+            let appender = fs::OpenOptions::new().append(true).open(&tmp)?;
+            fs::rename(&tmp, &self.path)?;
+            Ok(appender)
+        })();
+        match renamed {
+            Ok(appender) => {
+                self.file = appender;
+                self.len = live.len() as u64;
+                self.lines = lines;
+                sync_dir(&self.path)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -391,6 +502,7 @@ fn unix_millis(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     const WINDOW: Duration = Duration::from_secs(600);
 
@@ -517,6 +629,56 @@ mod tests {
         }
         assert!(!d.seen_before("id0", Instant::now()));
         assert!(!path.with_extension("dedup.tmp").exists());
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_write_the_journal_is_rewritten_from_memory_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.dedup");
+        let d = DedupWindow::open(path.clone(), WINDOW, 100).unwrap();
+        d.faults.fail_next(1); // the disk fills up: half a line reaches the file
+        accept(&d, "a");
+        accept(&d, "b");
+        assert!(d.seen_before("a", Instant::now()), "memory still has it");
+        // The writer retries on its own; poll the file until both ids are there.
+        let mut lines = Vec::new();
+        for _ in 0..500 {
+            lines = journal_lines(&path);
+            if lines.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].ends_with(" a") && lines[1].ends_with(" b"),
+            "{lines:?}"
+        );
+        // Appending goes on after the rewrite.
+        accept(&d, "c");
+        drop(d);
+        let (entries, good) = read_journal(&path).unwrap().unwrap();
+        assert_eq!(good, fs::metadata(&path).unwrap().len(), "no torn line");
+        assert_eq!(entries.len(), 3);
+        assert!(!path.with_extension("dedup.tmp").exists());
+    }
+
+    #[tokio::test]
+    async fn ids_confirmed_while_the_disk_is_full_reach_it_once_it_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.dedup");
+        let d = DedupWindow::open(path.clone(), WINDOW, 100).unwrap();
+        d.faults.fail_next(usize::MAX);
+        for id in ["a", "b", "c"] {
+            accept(&d, id);
+        }
+        d.faults.fail_next(0); // space again
+        drop(d); // the last rewrite at close
+        let d = DedupWindow::open(path.clone(), WINDOW, 100).unwrap();
+        for id in ["a", "b", "c"] {
+            assert!(d.seen_before(id, Instant::now()), "{id}");
+        }
+        assert_eq!(journal_lines(&path).len(), 3);
     }
 
     #[test]
