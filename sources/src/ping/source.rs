@@ -303,17 +303,19 @@ fn report_skipped(ping: &ValidPing, last: DateTime<Utc>, cursor: DateTime<Utc>) 
     }
     ping.metrics.count_skipped(skipped);
     let first = ping.schedule.next_after(last).unwrap_or(cursor);
+    let why = match ping.missed {
+        MissedTicks::Skip => "came due while Ember was not running (missed-tick policy: skip)",
+        MissedTicks::CatchUp { .. } => {
+            "came due while Ember was not running, before the catch-up window"
+        }
+    };
     tracing::warn!(
         source = %format_args!("{}/{}", ping.namespace, ping.name),
         skipped,
         first = %first,
         through = %cursor,
         last_fired = %last,
-        "pingsource skipped {skipped} ticks that came due while Ember was not running (missed-tick policy {})",
-        match ping.missed {
-            MissedTicks::Skip => "skip",
-            MissedTicks::CatchUp { .. } => "catchUp: older than the window",
-        }
+        "pingsource skipped {skipped} ticks that {why}"
     );
 }
 
