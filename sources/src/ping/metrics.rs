@@ -25,8 +25,9 @@ impl PingMetrics {
         self.fired.load(Ordering::Relaxed)
     }
 
-    /// Fired ticks accepted more than [`LATE_AFTER`] after their scheduled instant (missed
-    /// ticks caught up after downtime among them).
+    /// Fired ticks recorded more than [`LATE_AFTER`] after their scheduled instant (the record
+    /// follows the sink's acceptance within milliseconds); missed ticks caught up after
+    /// downtime are among them.
     pub fn late(&self) -> u64 {
         self.late.load(Ordering::Relaxed)
     }

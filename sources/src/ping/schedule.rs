@@ -34,8 +34,7 @@
 //! fixed-time job) it is the first instant with that reading, or if it is the first instant
 //! after a gap and (for a fixed-time job) a matching wall-clock time lies in the gap. Successive
 //! ticks are therefore strictly increasing in real time. (robfig/cron differs here: it skips a
-//! time in a gap and fires a fixed time on both passes; Ember keeps the rule above, which it has
-//! always had.)
+//! fixed time that falls in a gap, and fires it on both passes through a repeated hour.)
 
 use chrono::offset::LocalResult;
 use chrono::{DateTime, NaiveDateTime, Offset as _, TimeDelta, TimeZone as _, Utc};
@@ -60,6 +59,17 @@ enum Kind {
 
 const SECOND: TimeDelta = TimeDelta::seconds(1);
 const DAY: TimeDelta = TimeDelta::days(1);
+/// How close to either end of chrono's range (±262,000 years) a schedule still has ticks: the
+/// search works in wall-clock time, a zone offset and up to nine years away from the instant.
+const EDGE: TimeDelta = TimeDelta::days(3700);
+
+/// The earliest and latest instants a schedule considers.
+fn bounds() -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        DateTime::<Utc>::MIN_UTC + EDGE,
+        DateTime::<Utc>::MAX_UTC - EDGE,
+    )
+}
 
 impl Schedule {
     /// Parses `expression`, evaluated in the zone of its `CRON_TZ=`/`TZ=` prefix if it has one,
@@ -243,6 +253,11 @@ impl Schedule {
         fixed_time: bool,
         after: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
+        let (earliest, latest) = bounds();
+        if after >= latest {
+            return None;
+        }
+        let after = after.max(earliest);
         let here = self.local(after);
         // An interval job fires on the second pass through a repeated hour too. If `after` is
         // in one, the first matching time of that second pass still ahead is a candidate: on the
@@ -302,6 +317,11 @@ impl Schedule {
         // stretch of wall-clock time too. Then, at each offset change, a fixed-time job gains
         // the tick at the end of a gap that held its time, and loses the second pass through a
         // repeated hour.
+        let (earliest, latest) = bounds();
+        let (after, until) = (after.clamp(earliest, latest), until.clamp(earliest, latest));
+        if until <= after {
+            return 0;
+        }
         let mut total: i64 = 0;
         let count = |from: NaiveDateTime, to: NaiveDateTime| fields.count_local(from, to) as i64;
         let change_at = |total: &mut i64, change: DateTime<Utc>, before: i32, now: i32| {
@@ -356,4 +376,39 @@ impl Schedule {
 /// `t` without its fraction of a second.
 fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
     t - TimeDelta::nanoseconds(t.timestamp_subsec_nanos().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ends_of_time_do_not_panic() {
+        let ends = [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MIN_UTC + DAY,
+            DateTime::<Utc>::MAX_UTC - DAY * 2,
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        for zone in [
+            Tz::UTC,
+            chrono_tz::Pacific::Kiritimati,
+            chrono_tz::Etc::GMTPlus12,
+            chrono_tz::America::New_York,
+        ] {
+            for expression in ["* * * * * *", "30 2 * * *", "@every 1s", "0 0 29 2 *"] {
+                let schedule = Schedule::parse(expression, zone).unwrap();
+                for t in ends {
+                    if let Some(next) = schedule.next_after(t) {
+                        assert!(next > t);
+                    }
+                    let later = t.checked_add_signed(DAY).unwrap_or(t);
+                    let earlier = t.checked_sub_signed(DAY).unwrap_or(t);
+                    schedule.count_between(t, later);
+                    schedule.count_between(earlier, t);
+                    schedule.resume(earlier, t);
+                }
+            }
+        }
+    }
 }
