@@ -4,7 +4,7 @@
 //! 1. [`PingConfig::validate`] (pure: no I/O, no async) turns the user's resource into a
 //!    [`ValidPing`] or a [`PingError`] naming the field and why.
 //! 2. [`run_many`] is a plain `async fn` that sleeps until the next tick of any source's
-//!    [`Schedule`], hands the [`PingEvent`]s due then to their [`PingBatchSink`] (one call per
+//!    [`Schedule`] (Knative's cron grammar, robfig/cron's, plus a seconds field), hands the [`PingEvent`]s due then to their [`PingBatchSink`] (one call per
 //!    sink), retries a refused tick with backoff, and records the ticks in the [`TickStore`]
 //!    before moving on. [`run`] is the same for one source and a [`PingSink`].
 //!
