@@ -19,7 +19,8 @@ use crate::send::SendArgs;
     after_help = "Example:\n  ember run -f examples/quickstart/\n  ember send --to http://127.0.0.1:8080/default/default --type com.example.hello --source /me"
 )]
 pub struct Cli {
-    /// Log line format (the level comes from RUST_LOG, default `info`).
+    /// Log line format (the level comes from RUST_LOG, default `info`); for `ember display`,
+    /// also how events are printed (`json`: one structured JSON event per line).
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     #[command(subcommand)]
@@ -58,7 +59,7 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            crate::output::error_line(format_args!("error: starting the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -67,13 +68,19 @@ pub fn main() -> ExitCode {
             Command::Run(args) => crate::run::run(args).await,
             Command::Validate(args) => crate::run::validate(&args),
             Command::Send(args) => crate::send::run(args).await,
-            Command::Display(args) => crate::display::run(args).await,
+            Command::Display(args) => {
+                let style = match cli.log_format {
+                    LogFormat::Text => crate::display::Style::Block,
+                    LogFormat::Json => crate::display::Style::JsonLines,
+                };
+                crate::display::run(args, style).await
+            }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::output::error_line(format_args!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }

@@ -2,19 +2,22 @@
 //! quickstart and for debugging triggers (like Knative's `event_display`).
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
 use ember_broker::event::{self, CloudEvent, CloudEventExt};
-use ember_broker::http_binding;
+use ember_broker::{http_binding, json_format};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::connection::{self, ConnectionArgs, ConnectionLimits, TimedBody, is_body_timeout};
+use crate::output;
 
 /// Where to listen.
 #[derive(Debug, clap::Args)]
@@ -25,6 +28,8 @@ pub struct DisplayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9090", value_name = "ADDR")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// Formats an event the way `ember display` prints it.
@@ -49,23 +54,37 @@ pub fn render(ev: &CloudEvent) -> String {
     out
 }
 
-async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// How `ember display` prints events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// The human-readable block of [`render`].
+    Block,
+    /// One structured JSON event per line (`--log-format json`).
+    JsonLines,
+}
+
+async fn answer(req: Request<TimedBody>, style: Style) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let status = match Limited::new(body, 16 << 20).collect().await {
         Ok(body) => match http_binding::decode_request(&parts.headers, body.to_bytes()) {
             Ok(events) => {
-                let mut stdout = std::io::stdout().lock();
                 for ev in &events {
-                    let _ = writeln!(stdout, "{}", render(ev));
+                    match style {
+                        Style::Block => output::line(format_args!("{}", render(ev))),
+                        Style::JsonLines => output::line(format_args!(
+                            "{}",
+                            String::from_utf8_lossy(&json_format::encode_event(ev))
+                        )),
+                    }
                 }
-                let _ = stdout.flush();
                 StatusCode::ACCEPTED
             }
             Err(e) => {
-                eprintln!("not a valid CloudEvent: {e}");
+                tracing::warn!(error = %e, "not a valid CloudEvent");
                 StatusCode::BAD_REQUEST
             }
         },
+        Err(e) if is_body_timeout(e.as_ref()) => StatusCode::REQUEST_TIMEOUT,
         Err(_) => StatusCode::PAYLOAD_TOO_LARGE,
     };
     let mut resp = Response::new(Full::new(Bytes::new()));
@@ -74,24 +93,36 @@ async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// Serves until interrupted.
-pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
+pub async fn run(args: DisplayArgs, style: Style) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    eprintln!(
+    tracing::info!(
         "ember display: listening on http://{}/",
         listener.local_addr()?
     );
+    let limits = ConnectionLimits::from(&args.connections);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
     loop {
+        let permit = permits.clone().acquire_owned().await?;
         let (stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
+        let service =
+            service_fn(move |req| async move { Ok::<_, Infallible>(answer(req, style).await) });
+        let conn = connection::serve(stream, limits, service, &graceful);
         tokio::spawn(async move {
-            let service = service_fn(|req| async { Ok::<_, Infallible>(answer(req).await) });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            conn.await;
+            drop(permit);
         });
     }
 }

@@ -2,9 +2,11 @@
 //! and the HTTP server. `main.rs` only parses arguments and calls [`cli::main`].
 
 pub mod cli;
+pub mod connection;
 pub mod display;
 pub mod logging;
 pub mod metrics;
+pub mod output;
 pub mod ping;
 pub mod run;
 pub mod send;

@@ -84,7 +84,7 @@ impl Collector for Brokers {
                 (vec![("broker", b), ("trigger", t)], end.saturating_sub(p))
             }),
         )?;
-        let counters: [Counter; 6] = [
+        let counters: [Counter; 7] = [
             (
                 "ember_trigger_delivered",
                 "Events the subscriber acknowledged.",
@@ -115,6 +115,11 @@ impl Collector for Brokers {
                 "Reply events dropped because their TTL ran out.",
                 |s| s.replies_expired.load(Ordering::Relaxed),
             ),
+            (
+                "ember_trigger_replies_ignored",
+                "200 responses whose body is not a CloudEvent: delivered, with no reply.",
+                |s| s.replies_ignored.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, read) in counters {
             family(
@@ -123,6 +128,47 @@ impl Collector for Brokers {
                 help,
                 MetricType::Counter,
                 triggers().map(|(b, t, s, _, _)| (vec![("broker", b), ("trigger", t)], read(s))),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects the listener's connection counters.
+#[derive(Debug)]
+struct Connections;
+
+impl Collector for Connections {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = &crate::connection::STATS;
+        for (name, help, value) in [
+            (
+                "ember_http_connections_opened",
+                "Connections accepted by the listener.",
+                &stats.opened,
+            ),
+            (
+                "ember_http_header_timeouts",
+                "Connections closed because request headers did not arrive within --header-read-timeout.",
+                &stats.header_timeouts,
+            ),
+            (
+                "ember_http_body_timeouts",
+                "Requests answered 408 because the body did not arrive within --body-read-timeout.",
+                &stats.body_timeouts,
+            ),
+            (
+                "ember_http_idle_closed",
+                "Kept-alive connections closed after --idle-timeout without a request.",
+                &stats.idle_closed,
+            ),
+        ] {
+            family(
+                &mut encoder,
+                name,
+                help,
+                MetricType::Counter,
+                std::iter::once((vec![], value.load(Ordering::Relaxed))),
             )?;
         }
         Ok(())
@@ -188,6 +234,7 @@ pub fn register_ping_sources(registry: &mut Registry, pings: Vec<(String, Arc<Pi
 pub fn registry(brokers: Vec<Arc<Broker>>) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Brokers(brokers)));
+    registry.register_collector(Box::new(Connections));
     registry
 }
 

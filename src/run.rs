@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cli::ConfigArgs;
+use crate::connection::{ConnectionArgs, ConnectionLimits};
 use crate::server::{Router, serve};
 use crate::wiring::{self, Config};
 
@@ -55,6 +56,8 @@ pub struct RunArgs {
     /// (e.g. 10s, 500ms, PT10S).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -64,7 +67,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `ember validate`: loads and checks the configuration, starting nothing.
 pub fn validate(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = wiring::load(&args.files)?;
-    println!("{}", wiring::summary(&config));
+    crate::output::line(format_args!("{}", wiring::summary(&config)));
     Ok(())
 }
 
@@ -74,7 +77,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    let ember = Ember::start(&config, &args.data_dir, listener, args.shutdown_grace).await?;
+    let limits = ConnectionLimits::from(&args.connections);
+    let ember = Ember::start(
+        &config,
+        &args.data_dir,
+        listener,
+        limits,
+        args.shutdown_grace,
+    )
+    .await?;
     tracing::info!(
         brokers = ember.brokers.len(),
         data_dir = %args.data_dir.display(),
@@ -101,11 +112,12 @@ pub struct Ember {
 
 impl Ember {
     /// Opens every broker of `config` below `data_dir` (recovering their logs), starts the
-    /// dispatchers and serves on `listener`.
+    /// dispatchers and serves on `listener` within `limits`.
     pub async fn start(
         config: &Config,
         data_dir: &Path,
         listener: TcpListener,
+        limits: ConnectionLimits,
         grace: Duration,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
@@ -151,7 +163,7 @@ impl Ember {
             Router::new(brokers.iter().cloned(), webhooks).with_ping_metrics(ping_metrics),
         );
         router.set_ready(true);
-        let server = tokio::spawn(serve(listener, router, signal, grace));
+        let server = tokio::spawn(serve(listener, router, limits, signal, grace));
         Ok(Self {
             addr,
             brokers,

@@ -33,7 +33,7 @@ pub struct SendArgs {
     /// JSON data (sent with Content-Type application/json unless --content-type says otherwise).
     #[arg(long, value_name = "JSON", conflicts_with = "data_file")]
     pub data: Option<String>,
-    /// Data read from a file.
+    /// Data read from a file (`-` reads standard input).
     #[arg(long, value_name = "FILE")]
     pub data_file: Option<PathBuf>,
     /// The data's content type (`datacontenttype`).
@@ -65,7 +65,14 @@ pub fn build_event(args: &SendArgs) -> anyhow::Result<CloudEvent> {
         }
         ev.data = Some(Data::BinaryData(Bytes::from(json.clone())));
     } else if let Some(path) = &args.data_file {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = if path.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .context("reading the data from standard input")?;
+            bytes
+        } else {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        };
         if content_type.is_none() && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
             content_type = Some("application/json".into());
         }
@@ -114,9 +121,12 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    println!("{status}");
+    crate::output::line(format_args!("{status}"));
     if !body.is_empty() {
-        println!("{}", String::from_utf8_lossy(&body).trim_end());
+        crate::output::line(format_args!(
+            "{}",
+            String::from_utf8_lossy(&body).trim_end()
+        ));
     }
     if !status.is_success() {
         bail!("the receiver answered {status}");

@@ -16,15 +16,12 @@ use ember_broker::broker::Broker;
 use ember_broker::ingress;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-/// Connections served at once; more wait in the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 10_000;
+use crate::connection::{self, ConnectionLimits, TimedBody};
 
 /// Routes requests to brokers and health endpoints.
 pub struct Router {
@@ -72,7 +69,7 @@ impl Router {
     }
 
     /// Answers one request.
-    pub async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn route(&self, req: Request<TimedBody>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
         match path {
             "/healthz" => return text(StatusCode::OK, "ok\n"),
@@ -122,13 +119,12 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 pub async fn serve(
     listener: TcpListener,
     router: Arc<Router>,
+    limits: ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.keep_alive(true);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
             _ = shutdown.changed() => break,
@@ -149,15 +145,14 @@ pub async fn serve(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = service_fn(move |req| {
             let router = router.clone();
             async move { Ok::<_, Infallible>(router.route(req).await) }
         });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let conn = connection::serve(stream, limits, service, &graceful);
         tokio::spawn(async move {
-            let _ = conn.await;
+            conn.await;
             drop(permit);
         });
     }

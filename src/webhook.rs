@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connection::{TimedBody, is_body_timeout};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use ember_api::sources::WebhookSource;
@@ -25,7 +26,6 @@ use ember_sources::webhook::{
 };
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 
 use crate::sink::{Sink, SinkFailure};
 
@@ -202,7 +202,7 @@ impl WebhookRoute {
     }
 
     /// Answers one request to this source's path.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<TimedBody>) -> Response<Full<Bytes>> {
         if req.method() != Method::POST {
             let mut resp = error_response(StatusCode::METHOD_NOT_ALLOWED, "use POST");
             resp.headers_mut()
@@ -231,6 +231,9 @@ impl WebhookRoute {
         }
         let body = match Limited::new(body, self.max_body).collect().await {
             Ok(b) => b.to_bytes(),
+            Err(e) if is_body_timeout(e.as_ref()) => {
+                return error_response(StatusCode::REQUEST_TIMEOUT, &e.to_string());
+            }
             Err(_) => return too_large(),
         };
         if let Err(e) = self.auth.verify(&parts.headers, &body, chrono::Utc::now()) {

@@ -153,3 +153,132 @@ async fn send_delivers_an_event_and_prints_the_status() {
     );
     ember.stop().await;
 }
+
+/// Runs ember with its standard output (and error) a pipe whose reader is already gone.
+fn run_with_closed_output(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let err = writer.try_clone().unwrap();
+    Command::new(ember_bin())
+        .args(args)
+        .stdout(writer)
+        .stderr(err)
+        .output()
+        .expect("ember runs")
+}
+
+#[test]
+fn commands_exit_quietly_when_their_output_is_closed() {
+    let examples = repo_root().join("examples").join("quickstart");
+    let out = run_with_closed_output(&["validate", "-f", examples.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", out.status);
+    // A failing validate still says so by its status, without a panic.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "kind: Nope\n").unwrap();
+    let out = run_with_closed_output(&["validate", "-f", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    // --help and --version print too.
+    assert!(run_with_closed_output(&["--help"]).status.success());
+    assert!(run_with_closed_output(&["--version"]).status.success());
+    // With stdout captured, the same commands show no panic.
+    let (_, _, stderr) = run_ember(&["validate", "-f", bad.to_str().unwrap()]);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reads_data_from_standard_input_and_exits_quietly_on_a_closed_pipe() {
+    let sub = Subscriber::start().await;
+    let url = format!("{}/", sub.uri().trim_end_matches('/'));
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut child = Command::new(ember_bin())
+            .args([
+                "send",
+                "--to",
+                &url,
+                "--type",
+                "t",
+                "--source",
+                "/cli",
+                "--data-file",
+                "-",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"{\"from\": \"stdin\"}")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 1).await);
+    let got = &sub.received()[0];
+    assert_eq!(&got.body[..], br#"{"from": "stdin"}"#);
+    assert_eq!(got.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn display_prints_json_lines_and_stops_quietly_when_its_reader_goes() {
+    use std::io::BufRead;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let mut display = Command::new(ember_bin())
+        .args(["--log-format", "json", "display", "--listen", &addr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{addr}/");
+    assert!(
+        eventually(Duration::from_secs(20), || std::net::TcpStream::connect(
+            &addr
+        )
+        .is_ok())
+        .await
+    );
+    let send = |id: &'static str| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            run_ember(&[
+                "send", "--to", &url, "--type", "t", "--source", "/s", "--id", id, "--data", "[1]",
+            ])
+        })
+    };
+    assert!(send("j1").await.unwrap().0);
+    let mut lines = std::io::BufReader::new(display.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON event per line");
+    assert_eq!(event["id"], "j1");
+    assert_eq!(event["data"], serde_json::json!([1]));
+    // The reader goes away: the next event ends display, quietly.
+    drop(lines);
+    let _ = send("j2").await.unwrap();
+    let exited = eventually(Duration::from_secs(10), || {
+        matches!(display.try_wait(), Ok(Some(_)))
+    })
+    .await;
+    if !exited {
+        let _ = display.kill();
+    }
+    let out = display.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(exited, "display kept running with its output closed");
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::subscriber::Subscriber;
 use common::{TestEmber, binary_event, eventually, post, request};
-use ember_broker::event::{CloudEvent, proto::CloudEventBatch};
+use ember_broker::event::{Attr, AttributeValue, CloudEvent, proto::CloudEventBatch};
 use http::{Method, StatusCode};
 use prost::Message;
 
@@ -325,6 +325,192 @@ async fn missing_or_bad_attributes_are_400_naming_the_problem() {
 }
 
 #[tokio::test]
+async fn hostile_binary_headers_are_400_and_never_delivered() {
+    let (ember, sub, url) = setup().await;
+    let big = "a".repeat(64 * 1024);
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![("ce-subject", "%")], "percent-encoding"),
+        (vec![("ce-subject", "%0")], "percent-encoding"),
+        (vec![("ce-subject", "%g0")], "percent-encoding"),
+        (
+            vec![("ce-subject", "\"unterminated")],
+            "unterminated quoted string",
+        ),
+        (vec![("ce-subject", "a%0Ab")], "U+000A"),
+        (vec![("ce-subject", "a%7Fb")], "U+007F"),
+        (vec![("ce-subject", "%C2%85")], "U+0085"),
+        (vec![("ce-id", "again")], "ce-id: appears more than once"),
+        (
+            vec![("ce-specversion", "1.0")],
+            "ce-specversion: appears more than once",
+        ),
+        (
+            vec![
+                ("content-type", "text/plain"),
+                ("content-type", "text/html"),
+            ],
+            "content-type: appears more than once",
+        ),
+        (vec![("content-type", "xyz")], "not an RFC 2046 media type"),
+        (vec![("ce-time", "9999-12-31T23:00:00-02:00")], "time"),
+        (vec![("ce-dataschema", "no-scheme")], "dataschema"),
+        (vec![("ce-big", big.as_str())], "at most 6144"),
+    ];
+    for (extra, expected) in cases {
+        let headers = [binary_event("h", "t"), extra.clone()].concat();
+        let r = post(&url, &headers, "x").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{extra:?}");
+        assert!(r.error().contains(expected), "{extra:?}: {}", r.error());
+    }
+    // Too many attributes.
+    let names: Vec<String> = (0..61).map(|i| format!("ce-x{i}")).collect();
+    let mut headers = binary_event("h", "t");
+    headers.extend(names.iter().map(|n| (n.as_str(), "v")));
+    let r = post(&url, &headers, "").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.error().contains("at most 64"), "{}", r.error());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sub.count(), 0, "nothing refused may be delivered");
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_structured_events_are_400() {
+    let (ember, sub, url) = setup().await;
+    let json = [("content-type", "application/cloudevents+json")];
+    let big = "a".repeat(64 * 1024);
+    let big_member = format!(r#""big":"{big}""#);
+    for (member, expected) in [
+        (r#""datacontenttype":"xyz""#, "datacontenttype"),
+        (r#""datacontenttype":"""#, "datacontenttype"),
+        (r#""time":5"#, "time: must be a timestamp"),
+        (r#""subject":7"#, "subject: must be a string"),
+        (r#""subject":"""#, "subject: must be non-empty"),
+        (r#""ext":"nul\u0000""#, "U+0000"),
+        (r#""id":"again""#, "\"id\" appears more than once"),
+        (big_member.as_str(), "at most 6144"),
+    ] {
+        let body = format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t",{member}}}"#);
+        let r = post(&url, &json, body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{member}");
+        assert!(r.error().contains(expected), "{member}: {}", r.error());
+    }
+    let proto = [("content-type", "application/cloudevents+protobuf")];
+    let base = CloudEvent {
+        id: "p".into(),
+        source: "/s".into(),
+        spec_version: "1.0".into(),
+        r#type: "t".into(),
+        ..Default::default()
+    };
+    let with = |name: &str, attr: Attr| {
+        let mut e = base.clone();
+        e.attributes
+            .insert(name.into(), AttributeValue { attr: Some(attr) });
+        e.encode_to_vec()
+    };
+    let ts = |seconds, nanos| Attr::CeTimestamp(prost_types::Timestamp { seconds, nanos });
+    for (body, expected) in [
+        (
+            with("time", Attr::CeInteger(5)),
+            "time: must be a timestamp",
+        ),
+        (with("time", Attr::CeString(String::new())), "time"),
+        (with("subject", Attr::CeInteger(5)), "subject"),
+        (with("subject", Attr::CeString(String::new())), "subject"),
+        (with("time", ts(0, 1_000_000_000)), "nanos"),
+        (with("time", ts(253_402_300_800, 0)), "0001-9999"),
+        (with("dataschema", Attr::CeUri(String::new())), "dataschema"),
+    ] {
+        let r = post(&url, &proto, body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.error().contains(expected), "{}", r.error());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sub.count(), 0, "nothing refused may be delivered");
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn content_type_reaches_the_subscriber_as_sent() {
+    let (ember, sub, url) = setup().await;
+    let mut headers = binary_event("ct-1", "t");
+    headers.push(("content-type", "text/plain; charset=utf-8"));
+    assert_eq!(
+        post(&url, &headers, "hi").await.status,
+        StatusCode::ACCEPTED
+    );
+    let structured = r#"{"specversion":"1.0","id":"ct-2","source":"/s","type":"t","datacontenttype":"text/plain; charset=\"utf-8\"","data":"hi"}"#;
+    let json = [("content-type", "application/cloudevents+json")];
+    assert_eq!(
+        post(&url, &json, structured).await.status,
+        StatusCode::ACCEPTED
+    );
+    // JSON data with no datacontenttype is application/json once it leaves the JSON format.
+    let implied =
+        r#"{"specversion":"1.0","id":"ct-3","source":"/s","type":"t","data":{"a":[1,2]}}"#;
+    assert_eq!(
+        post(&url, &json, implied).await.status,
+        StatusCode::ACCEPTED
+    );
+    wait_for(&sub, 3).await;
+    let got = sub.received();
+    assert_eq!(
+        got[0].header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        got[1].header("content-type"),
+        Some("text/plain; charset=\"utf-8\"")
+    );
+    assert_eq!(&got[1].body[..], b"hi");
+    assert_eq!(got[2].header("content-type"), Some("application/json"));
+    assert_eq!(&got[2].body[..], br#"{"a":[1,2]}"#);
+    ember.stop().await;
+}
+
+#[tokio::test]
+async fn events_in_0_3_leave_in_0_3_with_the_same_data() {
+    let sub = Subscriber::start().await;
+    let structured = Subscriber::start().await;
+    let ember = TestEmber::start(&format!(
+        "{}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: json}}\n\
+         spec:\n  broker: default\n  subscriber: {{uri: \"{}\"}}\n  delivery: {{format: json}}\n",
+        config(&sub, ""),
+        structured.uri()
+    ))
+    .await;
+    let url = ember.url("/default/default");
+    // Structured 0.3 with base64 data: decoded once.
+    let body = r#"{"specversion":"0.3","id":"v1","source":"/s","type":"t","datacontenttype":"application/octet-stream","datacontentencoding":"base64","data":"AAEC"}"#;
+    let json = [("content-type", "application/cloudevents+json")];
+    assert_eq!(post(&url, &json, body).await.status, StatusCode::ACCEPTED);
+    // Binary 0.3 with bytes that are not text.
+    let mut headers = binary_event("v2", "t");
+    headers[0] = ("ce-specversion", "0.3");
+    headers.push(("content-type", "application/octet-stream"));
+    assert_eq!(
+        post(&url, &headers, vec![0u8, 159, 146, 150]).await.status,
+        StatusCode::ACCEPTED
+    );
+    wait_for(&sub, 2).await;
+    assert!(eventually(Duration::from_secs(10), || structured.count() >= 2).await);
+    let binary = sub.received();
+    assert_eq!(binary[0].header("ce-specversion"), Some("0.3"));
+    assert_eq!(binary[0].header("ce-datacontentencoding"), None);
+    assert_eq!(&binary[0].body[..], &[0, 1, 2]);
+    assert_eq!(&binary[1].body[..], &[0, 159, 146, 150]);
+    for (got, b64) in structured.received().iter().zip(["AAEC", "AJ+Slg=="]) {
+        let v: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!(v["specversion"], "0.3");
+        assert_eq!(v["datacontentencoding"], "base64");
+        assert_eq!(v["data"], b64);
+        assert!(v.get("data_base64").is_none(), "{v}");
+    }
+    ember.stop().await;
+}
+
+#[tokio::test]
 async fn ttl_is_decremented_when_present() {
     let (ember, sub, url) = setup().await;
     let mut headers = binary_event("ttl", "t");
@@ -446,6 +632,7 @@ async fn a_full_append_queue_is_503_with_retry_after_and_nothing_is_lost() {
     let server = tokio::spawn(ember::server::serve(
         listener,
         router,
+        Default::default(),
         stopped,
         Duration::from_secs(5),
     ));

@@ -13,7 +13,7 @@
 //! After the last failed attempt an event goes to the dead-letter sink, with the
 //! `knativeerror*` extensions; without one (or if that fails too) it is counted and logged as
 //! dropped with its id. A 200 carrying a CloudEvent is a reply, appended to the same broker
-//! with its TTL decremented.
+//! with its TTL decremented; a 200 with any other body is a success without a reply.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -35,6 +35,7 @@ use crate::fanout::{AttachRequest, Handoff, LaneState, READ_BATCH_BYTES, READ_BA
 use crate::http_binding;
 use crate::log::{EventLog, LogReader};
 use crate::retry::{DeliveryPolicy, is_retryable_status};
+use crate::throttle::LogThrottle;
 
 /// The HTTP client deliveries go through (keep-alive connection pool shared by all triggers).
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -106,6 +107,12 @@ pub struct DispatchStats {
     pub replies_expired: AtomicU64,
     /// Attempts that failed and were retried.
     pub retries: AtomicU64,
+    /// 200 responses whose body was not a CloudEvent: successes with no reply.
+    pub replies_ignored: AtomicU64,
+    /// Failed attempts are logged once per interval per trigger.
+    pub attempt_log: LogThrottle,
+    /// Replies that could not be used are logged once per interval per trigger.
+    pub reply_log: LogThrottle,
 }
 
 /// The end of one event's delivery to the subscriber.
@@ -589,9 +596,10 @@ pub struct Failure {
 }
 
 /// Delivers one event to the trigger's subscriber: the first attempt plus up to `retry`
-/// retries for retryable failures. A 200 with a body must carry a CloudEvent (the reply); a
-/// 200 with a body that is not one is a failed delivery (not retried: the subscriber would
-/// answer the same), as Knative's data plane says. 202, 204 and other 2xx are never replies.
+/// retries for retryable failures. Any 2xx is a success. A 200 whose body is one CloudEvent is
+/// a reply; a 200 with any other body is a success with no reply — Knative's data plane lets a
+/// recipient answer 200 "with or without a response payload", and most services answer
+/// `{"ok":true}`. 202, 204 and other 2xx are never replies.
 pub async fn deliver(
     client: &HttpClient,
     trigger: &TriggerConfig,
@@ -599,27 +607,62 @@ pub async fn deliver(
     stats: &DispatchStats,
 ) -> Outcome {
     match send(client, &trigger.subscriber, trigger, event, stats).await {
-        Ok(resp) if resp.status == StatusCode::OK && !resp.body.is_empty() => {
-            match http_binding::decode_request(&resp.headers, resp.body.clone()) {
-                Ok(mut events) if events.len() == 1 => Outcome::Delivered {
-                    reply: events.pop(),
-                },
-                Ok(_) => Outcome::Failed(Failure {
-                    reason: "the reply must be a single CloudEvent".into(),
-                    response: Some(resp),
-                }),
-                Err(e) => Outcome::Failed(Failure {
-                    reason: format!("200 with a body that is not a CloudEvent: {e}"),
-                    response: Some(resp),
-                }),
-            }
-        }
+        Ok(resp) if resp.status == StatusCode::OK && !resp.body.is_empty() => Outcome::Delivered {
+            reply: reply_in(&resp, trigger, event, stats),
+        },
         Ok(_) => Outcome::Delivered { reply: None },
         Err(failure) => Outcome::Failed(failure),
     }
 }
 
+/// The reply a 200 carries, if its body is one CloudEvent. A body that only looks like an
+/// attempt at one (a CloudEvents content type, or `ce-specversion`) but does not decode is
+/// logged at `warn` (once per interval per trigger); anything else is an ordinary payload.
+fn reply_in(
+    resp: &Response,
+    trigger: &TriggerConfig,
+    event: &CloudEvent,
+    stats: &DispatchStats,
+) -> Option<CloudEvent> {
+    let problem = match http_binding::decode_request(&resp.headers, resp.body.clone()) {
+        Ok(mut events) if events.len() == 1 => return events.pop(),
+        Ok(events) => format!(
+            "{} events in the reply: a reply is a single event",
+            events.len()
+        ),
+        Err(e) => e.to_string(),
+    };
+    stats.replies_ignored.fetch_add(1, Ordering::Relaxed);
+    let content_type = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let meant_as_event = resp.headers.contains_key("ce-specversion")
+        || content_type
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/cloudevents");
+    if meant_as_event {
+        if let Some(suppressed) = stats.reply_log.allow() {
+            tracing::warn!(
+                trigger = %trigger.name, subscriber = %trigger.subscriber, id = %event.id,
+                reason = %problem, suppressed,
+                "delivered, but the subscriber's reply is not a valid CloudEvent: reply ignored"
+            );
+        }
+    } else {
+        tracing::debug!(
+            trigger = %trigger.name, id = %event.id,
+            "delivered; the 200 body is not a CloudEvent, so there is no reply"
+        );
+    }
+    None
+}
+
 /// Sends `event` to `target` with the trigger's retry policy; `Ok` with the 2xx response.
+/// Each failed attempt that will be retried is logged at `warn` — at most once per interval
+/// per trigger, with the count of the lines left out.
 pub async fn send(
     client: &HttpClient,
     target: &Uri,
@@ -627,7 +670,17 @@ pub async fn send(
     event: &CloudEvent,
     stats: &DispatchStats,
 ) -> Result<Response, Failure> {
-    with_retries(&trigger.policy, trigger.retry_after_max, stats, || {
+    let on_retry = |attempt: u32, failure: &Failure, wait: Duration| {
+        if let Some(suppressed) = stats.attempt_log.allow() {
+            tracing::warn!(
+                trigger = %trigger.name, %target, id = %event.id, attempt,
+                status = failure.response.as_ref().map(|r| r.status.as_u16()),
+                reason = %failure.reason, retry_in = ?wait, suppressed,
+                "delivery attempt failed; will retry"
+            );
+        }
+    };
+    with_retries(&trigger.policy, trigger.retry_after_max, stats, on_retry, || {
         attempt(client, target, trigger, event)
     })
     .await
@@ -635,11 +688,13 @@ pub async fn send(
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the policy's retries are used up,
-/// sleeping [`next_wait`] between attempts (on tokio's clock, so tests can pause it).
+/// sleeping [`next_wait`] between attempts (on tokio's clock, so tests can pause it) after
+/// telling `on_retry` the failed attempt's number (1-based), its failure and the wait.
 pub async fn with_retries<F, Fut>(
     policy: &DeliveryPolicy,
     retry_after_max: Duration,
     stats: &DispatchStats,
+    mut on_retry: impl FnMut(u32, &Failure, Duration),
     mut attempt: F,
 ) -> Result<Response, Failure>
 where
@@ -660,6 +715,7 @@ where
             return Err(failure);
         };
         stats.retries.fetch_add(1, Ordering::Relaxed);
+        on_retry(retry, &failure, wait);
         tokio::time::sleep(wait).await;
     }
 }
@@ -865,22 +921,28 @@ mod tests {
         script.reverse();
         let script = std::sync::Mutex::new(script);
         let stats = DispatchStats::default();
-        let result = with_retries(&policy, Duration::from_secs(10), &stats, || {
-            times.lock().unwrap().push(start.elapsed().as_millis());
-            let next = script.lock().unwrap().pop().unwrap_or(Ok(200));
-            async move {
-                match next {
-                    Ok(status) => Ok(response(status, None)),
-                    Err((status, retry_after)) => Err((
-                        is_retryable_status(status),
-                        Failure {
-                            response: Some(response(status, retry_after)),
-                            reason: String::new(),
-                        },
-                    )),
+        let result = with_retries(
+            &policy,
+            Duration::from_secs(10),
+            &stats,
+            |_, _, _| {},
+            || {
+                times.lock().unwrap().push(start.elapsed().as_millis());
+                let next = script.lock().unwrap().pop().unwrap_or(Ok(200));
+                async move {
+                    match next {
+                        Ok(status) => Ok(response(status, None)),
+                        Err((status, retry_after)) => Err((
+                            is_retryable_status(status),
+                            Failure {
+                                response: Some(response(status, retry_after)),
+                                reason: String::new(),
+                            },
+                        )),
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         (times.into_inner().unwrap(), result)
     }

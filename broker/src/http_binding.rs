@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use crate::event::{self, CloudEvent, CloudEventExt, Data, EventError, SpecVersion};
 use crate::json_format;
@@ -98,7 +98,8 @@ pub fn decode_request(headers: &HeaderMap, body: Bytes) -> Result<Vec<CloudEvent
         ContentMode::StructuredJson => Ok(vec![json_format::decode_event(&body)?]),
         ContentMode::BatchJson => Ok(json_format::decode_batch(&body)?),
         ContentMode::StructuredProtobuf => {
-            let e = event::decode(&body)?;
+            let mut e = event::decode(&body)?;
+            event::normalize_protobuf(&mut e)?;
             event::validate(&e)?;
             Ok(vec![e])
         }
@@ -110,49 +111,81 @@ pub fn decode_request(headers: &HeaderMap, body: Bytes) -> Result<Vec<CloudEvent
                         reason: e.to_string(),
                     }
                 })?;
-            for e in &batch.events {
+            let mut events = batch.events;
+            for e in &mut events {
+                event::normalize_protobuf(e)?;
                 event::validate(e)?;
             }
-            Ok(batch.events)
+            Ok(events)
         }
     }
 }
 
-/// Unquotes an RFC 7230 quoted string (`"a \"b\""` → `a "b"`); other values pass unchanged.
-fn unquote(raw: &[u8]) -> Cow<'_, [u8]> {
-    if raw.len() < 2 || raw[0] != b'"' || raw[raw.len() - 1] != b'"' {
-        return Cow::Borrowed(raw);
+/// Undoes RFC 7230 quoted strings wherever they appear in a header value (`a "b \" c"` →
+/// `a b " c`); a value without `"` is returned as it is. An unterminated quoted string is an
+/// error.
+fn unquote(raw: &[u8]) -> Result<Cow<'_, [u8]>, &'static str> {
+    if !raw.contains(&b'"') {
+        return Ok(Cow::Borrowed(raw));
     }
-    let inner = &raw[1..raw.len() - 1];
-    let mut out = Vec::with_capacity(inner.len());
-    let mut escaped = false;
-    for &b in inner {
-        if escaped || b != b'\\' {
-            out.push(b);
-            escaped = false;
-        } else {
-            escaped = true;
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    let mut quoted = false;
+    while let Some(&b) = bytes.next() {
+        match (quoted, b) {
+            (_, b'"') => quoted = !quoted,
+            (true, b'\\') => match bytes.next() {
+                Some(&escaped) => out.push(escaped),
+                None => break,
+            },
+            _ => out.push(b),
         }
     }
-    Cow::Owned(out)
+    if quoted {
+        return Err("unterminated quoted string");
+    }
+    Ok(Cow::Owned(out))
 }
 
-/// Decodes one binary-mode header value: unquote, one round of percent-decoding, UTF-8 check.
-pub fn decode_header_value(name: &str, value: &HeaderValue) -> Result<String, EventError> {
-    let raw = unquote(value.as_bytes());
-    let invalid = || EventError::Header {
-        header: name.to_owned(),
-        reason: "percent-decoded value is not valid UTF-8",
-    };
+/// One round of percent-decoding in which every `%` must start a `%XY` hex pair.
+fn percent_decode_strict(raw: &[u8]) -> Result<Cow<'_, [u8]>, &'static str> {
     if !raw.contains(&b'%') {
-        return std::str::from_utf8(&raw)
-            .map(str::to_owned)
-            .map_err(|_| invalid());
+        return Ok(Cow::Borrowed(raw));
     }
-    percent_decode(&raw)
-        .decode_utf8()
-        .map(Cow::into_owned)
-        .map_err(|_| invalid())
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let pair = raw
+                .get(i + 1)
+                .copied()
+                .and_then(hex)
+                .zip(raw.get(i + 2).copied().and_then(hex));
+            let Some((hi, lo)) = pair else {
+                return Err("malformed percent-encoding: '%' must be followed by two hex digits");
+            };
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// Decodes one binary-mode header value: RFC 7230 quoted strings unescaped, then one round of
+/// percent-decoding, then a UTF-8 check.
+pub fn decode_header_value(name: &str, value: &HeaderValue) -> Result<String, EventError> {
+    let header = |reason| EventError::Header {
+        header: name.to_owned(),
+        reason,
+    };
+    let unquoted = unquote(value.as_bytes()).map_err(header)?;
+    let decoded = percent_decode_strict(&unquoted).map_err(header)?;
+    String::from_utf8(decoded.into_owned())
+        .map_err(|_| header("percent-decoded value is not valid UTF-8"))
 }
 
 /// Percent-encodes an attribute's canonical string for a header, as the binding requires.
@@ -163,7 +196,8 @@ pub fn encode_header_value(value: &str) -> HeaderValue {
 }
 
 /// Decodes a binary-mode request: `ce-*` headers are attributes, `Content-Type` is
-/// `datacontenttype`, the body is the data.
+/// `datacontenttype` (as it is: only `ce-` headers are percent-encoded), the body is the data.
+/// A header that occurs twice is refused rather than resolved one way or the other.
 pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, DecodeError> {
     let spec_version = match headers.get("ce-specversion") {
         Some(v) => decode_header_value("ce-specversion", v)?,
@@ -175,10 +209,20 @@ pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, Dec
         attributes: event::attribute_map(),
         ..Default::default()
     };
+    // A header's values are yielded one after another: a repeat follows its first.
+    let mut previous: Option<&HeaderName> = None;
     for (name, value) in headers {
+        let repeated = previous == Some(name);
+        previous = Some(name);
         let Some(attr) = name.as_str().strip_prefix("ce-") else {
+            if repeated && name == header::CONTENT_TYPE {
+                return Err(duplicate(name).into());
+            }
             continue;
         };
+        if repeated {
+            return Err(duplicate(name).into());
+        }
         match attr {
             "specversion" => continue,
             "datacontenttype" => {
@@ -205,7 +249,10 @@ pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, Dec
         }
     }
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = decode_header_value("content-type", ct)?;
+        let ct = std::str::from_utf8(ct.as_bytes()).map_err(|_| EventError::Header {
+            header: "content-type".to_owned(),
+            reason: "is not valid UTF-8",
+        })?;
         event
             .attributes
             .insert("datacontenttype".to_owned(), event::string_value(ct));
@@ -213,8 +260,16 @@ pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, Dec
     if !body.is_empty() {
         event.data = Some(Data::BinaryData(body));
     }
+    event::decode_content_encoding(&mut event, version)?;
     event::validate(&event)?;
     Ok(event)
+}
+
+fn duplicate(name: &HeaderName) -> EventError {
+    EventError::Header {
+        header: name.as_str().to_owned(),
+        reason: "appears more than once: send each attribute once",
+    }
 }
 
 /// Writes an event as a binary-mode message: the headers to add and the body.
@@ -227,7 +282,11 @@ pub fn encode_binary(event: &CloudEvent, headers: &mut HeaderMap) -> Bytes {
         let Some(attr) = &value.attr else { continue };
         let text = event::canonical_string(attr);
         if name == "datacontenttype" {
-            headers.insert(header::CONTENT_TYPE, encode_header_value(&text));
+            // Content-Type carries datacontenttype as it is (validated at ingress as an RFC
+            // 2046 media type); only `ce-` headers are percent-encoded.
+            if let Ok(ct) = HeaderValue::from_str(&text) {
+                headers.insert(header::CONTENT_TYPE, ct);
+            }
             continue;
         }
         let header_name = match name.as_str() {
@@ -313,6 +372,125 @@ mod tests {
         assert_eq!(out["content-type"], "text/plain");
         assert_eq!(out["ce-myext"], "v");
         assert!(!out.contains_key("ce-datacontenttype"));
+    }
+
+    #[test]
+    fn malformed_percent_sequences_are_refused() {
+        for bad in ["%", "%0", "%g0", "a%zz", "100%", "%%41"] {
+            let v = HeaderValue::from_str(bad).unwrap();
+            let err = decode_header_value("ce-x", &v).unwrap_err().to_string();
+            assert!(
+                err.contains("ce-x") && err.contains("percent"),
+                "{bad}: {err}"
+            );
+        }
+        let ok = HeaderValue::from_static("%41%2f%2F");
+        assert_eq!(decode_header_value("ce-x", &ok).unwrap(), "A//");
+    }
+
+    #[test]
+    fn quoted_strings_are_unescaped_anywhere_and_must_end() {
+        let cases = [
+            (r#""quoted""#, "quoted"),
+            (r#"a "b c" d"#, "a b c d"),
+            (r#""a\\b""#, r"a\b"),
+            (r#""%41""#, "A"),
+            (r#""""#, ""),
+        ];
+        for (raw, want) in cases {
+            let v = HeaderValue::from_str(raw).unwrap();
+            assert_eq!(decode_header_value("ce-x", &v).unwrap(), want, "{raw}");
+        }
+        for bad in [r#""open"#, r#"a "b"#, r#""esc\""#] {
+            let v = HeaderValue::from_str(bad).unwrap();
+            let err = decode_header_value("ce-x", &v).unwrap_err().to_string();
+            assert!(err.contains("unterminated"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn repeated_headers_are_refused() {
+        for name in ["ce-id", "ce-specversion", "ce-myext", "content-type"] {
+            let mut h = binary_headers(&[("content-type", "text/plain"), ("ce-myext", "a")]);
+            h.append(name, HeaderValue::from_static("1.0"));
+            let err = decode_binary(&h, Bytes::new()).unwrap_err().to_string();
+            assert!(
+                err.contains(name) && err.contains("more than once"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn content_type_is_datacontenttype_as_it_is() {
+        let h = binary_headers(&[("content-type", "text/plain; charset=utf-8")]);
+        let e = decode_binary(&h, Bytes::from_static(b"hi")).unwrap();
+        assert_eq!(
+            e.attribute("datacontenttype").as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
+        let mut out = HeaderMap::new();
+        encode_binary(&e, &mut out);
+        assert_eq!(out["content-type"], "text/plain; charset=utf-8");
+        // Percent signs in Content-Type are not an encoding.
+        let h = binary_headers(&[("content-type", "text/plain; name=a%20b")]);
+        let e = decode_binary(&h, Bytes::new()).unwrap();
+        assert_eq!(
+            e.attribute("datacontenttype").as_deref(),
+            Some("text/plain; name=a%20b")
+        );
+        // Not a media type.
+        let h = binary_headers(&[("content-type", "xyz")]);
+        assert!(decode_binary(&h, Bytes::new()).is_err());
+    }
+
+    #[test]
+    fn structured_json_data_without_content_type_is_delivered_as_json() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static(JSON_FORMAT));
+        let body = br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"a":1}}"#;
+        let e = decode_request(&h, Bytes::from_static(body))
+            .unwrap()
+            .remove(0);
+        let mut out = HeaderMap::new();
+        let data = encode_binary(&e, &mut out);
+        assert_eq!(out["content-type"], "application/json");
+        assert_eq!(data, Bytes::from_static(br#"{"a":1}"#));
+    }
+
+    #[test]
+    fn v03_binary_data_stays_0_3_in_every_mode() {
+        // Binary 0.3 with a body that is not text: structured delivery keeps 0.3's form.
+        let mut h = binary_headers(&[("content-type", "application/octet-stream")]);
+        h.insert("ce-specversion", HeaderValue::from_static("0.3"));
+        let e = decode_binary(&h, Bytes::from_static(&[0, 159, 146, 150])).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&crate::json_format::encode_event(&e)).unwrap();
+        assert_eq!(json["specversion"], "0.3");
+        assert_eq!(json["datacontentencoding"], "base64");
+        assert_eq!(json["data"], "AJ+Slg==");
+        assert!(json.get("data_base64").is_none());
+        // And back: the same bytes, without the encoding attribute.
+        let again = crate::json_format::decode_event(json.to_string().as_bytes()).unwrap();
+        assert_eq!(again.data, e.data);
+        assert!(!again.attributes.contains_key("datacontentencoding"));
+        let mut out = HeaderMap::new();
+        assert_eq!(
+            encode_binary(&again, &mut out),
+            Bytes::from_static(&[0, 159, 146, 150])
+        );
+        assert!(!out.contains_key("ce-datacontentencoding"));
+        assert_eq!(out["ce-specversion"], "0.3");
+
+        // A 0.3 binary body declared base64 means the decoded bytes.
+        let mut h = binary_headers(&[("ce-datacontentencoding", "base64")]);
+        h.insert("ce-specversion", HeaderValue::from_static("0.3"));
+        let e = decode_binary(&h, Bytes::from_static(b"AAEC")).unwrap();
+        assert_eq!(
+            e.data,
+            Some(Data::BinaryData(Bytes::from_static(&[0, 1, 2])))
+        );
+        assert!(!e.attributes.contains_key("datacontentencoding"));
     }
 
     #[test]

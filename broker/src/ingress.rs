@@ -48,12 +48,22 @@ fn retry_later(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     resp
 }
 
+/// The error a listener's request body gives when it did not arrive in time; ingress answers
+/// it with 408 and closes the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within the body read timeout")]
+pub struct BodyTimeout;
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.is::<BodyTimeout>()
+}
+
 /// Handles a request addressed to a broker's ingress path. `broker` is `None` when the path
 /// names no configured broker.
 pub async fn handle<B>(broker: Option<&Broker>, req: Request<B>) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Some(broker) = broker else {
         return error_response(StatusCode::NOT_FOUND, "no such broker");
@@ -90,6 +100,12 @@ where
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) if is_timeout(e.as_ref()) => {
+            let mut resp = error_response(StatusCode::REQUEST_TIMEOUT, &e.to_string());
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
         Err(e) => {
             return error_response(StatusCode::BAD_REQUEST, &format!("reading body: {e}"));
         }

@@ -19,3 +19,4 @@ pub mod ingress;
 pub mod json_format;
 pub mod log;
 pub mod retry;
+pub mod throttle;

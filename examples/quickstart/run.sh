@@ -2,14 +2,22 @@
 # Ember quickstart: builds ember, starts a subscriber that prints events (`ember display`),
 # starts Ember on the embedded log with examples/quickstart/ember.yaml, sends three events
 # (two match the trigger's filter), shows what the subscriber received, and stops everything.
+#
+# Environment:
+#   EMBER=path/to/ember        use this binary instead of building one
+#   EMBER_LISTEN=HOST:PORT     Ember's listener (default 127.0.0.1:8080)
+#   EMBER_DISPLAY=HOST:PORT    the printing subscriber's listener (default 127.0.0.1:9090)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-cargo build --quiet --bin ember
-EMBER=target/debug/ember
+if [ -z "${EMBER:-}" ]; then
+  cargo build --quiet --bin ember
+  EMBER=target/debug/ember
+fi
 DATA_DIR=$(mktemp -d)
 OUT=$(mktemp)
 LISTEN=${EMBER_LISTEN:-127.0.0.1:8080}
+DISPLAY_AT=${EMBER_DISPLAY:-127.0.0.1:9090}
 cleanup() {
   kill "${EMBER_PID:-}" "${DISPLAY_PID:-}" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -17,9 +25,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$EMBER" display --listen 127.0.0.1:9090 >"$OUT" &
+# The trigger's subscriber is wherever the display listens.
+sed "s|http://127.0.0.1:9090/|http://$DISPLAY_AT/|" examples/quickstart/ember.yaml >"$DATA_DIR/ember.yaml"
+
+"$EMBER" display --listen "$DISPLAY_AT" >"$OUT" &
 DISPLAY_PID=$!
-"$EMBER" run -f examples/quickstart/ember.yaml --data-dir "$DATA_DIR" --listen "$LISTEN" &
+"$EMBER" run -f "$DATA_DIR/ember.yaml" --data-dir "$DATA_DIR/data" --listen "$LISTEN" &
 EMBER_PID=$!
 
 for _ in $(seq 100); do

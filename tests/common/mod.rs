@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ember::connection::ConnectionLimits;
 use ember::run::Ember;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -29,14 +30,29 @@ impl TestEmber {
 
     /// Starts Ember on `yaml` with an existing data directory (to test restarts).
     pub async fn start_in(yaml: &str, data_dir: tempfile::TempDir) -> Self {
+        Self::start_with(yaml, data_dir, ConnectionLimits::default()).await
+    }
+
+    /// Starts Ember on `yaml` with an existing data directory and listener limits.
+    pub async fn start_with(
+        yaml: &str,
+        data_dir: tempfile::TempDir,
+        limits: ConnectionLimits,
+    ) -> Self {
         let config_dir = tempfile::tempdir().unwrap();
         let file = config_dir.path().join("ember.yaml");
         std::fs::write(&file, yaml).unwrap();
         let config = ember::wiring::load(&[file]).expect("valid config");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let ember = Ember::start(&config, data_dir.path(), listener, Duration::from_secs(5))
-            .await
-            .expect("ember starts");
+        let ember = Ember::start(
+            &config,
+            data_dir.path(),
+            listener,
+            limits,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("ember starts");
         Self {
             ember,
             data_dir,
@@ -104,8 +120,9 @@ pub async fn try_request(
     let mut req = Request::new(Full::new(body.into()));
     *req.method_mut() = method;
     *req.uri_mut() = url.parse().unwrap();
+    // Appended, not inserted: a test may send a header twice.
     for (k, v) in headers {
-        req.headers_mut().insert(
+        req.headers_mut().append(
             http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
             http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
         );

@@ -23,6 +23,12 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/io.cloudevents.v1.rs"));
 }
 
+mod validate;
+
+pub use validate::{
+    MAX_ATTRIBUTES, MAX_HEADER_BYTES, binary_header_bytes, check_media_type, check_text, validate,
+};
+
 pub use proto::CloudEvent;
 pub use proto::cloud_event::CloudEventAttributeValue as AttributeValue;
 pub use proto::cloud_event::Data;
@@ -123,6 +129,24 @@ pub enum EventError {
         /// The parser's message.
         reason: String,
     },
+    /// More attributes than [`MAX_ATTRIBUTES`].
+    #[error("the event has {count} attributes; at most {max} are accepted")]
+    TooManyAttributes {
+        /// How many it has.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Attributes that would not fit in a subscriber's request headers.
+    #[error(
+        "the event's attributes take {bytes} bytes as HTTP headers; at most {max} are accepted so that every subscriber can receive it"
+    )]
+    HeadersTooLarge {
+        /// Their size as binary-mode header lines.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// `knativebrokerttl` reached zero.
     #[error("knativebrokerttl exhausted: the event has already made its allowed number of hops")]
     TtlExhausted,
@@ -217,37 +241,59 @@ pub fn typed_from_string(
     Ok(AttributeValue { attr: Some(attr) })
 }
 
-/// Validates an event built by one of the bindings: required attributes present and non-empty,
-/// a supported spec version, valid attribute names.
-pub fn validate(event: &CloudEvent) -> Result<SpecVersion, EventError> {
-    if event.spec_version.is_empty() {
-        return Err(EventError::MissingSpecVersion);
+/// CloudEvents 0.3's `datacontentencoding`, undone where the data arrives encoded: a 0.3 event
+/// that says `base64` has its data decoded to the bytes it stands for and loses the attribute,
+/// so that the event means the same bytes in every mode it leaves in (binary mode sends them
+/// raw; the JSON format writes `datacontentencoding` again where it base64-encodes them).
+/// Values other than `base64` encode nothing Ember must undo and are kept. Used for binary-mode
+/// bodies; see [`normalize_protobuf`] for the protobuf format.
+pub fn decode_content_encoding(
+    event: &mut CloudEvent,
+    version: SpecVersion,
+) -> Result<(), EventError> {
+    if version != SpecVersion::V03 || !says_base64(event) {
+        return Ok(());
     }
-    let version = SpecVersion::parse(&event.spec_version)?;
-    if event.id.is_empty() {
-        return Err(EventError::Missing("id"));
+    let text: Option<&[u8]> = match &event.data {
+        Some(Data::BinaryData(b)) => Some(b),
+        Some(Data::TextData(s)) => Some(s.as_bytes()),
+        _ => None,
+    };
+    if let Some(text) = text {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(text.trim_ascii())
+            .map_err(|e| {
+                bad_value(
+                    "datacontentencoding",
+                    format!("data is not valid base64: {e}"),
+                )
+            })?;
+        event.data = Some(Data::BinaryData(decoded.into()));
     }
-    if event.source.is_empty() {
-        return Err(EventError::Missing("source"));
+    event.attributes.remove("datacontentencoding");
+    Ok(())
+}
+
+fn says_base64(event: &CloudEvent) -> bool {
+    matches!(
+        event.attributes.get("datacontentencoding").and_then(|v| v.attr.as_ref()),
+        Some(Attr::CeString(enc)) if enc.eq_ignore_ascii_case("base64")
+    )
+}
+
+/// A 0.3 event in the protobuf format: `binary_data` already holds the bytes, so a
+/// `datacontentencoding: base64` only describes how `text_data` is written.
+pub fn normalize_protobuf(event: &mut CloudEvent) -> Result<(), EventError> {
+    if event.spec_version != "0.3" || !says_base64(event) {
+        return Ok(());
     }
-    if event.r#type.is_empty() {
-        return Err(EventError::Missing("type"));
-    }
-    for (name, value) in &event.attributes {
-        if !is_valid_attribute_name(name) {
-            return Err(EventError::AttributeName(name.clone()));
+    match event.data {
+        Some(Data::TextData(_)) => decode_content_encoding(event, SpecVersion::V03),
+        _ => {
+            event.attributes.remove("datacontentencoding");
+            Ok(())
         }
-        if matches!(
-            name.as_str(),
-            "id" | "source" | "specversion" | "type" | "data"
-        ) {
-            return Err(bad_value(name, "is not allowed in the attribute map"));
-        }
-        if value.attr.is_none() {
-            return Err(bad_value(name, "has no value"));
-        }
     }
-    Ok(version)
 }
 
 /// Applies the broker's ingress rules to a valid event: stamps `knativearrivaltime`, stamps
