@@ -1,6 +1,5 @@
 //! `GET /metrics`: Prometheus text exposition of Ember's counters, read at scrape time from the
-//! brokers' and PingSources' own atomics (nothing on the hot path records into a metrics
-//! library).
+//! brokers' and sources' own atomics (nothing on the hot path records into a metrics library).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,6 +7,7 @@ use std::sync::atomic::Ordering;
 use ember_broker::broker::Broker;
 use ember_broker::dispatch::DispatchStats;
 use ember_sources::ping::PingMetrics;
+use ember_sources::webhook::{Outcome, WebhookMetrics};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -227,6 +227,53 @@ impl Collector for PingSources {
 pub fn register_ping_sources(registry: &mut Registry, pings: Vec<(String, Arc<PingMetrics>)>) {
     if !pings.is_empty() {
         registry.register_collector(Box::new(PingSources(pings)));
+    }
+}
+
+/// Collects WebhookSource counters on each scrape: `(namespace/name, counters)` per source.
+struct Webhooks(Vec<(String, Arc<WebhookMetrics>)>);
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(id, _)| id))
+            .finish()
+    }
+}
+
+impl Collector for Webhooks {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        family(
+            &mut encoder,
+            "ember_webhook_requests",
+            "Requests to a WebhookSource by outcome: accepted, deduplicated (every event a redelivery), \
+             or refused as unauthorized, bad_request, too_large, rate_limited, unavailable, method_not_allowed.",
+            MetricType::Counter,
+            self.0.iter().flat_map(|(id, m)| {
+                Outcome::ALL.into_iter().map(move |o| {
+                    (
+                        vec![("source", id.as_str()), ("outcome", o.label())],
+                        m.requests(o),
+                    )
+                })
+            }),
+        )?;
+        family(
+            &mut encoder,
+            "ember_webhook_duplicate_events",
+            "Events a WebhookSource dropped because their id was seen within its dedupWindow.",
+            MetricType::Counter,
+            self.0
+                .iter()
+                .map(|(id, m)| (vec![("source", id.as_str())], m.duplicate_events())),
+        )
+    }
+}
+
+/// Adds the WebhookSources' counters, `(namespace/name, counters)` per source, to `registry`.
+pub fn register_webhooks(registry: &mut Registry, webhooks: Vec<(String, Arc<WebhookMetrics>)>) {
+    if !webhooks.is_empty() {
+        registry.register_collector(Box::new(Webhooks(webhooks)));
     }
 }
 

@@ -41,7 +41,14 @@ impl Router {
         webhooks: Vec<crate::webhook::WebhookRoute>,
     ) -> Self {
         let brokers: Vec<Arc<Broker>> = brokers.into_iter().collect();
-        let metrics = crate::metrics::registry(brokers.clone());
+        let mut metrics = crate::metrics::registry(brokers.clone());
+        crate::metrics::register_webhooks(
+            &mut metrics,
+            webhooks
+                .iter()
+                .map(|w| (w.id.clone(), w.metrics()))
+                .collect(),
+        );
         let brokers = brokers
             .into_iter()
             .map(|b| (format!("/{}/{}", b.namespace(), b.short_name()), b))

@@ -42,6 +42,7 @@ pub fn load(files: &[PathBuf]) -> anyhow::Result<Config> {
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     check_filters(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     check_pings(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    crate::webhook::check(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     Ok(config)
 }
 

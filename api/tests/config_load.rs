@@ -257,7 +257,7 @@ spec:
 fn the_webhook_example_parses() {
     let cfg = load_str("webhook.yaml", WEBHOOK_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
     let w = &cfg.webhook_sources[0];
-    assert_eq!(w.spec.path, "/hooks/github");
+    assert_eq!(w.spec.path.as_deref(), Some("/hooks/github"));
     match &w.spec.auth {
         WebhookAuth::Github(s) => {
             assert_eq!(s.secret, SecretSource::File("/run/secrets/github".into()));
@@ -285,6 +285,22 @@ fn the_webhook_example_parses() {
         err.to_string(),
         "webhook.yaml: document 2 (line 5): WebhookSource default/github: not supported yet: WebhookSource"
     );
+}
+
+#[test]
+fn a_webhook_without_a_path_is_served_at_webhooks_namespace_name() {
+    let text = "\
+apiVersion: sources.ember.dev/v1alpha1
+kind: WebhookSource
+metadata: {name: github, namespace: team-a}
+spec:
+  auth: {github: {secretEnv: GITHUB_SECRET}}
+  sink: {uri: http://localhost:8080/default/default}
+";
+    let cfg = load_str("webhook.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+    let w = &cfg.webhook_sources[0];
+    assert_eq!(w.spec.path, None);
+    assert_eq!(w.path(), "/webhooks/team-a/github");
 }
 
 #[test]

@@ -11,5 +11,8 @@
 //! This crate never depends on `ember-broker` or `ember-api`: sources produce plain structs and
 //! hand them to a sink trait the binary implements.
 
+mod log_throttle;
 pub mod ping;
 pub mod webhook;
+
+pub use log_throttle::LogThrottle;

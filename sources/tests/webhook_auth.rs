@@ -285,6 +285,31 @@ fn standard_webhooks_secret_must_decode() {
     assert!(WebhookAuth::standard_webhooks(b"whsec_", DEFAULT_TOLERANCE).is_err());
 }
 
+#[test]
+fn standard_webhooks_secret_padded_or_unpadded_verifies_alike() {
+    // 23 bytes: base64 ends with one `=`, which some dashboards leave out.
+    let key = b"a 23-byte key for tests";
+    let padded = format!("whsec_{}", B64.encode(key));
+    assert!(padded.ends_with('='));
+    let h = standard_headers(key, "msg_1", now().timestamp(), BODY, &[]);
+    for secret in [padded.as_str(), padded.trim_end_matches('=')] {
+        let auth = WebhookAuth::standard_webhooks(secret.as_bytes(), DEFAULT_TOLERANCE).unwrap();
+        assert_eq!(auth.verify(&h, BODY, now()), Ok(()), "{secret}");
+    }
+}
+
+#[test]
+fn a_source_with_an_empty_secret_refuses_even_requests_signed_with_it() {
+    let auth = WebhookAuth::Github { secret: Vec::new() };
+    assert_eq!(
+        auth.verify(&github_headers(b"", BODY), BODY, now()),
+        Err(AuthError::NoSecret)
+    );
+    let auth = WebhookAuth::Bearer { token: Vec::new() };
+    let h = headers(&[("Authorization", "Bearer ".into())]);
+    assert_eq!(auth.verify(&h, BODY, now()), Err(AuthError::NoSecret));
+}
+
 // ---- generic HMAC ----
 
 #[test]

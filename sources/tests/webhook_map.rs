@@ -105,10 +105,29 @@ fn missing_type_header_is_a_map_error() {
 }
 
 #[test]
-fn without_a_delivery_header_each_request_gets_a_fresh_uuid() {
+fn a_request_without_its_delivery_id_is_refused_not_given_a_made_up_one() {
     let h = headers(&[("X-GitHub-Event", "ping")]);
-    let a = event(github_mapping().map(&h, Bytes::new()).unwrap());
-    let b = event(github_mapping().map(&h, Bytes::new()).unwrap());
+    assert_eq!(
+        github_mapping().map(&h, Bytes::new()),
+        Err(MapError::MissingIdHeader(HeaderName::from_static(
+            "x-github-delivery"
+        )))
+    );
+    let blank = headers(&[("X-GitHub-Event", "ping"), ("X-GitHub-Delivery", "  ")]);
+    let err = github_mapping().map(&blank, Bytes::new()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "header x-github-delivery must be a non-empty visible ASCII value (it gives the event id)"
+    );
+}
+
+#[test]
+fn without_an_id_rule_each_request_gets_a_fresh_uuid() {
+    let mut m = github_mapping();
+    m.id = WebhookAuth::Bearer { token: vec![1] }.default_id();
+    let h = headers(&[("X-GitHub-Event", "ping")]);
+    let a = event(m.map(&h, Bytes::new()).unwrap());
+    let b = event(m.map(&h, Bytes::new()).unwrap());
     assert_ne!(a.id, b.id);
     assert!(uuid::Uuid::parse_str(&a.id).is_ok());
     assert!(a.extensions.is_empty(), "absent headers add no extension");
@@ -118,6 +137,7 @@ fn without_a_delivery_header_each_request_gets_a_fresh_uuid() {
 #[test]
 fn fixed_and_default_types() {
     let mut m = github_mapping();
+    m.id = IdRule::Random;
     m.type_rule = TypeRule::Fixed("com.example.order".into());
     let e = event(m.map(&HeaderMap::new(), Bytes::new()).unwrap());
     assert_eq!(e.ty, "com.example.order");
@@ -152,12 +172,30 @@ fn stripe_id_comes_from_the_event_body() {
     let body = Bytes::from_static(br#"{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event"}"#);
     let e = event(m.map(&HeaderMap::new(), body).unwrap());
     assert_eq!(e.id, "evt_1NG8Du2eZvKYlo2CUI79vXWy");
-    // Not JSON: a fresh id rather than a refusal.
-    let e = event(
-        m.map(&HeaderMap::new(), Bytes::from_static(b"a=b"))
-            .unwrap(),
+    // Without its id a redelivery could not be recognised: refused, as Stripe's libraries do.
+    let refused = |body: &'static [u8]| m.map(&HeaderMap::new(), Bytes::from_static(body));
+    assert_eq!(refused(b"a=b"), Err(MapError::BodyNotJson));
+    assert_eq!(refused(b""), Err(MapError::BodyNotJson));
+    assert_eq!(refused(br#"{"id":"evt_1""#), Err(MapError::BodyNotJson));
+    for no_id in [
+        &br#"{"object":"event"}"#[..],
+        br#"{"id":""}"#,
+        br#"{"id":42}"#,
+        br#"{"data":{"id":"evt_nested"}}"#,
+        br#"["evt_1"]"#,
+        br#""evt_1""#,
+    ] {
+        assert_eq!(
+            refused(no_id),
+            Err(MapError::MissingBodyId),
+            "{}",
+            String::from_utf8_lossy(no_id)
+        );
+    }
+    assert_eq!(
+        MapError::BodyNotJson.to_string(),
+        "the body is not JSON; the event id comes from its top-level \"id\""
     );
-    assert!(uuid::Uuid::parse_str(&e.id).is_ok());
 }
 
 #[test]

@@ -39,6 +39,9 @@ fn is_content(line: &str) -> bool {
 /// Splits `text` into its non-empty documents.
 pub(crate) fn split(text: &str) -> Vec<Document> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // YAML also breaks lines at a lone CR; make it an LF (same length, and YAML reads every line
+    // break as LF anyway) so that lines here are the parser's lines.
+    let text = lone_cr_as_lf(text);
     let mut docs = Vec::new();
     let mut current: Vec<String> = Vec::new();
     let mut first_line = 1;
@@ -70,6 +73,20 @@ pub(crate) fn split(text: &str) -> Vec<Document> {
     docs
 }
 
+/// `text` with each CR not followed by LF replaced by LF.
+fn lone_cr_as_lf(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let lone = |i: usize| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n');
+    if !(0..bytes.len()).any(lone) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        out.push(if c == '\r' && lone(i) { '\n' } else { c });
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +116,14 @@ mod tests {
         assert_eq!(docs.len(), 1);
         assert_eq!(docs[0].start_line, 1);
         assert!(split("\n# nothing\n").is_empty());
+    }
+
+    #[test]
+    fn a_lone_cr_breaks_lines_as_in_yaml() {
+        let docs = split("a: 1\r---\rb: 2\r\nc: 3\r");
+        assert_eq!(docs.len(), 2);
+        assert_eq!((docs[1].first_line, docs[1].start_line), (2, 3));
+        assert_eq!(docs[1].text, "   \nb: 2\nc: 3");
     }
 
     #[test]

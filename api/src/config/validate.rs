@@ -17,7 +17,7 @@ use crate::resource::{Kind, Resource, ResourceId};
 pub(super) fn validate(parsed: &[Parsed]) -> Vec<(&Origin, ConfigError)> {
     let mut out = Vec::new();
     let defined = defined_ids(parsed, &mut out);
-    let mut webhook_paths: BTreeMap<&str, (&ResourceId, &Origin)> = BTreeMap::new();
+    let mut webhook_paths: BTreeMap<String, (&ResourceId, &Origin)> = BTreeMap::new();
     for p in parsed {
         let (Some(r), Some(id)) = (&p.resource, &p.id) else {
             continue;
@@ -59,18 +59,30 @@ pub(super) fn validate(parsed: &[Parsed]) -> Vec<(&Origin, ConfigError)> {
             }
         }
         if let Resource::WebhookSource(w) = r {
-            match webhook_paths.get(w.spec.path.as_str()) {
+            let path = w.path();
+            let field = FieldPath::parse_keys("spec.path");
+            match webhook_paths.get(&path) {
                 Some((other, o)) => push(FieldError::new(
-                    FieldPath::parse_keys("spec.path"),
+                    field,
                     format!(
-                        "{:?} is already used by {other} ({} document {})",
-                        w.spec.path,
+                        "{path:?} is already used by {other} ({} document {})",
                         o.file.display(),
                         o.document
                     ),
                 )),
                 None => {
-                    webhook_paths.insert(&w.spec.path, (id, &p.origin));
+                    // A webhook would shadow the ingress of a broker at `/{namespace}/{name}`.
+                    let mut segments = path.trim_start_matches('/').split('/');
+                    if let (Some(ns), Some(name), None) =
+                        (segments.next(), segments.next(), segments.next())
+                        && defined.contains(&(Kind::Broker, ns, name))
+                    {
+                        push(FieldError::new(
+                            field,
+                            format!("{path:?} is the ingress path of Broker {ns}/{name}"),
+                        ));
+                    }
+                    webhook_paths.insert(path, (id, &p.origin));
                 }
             }
         }

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 use super::mapping::IdRule;
+use super::secret::{InvalidSecret, standard_webhooks_key};
 
 /// How far a signed timestamp may be from now when the resource gives no `tolerance`
 /// (Stripe's, Slack's and Standard Webhooks' documented default).
@@ -158,26 +159,32 @@ pub enum AuthError {
     /// The bearer token or basic credentials are wrong.
     #[error("bad credentials")]
     BadCredentials,
+    /// The source's key, token or password is empty, so no request can be trusted.
+    #[error("no secret is configured for this source")]
+    NoSecret,
 }
-
-/// A `whsec_` secret that does not decode (a configuration error, found before serving).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a Standard Webhooks secret must be base64, optionally prefixed with whsec_")]
-pub struct InvalidSecret;
 
 impl WebhookAuth {
     /// A Standard Webhooks verifier from the secret as the provider shows it (`whsec_<base64>`,
-    /// or the bare base64 part); surrounding whitespace is ignored.
+    /// or the bare base64 part, padded or not); see [`standard_webhooks_key`].
     pub fn standard_webhooks(secret: &[u8], tolerance: Duration) -> Result<Self, InvalidSecret> {
-        let s = std::str::from_utf8(secret)
-            .map_err(|_| InvalidSecret)?
-            .trim();
-        let b64 = s.strip_prefix("whsec_").unwrap_or(s);
-        let key = BASE64.decode(b64).map_err(|_| InvalidSecret)?;
-        if key.is_empty() {
-            return Err(InvalidSecret);
-        }
+        let key = standard_webhooks_key(secret)?;
         Ok(WebhookAuth::StandardWebhooks { key, tolerance })
+    }
+
+    /// Whether the key, token or password is empty: such a source refuses every request
+    /// ([`AuthError::NoSecret`]). Secrets read with [`read_secret_file`](super::read_secret_file)
+    /// or [`read_secret_env`](super::read_secret_env) never are; this guards values built by hand.
+    fn secret_is_empty(&self) -> bool {
+        match self {
+            WebhookAuth::Github { secret }
+            | WebhookAuth::Stripe { secret, .. }
+            | WebhookAuth::Slack { secret, .. }
+            | WebhookAuth::Hmac { secret, .. } => secret.is_empty(),
+            WebhookAuth::StandardWebhooks { key, .. } => key.is_empty(),
+            WebhookAuth::Bearer { token } => token.is_empty(),
+            WebhookAuth::Basic { password, .. } => password.is_empty(),
+        }
     }
 
     /// The scheme's name as written in YAML (for logs and metrics).
@@ -194,8 +201,9 @@ impl WebhookAuth {
     }
 
     /// Where the event id comes from when the resource sets no `id`: the scheme's delivery id
-    /// (`X-GitHub-Delivery`, `webhook-id`, Stripe's event `id`), so a redelivery keeps its id;
-    /// a fresh UUID for the others.
+    /// (`X-GitHub-Delivery`, `webhook-id`, Stripe's event `id`), so a redelivery keeps its id
+    /// and a request without it is refused; a fresh UUID for the schemes whose provider sends
+    /// no delivery id (Slack, generic HMAC, bearer, basic).
     pub fn default_id(&self) -> IdRule {
         match self {
             WebhookAuth::Github { .. } => {
@@ -217,6 +225,9 @@ impl WebhookAuth {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<(), AuthError> {
+        if self.secret_is_empty() {
+            return Err(AuthError::NoSecret);
+        }
         match self {
             WebhookAuth::Github { secret } => verify_github(secret, headers, body),
             WebhookAuth::Stripe { secret, tolerance } => {

@@ -1,9 +1,11 @@
 //! Turning an authenticated webhook request into an event: `id`, `type`, `source`, data and
 //! extensions, or the finding that the request already is a CloudEvent.
 //!
-//! Mapping never fails on the body's content: the body is carried as the event's data, byte for
-//! byte, with the request's content type. It fails (a 400) only when the configured type header
-//! is missing or unusable.
+//! The body is carried as the event's data, byte for byte, with the request's content type.
+//! Mapping fails (a 400) when what the event needs cannot be found: the configured type header,
+//! the id header, or — for Stripe, whose event id is in the body — a JSON body with a top-level
+//! string `id`. It never makes up an id for a request that should carry one: a made-up id would
+//! let the provider's redeliveries of that request through `dedupWindow`.
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -34,13 +36,13 @@ pub enum TypeRule {
 /// [`WebhookAuth::default_id`](super::WebhookAuth::default_id).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum IdRule {
-    /// A delivery-id header (`X-GitHub-Delivery`, `webhook-id`, ...); a fresh UUID when the
-    /// request lacks it.
+    /// A delivery-id header (`X-GitHub-Delivery`, `webhook-id`, ...); a request without it is
+    /// refused.
     Header(HeaderName),
-    /// The top-level string `id` of a JSON body (Stripe's event id); a fresh UUID when the body
-    /// has none.
+    /// The top-level non-empty string `id` of a JSON object body (Stripe's event id); a body
+    /// that is not JSON, or has no such id, is refused.
     JsonBodyId,
-    /// A fresh UUID v4 per request.
+    /// A fresh UUID v4 per request: only for providers that send no delivery id.
     #[default]
     Random,
 }
@@ -105,6 +107,18 @@ pub enum MapError {
     /// The type header is empty or not visible ASCII.
     #[error("header {0} must be a non-empty visible ASCII value (it gives the event type)")]
     BadTypeHeader(HeaderName),
+    /// The header the id comes from is absent.
+    #[error("missing header {0} (it gives the event id)")]
+    MissingIdHeader(HeaderName),
+    /// The id header is empty or not visible ASCII.
+    #[error("header {0} must be a non-empty visible ASCII value (it gives the event id)")]
+    BadIdHeader(HeaderName),
+    /// The body is not JSON, but the event id comes from it.
+    #[error("the body is not JSON; the event id comes from its top-level \"id\"")]
+    BodyNotJson,
+    /// The JSON body has no top-level non-empty string `id`.
+    #[error("the JSON body has no top-level string \"id\" (it gives the event id)")]
+    MissingBodyId,
 }
 
 /// Whether the request is a CloudEvent in one of the HTTP binding's modes.
@@ -151,11 +165,15 @@ impl WebhookMapping {
             TypeRule::Default => DEFAULT_EVENT_TYPE.to_owned(),
         };
         let id = match &self.id {
-            IdRule::Header(h) => header_text(headers, h),
-            IdRule::JsonBodyId => json_id(&body),
-            IdRule::Random => None,
-        }
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            IdRule::Header(h) => {
+                if !headers.contains_key(h) {
+                    return Err(MapError::MissingIdHeader(h.clone()));
+                }
+                header_text(headers, h).ok_or_else(|| MapError::BadIdHeader(h.clone()))?
+            }
+            IdRule::JsonBodyId => json_id(&body)?,
+            IdRule::Random => uuid::Uuid::new_v4().to_string(),
+        };
         let extensions = self
             .extensions
             .iter()
@@ -178,9 +196,12 @@ fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     (!v.is_empty()).then(|| v.to_owned())
 }
 
-/// The top-level string `"id"` of a JSON object body.
-fn json_id(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let id = v.get("id")?.as_str()?;
-    (!id.is_empty()).then(|| id.to_owned())
+/// The top-level non-empty string `"id"` of a JSON object body.
+fn json_id(body: &[u8]) -> Result<String, MapError> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| MapError::BodyNotJson)?;
+    // `get` on anything but an object (an array, a string, ...) finds nothing.
+    match v.get("id") {
+        Some(serde_json::Value::String(id)) if !id.is_empty() => Ok(id.clone()),
+        _ => Err(MapError::MissingBodyId),
+    }
 }

@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::sources::exactly_one;
 
-/// Where a secret comes from.
+/// Where a secret comes from. Either way trailing line breaks are dropped, and an empty or
+/// whitespace-only secret is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
-    /// A file holding the secret (trailing newline ignored), e.g. a mounted secret.
+    /// A file holding the secret, e.g. a mounted secret.
     File(PathBuf),
     /// An environment variable holding the secret.
     Env(String),

@@ -3,7 +3,8 @@
 //!
 //! Authentication is exactly one scheme — `github`, `stripe`, `slack`, `standardWebhooks`,
 //! generic `hmac`, `bearer` or `basic` — and every secret comes from a file or an environment
-//! variable, never inline. `type` and `id` are derived from headers or fixed; headers can be
+//! variable, never inline. Reading and checking secrets is I/O, so it is not done here: the
+//! binary does it, for `ember validate` and `ember run` alike. `type` and `id` are derived from headers or fixed; headers can be
 //! mapped to extension attributes.
 
 mod auth;
@@ -52,7 +53,9 @@ pub struct WebhookSource {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookSourceSpec {
     /// The HTTP path webhooks are POSTed to, e.g. `/hooks/github`; unique across sources.
-    pub path: String,
+    /// Default: `/webhooks/{namespace}/{name}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// How callers are authenticated: exactly one scheme.
     pub auth: WebhookAuth,
     /// The CloudEvents `source` of the events (a URI reference, e.g. `/github/my-org`).
@@ -61,7 +64,9 @@ pub struct WebhookSourceSpec {
     /// How the CloudEvents `type` is derived: from a header (with a prefix) or a fixed value.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_rule: Option<TypeRule>,
-    /// How the CloudEvents `id` is derived: from a header (a random id otherwise).
+    /// How the CloudEvents `id` is derived: from a header. Default: the scheme's delivery id
+    /// (`X-GitHub-Delivery`, `webhook-id`, a Stripe event's `id`), or a fresh id for schemes
+    /// whose provider sends none (slack, hmac, bearer, basic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<IdRule>,
     /// Request header → extension attribute name, copied onto each event.
@@ -149,7 +154,8 @@ impl From<TypeRule> for RawTypeRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdRule {
-    /// The header holding a unique delivery id (e.g. `X-GitHub-Delivery`).
+    /// The header holding a unique delivery id (e.g. `X-GitHub-Delivery`); a request without
+    /// it is refused (400).
     pub from_header: String,
 }
 
@@ -220,6 +226,17 @@ pub fn check_webhook_path(path: &str) -> Result<(), String> {
 }
 
 impl WebhookSource {
+    /// The path the source is served on: `spec.path`, else `/webhooks/{namespace}/{name}`.
+    pub fn path(&self) -> String {
+        match &self.spec.path {
+            Some(p) => p.clone(),
+            None => format!(
+                "/webhooks/{}/{}",
+                self.metadata.namespace, self.metadata.name
+            ),
+        }
+    }
+
     /// Checks the source on its own (not against other resources).
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errs = Errors::default();
@@ -227,7 +244,10 @@ impl WebhookSource {
             .validate_into(&FieldPath::root().key("metadata"), &mut errs);
         let spec = FieldPath::root().key("spec");
         let s = &self.spec;
-        if let Err(why) = check_webhook_path(&s.path) {
+        // The default path is made of the (checked) namespace and name.
+        if let Some(path) = &s.path
+            && let Err(why) = check_webhook_path(path)
+        {
             errs.push(&spec.key("path"), why);
         }
         let auth = spec.key("auth").key(s.auth.scheme());
