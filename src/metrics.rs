@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use ember_broker::broker::Broker;
 use ember_broker::dispatch::DispatchStats;
+use ember_sources::ping::PingMetrics;
 use ember_sources::webhook::{Outcome, WebhookMetrics};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -171,6 +172,61 @@ impl Collector for Connections {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Collects PingSource counters on each scrape, labelled `source="namespace/name"`.
+#[derive(Debug)]
+struct PingSources(Vec<(String, Arc<PingMetrics>)>);
+
+/// A PingSource counter: name, help, and how to read it.
+type PingCounter = (&'static str, &'static str, fn(&PingMetrics) -> u64);
+
+impl Collector for PingSources {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counters: [PingCounter; 4] = [
+            (
+                "ember_pingsource_ticks_fired",
+                "Ticks the sink accepted and the tick store recorded.",
+                PingMetrics::fired,
+            ),
+            (
+                "ember_pingsource_ticks_late",
+                "Fired ticks the sink accepted more than 1 s after their scheduled instant \
+                 (missed ticks caught up after downtime among them).",
+                PingMetrics::late,
+            ),
+            (
+                "ember_pingsource_ticks_retried",
+                "Sends of a tick the sink refused, each retried with backoff.",
+                PingMetrics::retried,
+            ),
+            (
+                "ember_pingsource_ticks_skipped",
+                "Ticks that came due while Ember was not running and were not fired (the \
+                 missed-tick policy).",
+                PingMetrics::skipped,
+            ),
+        ];
+        for (name, help, read) in counters {
+            family(
+                &mut encoder,
+                name,
+                help,
+                MetricType::Counter,
+                self.0
+                    .iter()
+                    .map(|(source, m)| (vec![("source", source.as_str())], read(m))),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds PingSources' counters to `registry`.
+pub fn register_ping_sources(registry: &mut Registry, pings: Vec<(String, Arc<PingMetrics>)>) {
+    if !pings.is_empty() {
+        registry.register_collector(Box::new(PingSources(pings)));
     }
 }
 

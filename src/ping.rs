@@ -16,7 +16,9 @@ use ember_broker::dispatch::HttpClient;
 use ember_broker::event::Prestamped;
 use ember_broker::event::{self, CloudEvent, Data};
 use ember_broker::log::AppendError;
-use ember_sources::ping::{MissedTicks, PingBatchSink, PingConfig, PingEvent, SinkError};
+use ember_sources::ping::{
+    MissedTicks, PingBatchSink, PingConfig, PingEvent, PingMetrics, SinkError,
+};
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -235,6 +237,14 @@ pub fn tick_store(data_dir: &Path) -> anyhow::Result<ember_sources::ping::TickSt
         .with_context(|| format!("opening the PingSource tick store in {}", dir.display()))
 }
 
+/// The PingSources [`start`] started.
+pub struct Started {
+    /// The scheduler task; it ends at shutdown.
+    pub task: JoinHandle<()>,
+    /// Each source's counters, by `namespace/name`, for `/metrics`.
+    pub metrics: Vec<(String, Arc<PingMetrics>)>,
+}
+
 /// Starts every PingSource on one scheduler task (see [`ember_sources::ping::run_many`]):
 /// sources sending to the same destination share its batches. `None` when there are none.
 pub fn start(
@@ -243,7 +253,7 @@ pub fn start(
     client: &HttpClient,
     data_dir: &Path,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<Option<JoinHandle<()>>> {
+) -> anyhow::Result<Option<Started>> {
     if pings.is_empty() {
         return Ok(None);
     }
@@ -251,6 +261,7 @@ pub fn start(
     let mut sinks: Vec<Sink> = Vec::new();
     let mut sink_ids: HashMap<String, usize> = HashMap::new();
     let mut sources = Vec::with_capacity(pings.len());
+    let mut metrics = Vec::with_capacity(pings.len());
     for p in pings {
         let p = &p.resource;
         let what = format!("PingSource {}/{}", p.metadata.namespace, p.metadata.name);
@@ -268,10 +279,14 @@ pub fn start(
             sinks.push(sink);
             sinks.len() - 1
         });
+        metrics.push((
+            format!("{}/{}", p.metadata.namespace, p.metadata.name),
+            valid.metrics().clone(),
+        ));
         sources.push((valid, id));
     }
     let shutdown = shutdown.clone();
-    Ok(Some(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = ember_sources::ping::run_many(
             sources,
             &sinks,
@@ -283,5 +298,6 @@ pub fn start(
         {
             tracing::error!(error = %e, "PingSources stopped");
         }
-    })))
+    });
+    Ok(Some(Started { task, metrics }))
 }

@@ -139,10 +139,12 @@ impl Ember {
             tasks.extend(broker.start(&client, &signal, grace));
         }
         // PingSources: their ticks go to a broker of this Ember (appended directly) or a URL.
-        if let Some(task) =
+        let mut ping_metrics = Vec::new();
+        if let Some(pings) =
             crate::ping::start(&config.ping_sources, &brokers, &client, data_dir, &signal)?
         {
-            tasks.push(task);
+            tasks.push(pings.task);
+            ping_metrics = pings.metrics;
         }
         let mut webhooks = Vec::with_capacity(config.webhook_sources.len());
         for w in &config.webhook_sources {
@@ -157,7 +159,9 @@ impl Ember {
             tracing::info!(source = %route.id, path = %route.path, "webhook source ready");
             webhooks.push(route);
         }
-        let router = Arc::new(Router::new(brokers.iter().cloned(), webhooks));
+        let router = Arc::new(
+            Router::new(brokers.iter().cloned(), webhooks).with_ping_metrics(ping_metrics),
+        );
         router.set_ready(true);
         let server = tokio::spawn(serve(listener, router, limits, signal, grace));
         Ok(Self {

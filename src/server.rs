@@ -61,6 +61,15 @@ impl Router {
         }
     }
 
+    /// Adds PingSources' counters (by `namespace/name`) to `/metrics`.
+    pub fn with_ping_metrics(
+        mut self,
+        pings: Vec<(String, Arc<ember_sources::ping::PingMetrics>)>,
+    ) -> Self {
+        crate::metrics::register_ping_sources(&mut self.metrics, pings);
+        self
+    }
+
     /// Marks the server ready (every broker open and dispatching) or not (shutting down).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);

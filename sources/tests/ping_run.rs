@@ -1,6 +1,7 @@
 //! The PingSource run loop on tokio's paused clock: ticks at the right instants (UTC, seconds,
-//! descriptors, DST in Berlin and New York), no duplicates across restarts, the missed-tick
-//! policies, and retries of a refusing sink.
+//! descriptors, `@every`, DST in Berlin and New York), no duplicates across restarts, the
+//! missed-tick policies (counted and logged), and retries of a refusing sink; the source's
+//! counters follow.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,6 +81,45 @@ impl PingSink for RecordingSink {
             .push((event, self.clock.now()));
         Ok(())
     }
+}
+
+/// A log writer for one test: everything logged on this thread while the guard lives.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let logs = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || logs.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn lines_with(&self, text: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|line| line.contains(text))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A source's counters: (fired, late, retried, skipped).
+fn counters(ping: &ValidPing) -> (u64, u64, u64, u64) {
+    let m = ping.metrics();
+    (m.fired(), m.late(), m.retried(), m.skipped())
 }
 
 /// Runs `ping` for `duration` of (paused) tokio time, then shuts it down.
@@ -402,11 +442,26 @@ async fn skip_fires_nothing_for_the_downtime() {
     let ping = ping("*/15 * * * *", None, MissedTicks::Skip);
     run_for(&ping, &sink, &store, clock, Duration::from_secs(13 * MIN)).await; // to 10:20
     tokio::time::advance(Duration::from_secs(45 * MIN)).await; // down until 11:05
+    let logs = Logs::default();
+    let _logs = logs.capture();
     run_for(&ping, &sink, &store, clock, Duration::from_secs(20 * MIN)).await; // to 11:25
     assert_eq!(
         sink.times(),
         times(&["2025-01-01T10:15:00Z", "2025-01-01T11:15:00Z"])
     );
+    // 10:30, 10:45 and 11:00 were skipped: counted, and logged in one line.
+    assert_eq!(counters(&ping), (2, 0, 0, 3));
+    let lines = logs.lines_with("skipped");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    for part in [
+        "WARN",
+        "source=default/tick",
+        "skipped=3",
+        "first=2025-01-01 10:30:00 UTC",
+        "through=2025-01-01 11:05:00 UTC",
+    ] {
+        assert!(lines[0].contains(part), "{part:?} not in {}", lines[0]);
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -442,6 +497,8 @@ async fn catch_up_fires_each_missed_tick_in_the_window_once_in_order() {
             (utc("2025-01-01T11:15:00Z"), utc("2025-01-01T11:15:00Z")),
         ]
     );
+    // 10:30 skipped; 10:45 and 11:00 fired late.
+    assert_eq!(counters(&ping), (4, 2, 0, 1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -470,6 +527,8 @@ async fn a_refused_tick_is_retried_with_the_same_id_not_skipped_or_duplicated() 
         sink.accepted.lock().unwrap()[0].1,
         utc("2025-01-01T10:15:00.7Z")
     );
+    // Three refusals retried; 0.7 s after its instant is not late.
+    assert_eq!(counters(&ping), (2, 0, 3, 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -501,6 +560,85 @@ async fn ticks_due_while_the_sink_is_down_fire_in_order_once_it_recovers() {
             (utc("2025-01-01T10:00:50Z"), utc("2025-01-01T10:00:50Z")),
         ]
     );
+    let refused = sink.attempts.lock().unwrap().len() - accepted.len();
+    assert_eq!(refused, 9);
+    assert_eq!(counters(&ping), (5, 4, 9, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_fires_at_fixed_intervals_counted_from_start_up() {
+    let got = fired(
+        "@every 10s",
+        None,
+        "2025-01-01T10:00:00.300Z",
+        Duration::from_secs(35),
+    )
+    .await;
+    assert_eq!(
+        got,
+        times(&[
+            "2025-01-01T10:00:10Z",
+            "2025-01-01T10:00:20Z",
+            "2025-01-01T10:00:30Z"
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_starts_a_new_series_after_a_restart_unless_it_catches_up() {
+    // Down from 10:02:30 to 10:05:50: the first series' 10:03, 10:04 and 10:05 came due.
+    let run_twice = |missed| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TickStore::open(dir.path()).unwrap();
+        let clock = AnchoredClock::starting_at(utc("2025-01-01T10:00:00Z"));
+        let sink = RecordingSink::new(clock);
+        let ping = ping("@every 1m", None, missed);
+        run_for(&ping, &sink, &store, clock, Duration::from_secs(150)).await;
+        tokio::time::advance(Duration::from_secs(200)).await;
+        run_for(&ping, &sink, &store, clock, Duration::from_secs(150)).await; // to 10:08:20
+        let accepted: Vec<_> = sink
+            .accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(e, at)| (e.time, *at))
+            .collect();
+        (accepted, counters(&ping))
+    };
+
+    // Skip: a new series, one interval after the restart.
+    let (accepted, counted) = run_twice(MissedTicks::Skip).await;
+    let on_time = |t: &str| (utc(t), utc(t));
+    assert_eq!(
+        accepted,
+        vec![
+            on_time("2025-01-01T10:01:00Z"),
+            on_time("2025-01-01T10:02:00Z"),
+            on_time("2025-01-01T10:06:50Z"),
+            on_time("2025-01-01T10:07:50Z"),
+        ]
+    );
+    assert_eq!(counted, (4, 0, 0, 3));
+
+    // Catch up (2 minutes): the first series goes on; its ticks in the window fire at once.
+    let (accepted, counted) = run_twice(MissedTicks::CatchUp {
+        window: Duration::from_secs(120),
+    })
+    .await;
+    let restart = utc("2025-01-01T10:05:50Z");
+    assert_eq!(
+        accepted,
+        vec![
+            on_time("2025-01-01T10:01:00Z"),
+            on_time("2025-01-01T10:02:00Z"),
+            (utc("2025-01-01T10:04:00Z"), restart),
+            (utc("2025-01-01T10:05:00Z"), restart),
+            on_time("2025-01-01T10:06:00Z"),
+            on_time("2025-01-01T10:07:00Z"),
+            on_time("2025-01-01T10:08:00Z"),
+        ]
+    );
+    assert_eq!(counted, (7, 2, 0, 1));
 }
 
 #[tokio::test(start_paused = true)]

@@ -45,7 +45,7 @@ fn accepts_seconds_and_descriptors_and_defaults_to_utc() {
 }
 
 #[test]
-fn refuses_a_bad_cron_with_crones_reason() {
+fn refuses_a_bad_schedule_with_the_reason() {
     let err = config("61 * * * *").validate().unwrap_err();
     assert!(matches!(err, PingError::Schedule { .. }), "{err:?}");
     let message = err.to_string();

@@ -55,7 +55,7 @@ impl Clock for SystemClock {
     }
 
     /// Sleeps the rest on a thread of the blocking pool (the OS's timer precision, tens of
-    /// microseconds), for when [`PRECISE_MARGIN`] before `at` was reached on tokio's timer.
+    /// microseconds), for when `PRECISE_MARGIN` before `at` was reached on tokio's timer.
     async fn wait_exactly(&self, at: DateTime<Utc>) {
         if let Ok(rest) = (at - Utc::now()).to_std()
             && !rest.is_zero()

@@ -6,12 +6,14 @@
 //! [`ValidPing`], the only input [`run`](super::run) accepts. Errors name the field (as the user
 //! wrote it in YAML) and say why.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use chrono_tz::Tz;
 
+use super::metrics::PingMetrics;
 use super::schedule::Schedule;
 
 /// What to do, on start, with ticks that came due while Ember was not running.
@@ -36,10 +38,12 @@ pub struct PingConfig {
     pub namespace: String,
     /// `metadata.name`; part of the event `source` and the key of the persisted last tick.
     pub name: String,
-    /// `spec.schedule`: a cron expression — 5 fields, an optional leading seconds field, or a
-    /// descriptor such as `@hourly`.
+    /// `spec.schedule`: what Knative accepts (robfig/cron's standard parser) — 5 cron fields or a
+    /// descriptor such as `@hourly` or `@every 90s`, optionally prefixed by `CRON_TZ=Zone ` or
+    /// `TZ=Zone ` — plus Ember's 6-field form with a leading seconds field. See [`Schedule`].
     pub schedule: String,
-    /// `spec.timezone`: an IANA zone name such as `Europe/Berlin`; UTC when absent.
+    /// `spec.timezone`: an IANA zone name such as `Europe/Berlin`; UTC when absent. Must not be
+    /// set when the schedule has a `CRON_TZ=`/`TZ=` prefix.
     pub timezone: Option<String>,
     /// `spec.contentType`: the event's `datacontenttype`. When it is JSON (`application/json` or
     /// a `+json` suffix) the data must be valid JSON.
@@ -58,13 +62,22 @@ pub struct PingConfig {
 /// Why a [`PingConfig`] was refused. The message starts with the field path.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PingError {
-    /// The cron expression did not parse; `reason` is croner's message.
+    /// The schedule did not parse; `reason` names the part and why.
     #[error("spec.schedule: invalid cron expression {schedule:?}: {reason}")]
     Schedule {
         /// The expression as written.
         schedule: String,
-        /// croner's explanation.
+        /// The parser's explanation.
         reason: String,
+    },
+    /// The schedule names its zone with `CRON_TZ=`/`TZ=` and `spec.timezone` is set too.
+    #[error(
+        "spec.timezone: must not be set when spec.schedule names a time zone with a CRON_TZ= or \
+         TZ= prefix (here {schedule:?}); set the zone in one place only"
+    )]
+    TimezoneTwice {
+        /// The schedule as written.
+        schedule: String,
     },
     /// The time zone is not in the IANA database.
     #[error("spec.timezone: unknown IANA time zone {timezone:?}")]
@@ -127,6 +140,7 @@ pub struct ValidPing {
     pub(crate) data: Option<Bytes>,
     pub(crate) extensions: Vec<(String, String)>,
     pub(crate) missed: MissedTicks,
+    pub(crate) metrics: Arc<PingMetrics>,
 }
 
 impl ValidPing {
@@ -157,6 +171,11 @@ impl ValidPing {
     pub fn missed(&self) -> MissedTicks {
         self.missed
     }
+    /// This source's counters, shared by every clone of this `ValidPing` and updated by the
+    /// run loop that runs it.
+    pub fn metrics(&self) -> &Arc<PingMetrics> {
+        &self.metrics
+    }
 }
 
 impl PingConfig {
@@ -172,6 +191,11 @@ impl PingConfig {
             schedule: self.schedule.clone(),
             reason: e.to_string(),
         })?;
+        if schedule.names_zone() && self.timezone.is_some() {
+            return Err(PingError::TimezoneTwice {
+                schedule: self.schedule.clone(),
+            });
+        }
 
         let (field, data) = match (&self.data, &self.data_base64) {
             (Some(_), Some(_)) => return Err(PingError::DataAndDataBase64),
@@ -209,6 +233,7 @@ impl PingConfig {
             data,
             extensions: self.extensions.clone(),
             missed: self.missed,
+            metrics: Arc::default(),
         })
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use super::clock::{Clock, PRECISE_MARGIN};
 use super::config::{MissedTicks, ValidPing};
+use super::metrics::LATE_AFTER;
 use super::store::{StoreError, TickStore};
 
 /// The CloudEvents `type` of every PingSource event.
@@ -195,9 +196,20 @@ type Agenda = BTreeMap<DateTime<Utc>, Vec<usize>>;
 ///   ticks inside the window fire immediately, in order, each with its scheduled `time`. A
 ///   source that never fired has nothing to catch up and starts after now.
 ///
+/// Ticks passed over this way are counted in the source's [`PingMetrics`](super::PingMetrics)
+/// as skipped, and logged in one line per source: how many, the first of them and the instant
+/// through which they were skipped.
+///
+/// An `@every` schedule starts a new series of intervals at start-up under
+/// [`MissedTicks::Skip`], as robfig/cron does: its first tick is one interval after start. Under
+/// [`MissedTicks::CatchUp`] it continues the series of the last fired tick instead: that series'
+/// missed ticks inside the window fire, and the interval keeps its phase.
+///
 /// While running, every tick fires, in order: a refused tick is sent again (same id) with
 /// backoff from 100 ms doubling to 10 s, and ticks that came due meanwhile fire right after it
-/// (the missed-tick policy is about downtime, not about a briefly unavailable broker).
+/// (the missed-tick policy is about downtime, not about a briefly unavailable broker). Fired,
+/// late (accepted more than [`LATE_AFTER`](super::LATE_AFTER) after the tick's instant) and
+/// retried ticks are counted too.
 ///
 /// # Exactly once, and its edge
 /// A tick is recorded only after the sink accepted it, with one group-committed store write per
@@ -233,9 +245,12 @@ pub async fn run_many<S: PingBatchSink>(
                 let oldest = now
                     .checked_sub_signed(window)
                     .unwrap_or(DateTime::<Utc>::MIN_UTC);
-                last.max(oldest)
+                ping.schedule.resume(last, oldest)
             }
         };
+        if let Some(last) = last_fired {
+            report_skipped(&ping, last, cursor);
+        }
         let source = ping.source();
         let key = super::store::key(&ping.namespace, &ping.name);
         tracing::debug!(%source, schedule = ping.schedule.expression(), zone = %ping.schedule.zone(),
@@ -278,6 +293,30 @@ pub async fn run_many<S: PingBatchSink>(
     // Batches under way hold ticks a sink may already have accepted: let them be recorded.
     while batches.next().await.is_some() {}
     Ok(())
+}
+
+/// Counts and logs the ticks after `last` up to `cursor`, which the source will not fire.
+fn report_skipped(ping: &ValidPing, last: DateTime<Utc>, cursor: DateTime<Utc>) {
+    let skipped = ping.schedule.count_between(last, cursor);
+    if skipped == 0 {
+        return;
+    }
+    ping.metrics.count_skipped(skipped);
+    let first = ping.schedule.next_after(last).unwrap_or(cursor);
+    let why = match ping.missed {
+        MissedTicks::Skip => "came due while Ember was not running (missed-tick policy: skip)",
+        MissedTicks::CatchUp { .. } => {
+            "came due while Ember was not running, before the catch-up window"
+        }
+    };
+    tracing::warn!(
+        source = %format_args!("{}/{}", ping.namespace, ping.name),
+        skipped,
+        first = %first,
+        through = %cursor,
+        last_fired = %last,
+        "pingsource skipped {skipped} ticks that {why}"
+    );
 }
 
 /// Sleeps until the wall clock reads `at` (forever when there is no `at`).
@@ -425,11 +464,16 @@ fn settle<S: PingBatchSink>(
         let (stage, error) = match outcome {
             Outcome::Recorded => {
                 tracing::debug!(source = %entry.source, %tick, "tick fired");
+                let late = (now - tick)
+                    .to_std()
+                    .is_ok_and(|behind| behind > LATE_AFTER);
+                entry.ping.metrics.count_fired(late);
                 entry.cursor = tick;
                 schedule_next(entry, id, &sinks[entry.sink], agenda);
                 continue;
             }
             Outcome::SendFailed(prepared, error) => {
+                entry.ping.metrics.count_retry();
                 entry.next = Next::Send(tick, prepared);
                 ("send", error)
             }
