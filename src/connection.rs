@@ -13,16 +13,18 @@
 //! hyper's) so that a client rarely sends a request on a connection Ember is closing.
 //!
 //! How: the connection's I/O notes when the first byte of a request arrives, the service notes
-//! when a request's headers are complete and when its answer is ready, and one timer per
-//! connection — re-armed only when it fires — closes it when its current phase has lasted too
-//! long. Request bodies carry their own deadline ([`TimedBody`]), checked only when the body is
-//! not already buffered, so the common case costs no timer.
+//! when a request's headers are complete and when its answer is ready — a counter and an atomic
+//! store each, no clock read — and one timer per connection, ticking at a quarter of the
+//! shorter timeout, closes the connection once its phase has stayed unchanged for longer than
+//! the phase's timeout (so a timeout fires up to a quarter of the shorter timeout late). Request
+//! bodies carry their own timer ([`TimedBody`]), set only when the body has not already
+//! arrived with the headers, so the common case costs none.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -118,43 +120,70 @@ pub static STATS: ConnectionStats = ConnectionStats {
 };
 
 /// Where a connection is in its request cycle.
-const READING_HEADERS: u8 = 0;
-const IN_REQUEST: u8 = 1;
-const IDLE: u8 = 2;
+const READING_HEADERS: u64 = 0;
+const IN_REQUEST: u64 = 1;
+const IDLE: u64 = 2;
+const DONE: u64 = 3;
 
-/// What the I/O, the service and the timer share for one connection.
+/// What the I/O, the service and the timer share for one connection: the current phase in the
+/// low two bits and, above them, how many times the phase changed. No clock is read on the
+/// request path; the timer notices how long a phase has lasted by seeing it unchanged.
 #[derive(Debug)]
-struct Phase {
-    start: Instant,
-    phase: AtomicU8,
-    /// When the phase began, in milliseconds after `start`.
-    since_ms: AtomicU64,
-}
+struct Phase(AtomicU64);
 
 impl Phase {
     fn new() -> Self {
+        Self(AtomicU64::new(READING_HEADERS))
+    }
+
+    fn enter(&self, phase: u64) {
+        // One writer: the connection's task drives its I/O and its service (the watchdog reads).
+        let changes = (self.0.load(Ordering::Relaxed) >> 2) + 1;
+        self.0.store(changes << 2 | phase, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// How long a connection has been in its phase, as the timer sees it.
+struct Watchdog {
+    limits: ConnectionLimits,
+    /// How often the timer looks: a quarter of the shorter timeout, so a timeout fires at most
+    /// a quarter late.
+    tick: Duration,
+    seen: u64,
+    unchanged_for: Duration,
+}
+
+impl Watchdog {
+    fn new(limits: ConnectionLimits) -> Self {
         Self {
-            start: Instant::now(),
-            phase: AtomicU8::new(READING_HEADERS),
-            since_ms: AtomicU64::new(0),
+            limits,
+            tick: (limits.header_read_timeout.min(limits.idle_timeout) / 4)
+                .max(Duration::from_millis(1)),
+            seen: READING_HEADERS,
+            unchanged_for: Duration::ZERO,
         }
     }
 
-    fn enter(&self, phase: u8) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.since_ms.store(ms, Ordering::Relaxed);
-        self.phase.store(phase, Ordering::Release);
-    }
-
-    /// When the current phase must end, or `None` while a request is being handled.
-    fn deadline(&self, limits: &ConnectionLimits) -> Option<(Instant, u8)> {
-        let phase = self.phase.load(Ordering::Acquire);
-        let since = self.start + Duration::from_millis(self.since_ms.load(Ordering::Relaxed));
-        match phase {
-            READING_HEADERS => Some((since + limits.header_read_timeout, phase)),
-            IDLE => Some((since + limits.idle_timeout, phase)),
-            _ => None,
+    /// Called every tick: the phase that has outlasted its timeout, if any.
+    fn expired(&mut self, now: u64) -> Option<u64> {
+        if now == self.seen {
+            self.unchanged_for += self.tick;
+        } else {
+            // The phase began somewhere in the last tick: count from now (at most a tick late).
+            self.seen = now;
+            self.unchanged_for = Duration::ZERO;
         }
+        let phase = now & 3;
+        let limit = match phase {
+            READING_HEADERS => self.limits.header_read_timeout,
+            IDLE => self.limits.idle_timeout,
+            _ => return None,
+        };
+        (self.unchanged_for >= limit).then_some(phase)
     }
 }
 
@@ -172,7 +201,7 @@ impl AsyncRead for Watched {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
-        if buf.filled().len() > before && self.phase.phase.load(Ordering::Relaxed) == IDLE {
+        if buf.filled().len() > before && self.phase.get() & 3 == IDLE {
             self.phase.enter(READING_HEADERS);
         }
         Poll::Ready(Ok(()))
@@ -209,21 +238,22 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// A request body that must arrive by a deadline; past it, reading fails with [`BodyTimeout`].
+/// A request body that must arrive within a time; past it, reading fails with [`BodyTimeout`].
+/// The time counts from when the body is first found not yet arrived — in the common case the
+/// body came with the headers and no timer is ever set.
 #[derive(Debug)]
 pub struct TimedBody {
     inner: Incoming,
-    deadline: Instant,
-    /// Armed only once the body is not already buffered.
+    timeout: Duration,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl TimedBody {
-    /// `inner`, due by `deadline`.
-    pub fn new(inner: Incoming, deadline: Instant) -> Self {
+    /// `inner`, due within `timeout`.
+    pub fn new(inner: Incoming, timeout: Duration) -> Self {
         Self {
             inner,
-            deadline,
+            timeout,
             timer: None,
         }
     }
@@ -248,10 +278,10 @@ impl Body for TimedBody {
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        let deadline = this.deadline;
+        let timeout = this.timeout;
         let timer = this
             .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 STATS.body_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -270,7 +300,7 @@ impl Body for TimedBody {
     }
 }
 
-/// Wraps the listener's service: marks the request phases and gives bodies their deadline.
+/// Wraps the listener's service: marks the request phases and gives bodies their timeout.
 #[derive(Clone)]
 struct Phased<S> {
     inner: S,
@@ -280,38 +310,57 @@ struct Phased<S> {
 
 impl<S, R> Service<http::Request<Incoming>> for Phased<S>
 where
-    S: Service<http::Request<TimedBody>, Response = R> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Service<http::Request<TimedBody>, Response = R>,
 {
     type Response = R;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<R, S::Error>> + Send>>;
+    type Future = Answered<S::Future>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         self.phase.enter(IN_REQUEST);
-        let deadline = Instant::now() + self.body_read_timeout;
-        let req = req.map(|body| TimedBody::new(body, deadline));
-        let answer = self.inner.call(req);
-        let phase = self.phase.clone();
-        Box::pin(async move {
-            let response = answer.await;
-            phase.enter(IDLE);
-            response
-        })
+        let timeout = self.body_read_timeout;
+        let answer = self
+            .inner
+            .call(req.map(|body| TimedBody::new(body, timeout)));
+        Answered {
+            answer,
+            phase: self.phase.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer; the connection turns idle when it is ready.
+    pub struct Answered<F> {
+        #[pin]
+        answer: F,
+        phase: Arc<Phase>,
+    }
+}
+
+impl<F: Future> Future for Answered<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = ready!(this.answer.poll(cx));
+        this.phase.enter(IDLE);
+        Poll::Ready(out)
     }
 }
 
 /// Serves one accepted connection with `service` under `limits` until the client closes it, a
-/// timeout closes it, or `shutdown` resolves (in-progress requests finish; idle connections
-/// close at once).
-pub fn serve<S, B>(
+/// timeout closes it, or `graceful` shuts down (in-progress requests finish; idle connections
+/// close at once). Two tasks: the connection, and a watchdog that wakes once a tick and aborts
+/// the connection when its phase has outlasted its timeout, so the request path never polls a
+/// timer. `permit` (the connection cap's) is held until the connection ends.
+pub fn spawn<S, B>(
     stream: TcpStream,
     limits: ConnectionLimits,
     service: S,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
-) -> impl Future<Output = ()> + Send + 'static
-where
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
     S: Service<http::Request<TimedBody>, Response = http::Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
@@ -334,28 +383,33 @@ where
     let mut http = hyper::server::conn::http1::Builder::new();
     http.keep_alive(true);
     let conn = graceful.watch(http.serve_connection(io, service));
-    async move {
-        tokio::pin!(conn);
-        let first_check = limits.header_read_timeout.min(limits.idle_timeout);
-        let timer = tokio::time::sleep(first_check);
-        tokio::pin!(timer);
+    let ended = phase.clone();
+    let connection = tokio::spawn(async move {
+        let _ = conn.await;
+        ended.enter(DONE);
+        drop(permit);
+    });
+    tokio::spawn(async move {
+        let mut watchdog = Watchdog::new(limits);
+        let mut ticks = tokio::time::interval_at(Instant::now() + watchdog.tick, watchdog.tick);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = &mut conn => return,
-                () = &mut timer => {
-                    let now = Instant::now();
-                    match phase.deadline(&limits) {
-                        Some((deadline, state)) if deadline <= now => {
-                            let counter = if state == IDLE { &STATS.idle_closed } else { &STATS.header_timeouts };
-                            counter.fetch_add(1, Ordering::Relaxed);
-                            // Dropping the connection closes the socket.
-                            return;
-                        }
-                        Some((deadline, _)) => timer.as_mut().reset(deadline),
-                        None => timer.as_mut().reset(now + first_check),
-                    }
-                }
+            ticks.tick().await;
+            let now = phase.get();
+            if now & 3 == DONE {
+                return;
+            }
+            if let Some(expired) = watchdog.expired(now) {
+                let counter = if expired == IDLE {
+                    &STATS.idle_closed
+                } else {
+                    &STATS.header_timeouts
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                // Dropping the connection's future closes the socket and frees its permit.
+                connection.abort();
+                return;
             }
         }
-    }
+    });
 }

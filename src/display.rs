@@ -119,10 +119,6 @@ pub async fn run(args: DisplayArgs, style: Style) -> anyhow::Result<()> {
         };
         let service =
             service_fn(move |req| async move { Ok::<_, Infallible>(answer(req, style).await) });
-        let conn = connection::serve(stream, limits, service, &graceful);
-        tokio::spawn(async move {
-            conn.await;
-            drop(permit);
-        });
+        connection::spawn(stream, limits, service, &graceful, permit);
     }
 }

@@ -157,11 +157,7 @@ pub async fn serve(
             let router = router.clone();
             async move { Ok::<_, Infallible>(router.route(req).await) }
         });
-        let conn = connection::serve(stream, limits, service, &graceful);
-        tokio::spawn(async move {
-            conn.await;
-            drop(permit);
-        });
+        connection::spawn(stream, limits, service, &graceful, permit);
     }
     drop(listener);
     router.set_ready(false);

@@ -67,6 +67,10 @@ pub fn validate(event: &CloudEvent) -> Result<SpecVersion, EventError> {
         };
         check_attribute(version, name, attr)?;
     }
+    // Most events are far below the limit: an upper bound that needs no formatting decides.
+    if header_bytes_upper_bound(event) <= MAX_HEADER_BYTES {
+        return Ok(version);
+    }
     let bytes = binary_header_bytes(event);
     if bytes > MAX_HEADER_BYTES {
         return Err(EventError::HeadersTooLarge {
@@ -302,6 +306,28 @@ pub fn binary_header_bytes(event: &CloudEvent) -> usize {
     total
 }
 
+/// At least [`binary_header_bytes`], computed without formatting any value: every string byte
+/// counted as percent-encoded, other values at their longest canonical form.
+fn header_bytes_upper_bound(event: &CloudEvent) -> usize {
+    const LINE: usize = 3 + 2 + 2;
+    let strings =
+        event.spec_version.len() + event.id.len() + event.source.len() + event.r#type.len();
+    let mut total = 4 * LINE + 11 + 2 + 6 + 4 + 3 * strings;
+    for (name, value) in &event.attributes {
+        let longest = match &value.attr {
+            None => 0,
+            Some(Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s)) => 3 * s.len(),
+            Some(Attr::CeBoolean(_)) => 5,
+            Some(Attr::CeInteger(_)) => 11,
+            // "-0001-01-01T00:00:00.000000000Z" at most, and within limits 30 characters.
+            Some(Attr::CeTimestamp(_)) => 3 * 32,
+            Some(Attr::CeBytes(b)) => 3 * (b.len().div_ceil(3) * 4),
+        };
+        total += LINE + name.len() + longest;
+    }
+    total
+}
+
 /// The length of a value once percent-encoded for a header.
 fn encoded_len(value: &str) -> usize {
     value
@@ -454,6 +480,37 @@ mod tests {
         assert!(refused(&with("sp", Attr::CeString(spaces))).contains("bytes"));
         let fits = "a".repeat(MAX_HEADER_BYTES - 200);
         assert!(validate(&with("fits", Attr::CeString(fits))).is_ok());
+    }
+
+    #[test]
+    fn the_upper_bound_is_an_upper_bound() {
+        let mut e = with(
+            "datacontenttype",
+            Attr::CeString("text/plain; charset=utf-8".into()),
+        );
+        e.attributes.insert("ext".into(), string_value("a b%\"€"));
+        e.attributes.insert(
+            "n".into(),
+            AttributeValue {
+                attr: Some(Attr::CeInteger(i32::MIN)),
+            },
+        );
+        e.attributes.insert(
+            "b".into(),
+            AttributeValue {
+                attr: Some(Attr::CeBytes(vec![1; 10].into())),
+            },
+        );
+        e.attributes.insert(
+            "time".into(),
+            AttributeValue {
+                attr: Some(Attr::CeTimestamp(prost_types::Timestamp {
+                    seconds: MIN_SECONDS,
+                    nanos: 123_456_789,
+                })),
+            },
+        );
+        assert!(header_bytes_upper_bound(&e) >= binary_header_bytes(&e));
     }
 
     #[test]
