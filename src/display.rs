@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
-use ember_broker::event::{self, CloudEvent, CloudEventExt};
-use ember_broker::{http_binding, json_format};
+use ember_event::{self as event, CloudEvent, CloudEventExt};
+use ember_event::{http_binding, json_format};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::service::service_fn;

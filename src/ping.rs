@@ -13,9 +13,9 @@ use ember_api::config::Located;
 use ember_api::sources::PingSource;
 use ember_broker::broker::Broker;
 use ember_broker::dispatch::HttpClient;
-use ember_broker::event::Prestamped;
-use ember_broker::event::{self, CloudEvent, Data};
 use ember_broker::log::AppendError;
+use ember_event::Prestamped;
+use ember_event::{self as event, CloudEvent, Data};
 use ember_sources::ping::{
     MissedTicks, PingBatchSink, PingConfig, PingEvent, PingMetrics, SinkError,
 };

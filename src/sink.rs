@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ember_broker::broker::Broker;
 use ember_broker::dispatch::{DeliveryFormat, HttpClient, build_request};
-use ember_broker::event::{self, CloudEvent, CloudEventExt};
 use ember_broker::log::AppendError;
+use ember_event::{self as event, CloudEvent, CloudEventExt};
 use http::Uri;
 
 /// Why a broker refused a source's events while its disk budget is used up (as the ingress

@@ -27,9 +27,9 @@ use ember_api::sources::webhook::{
 use ember_api::{ConfigError, ConfigErrors, FieldError, FieldPath};
 use ember_broker::broker::Broker;
 use ember_broker::dispatch::HttpClient;
-use ember_broker::event::{self, CloudEvent, Data};
-use ember_broker::http_binding;
 use ember_broker::ingress::error_response;
+use ember_event::http_binding;
+use ember_event::{self as event, CloudEvent, Data};
 use ember_sources::LogThrottle;
 use ember_sources::webhook::{
     DEFAULT_DEDUP_CAPACITY, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, DedupWindow, HmacAlgorithm,

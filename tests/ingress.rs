@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::subscriber::Subscriber;
 use common::{TestEmber, binary_event, eventually, post, request};
-use ember_broker::event::{Attr, AttributeValue, CloudEvent, proto::CloudEventBatch};
+use ember_event::{Attr, AttributeValue, CloudEvent, proto::CloudEventBatch};
 use http::{Method, StatusCode};
 use prost::Message;
 
@@ -160,7 +160,7 @@ async fn structured_protobuf_event_is_accepted() {
         source: "/proto".into(),
         spec_version: "1.0".into(),
         r#type: "com.example.proto".into(),
-        data: Some(ember_broker::event::Data::TextData("hi".into())),
+        data: Some(ember_event::Data::TextData("hi".into())),
         ..Default::default()
     };
     let r = post(

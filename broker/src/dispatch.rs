@@ -30,12 +30,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::event::{self, CloudEvent, CloudEventExt};
 use crate::fanout::{AttachRequest, Handoff, LaneState, READ_BATCH_BYTES, READ_BATCH_RECORDS};
-use crate::http_binding;
 use crate::log::{EventLog, LogReader};
 use crate::retry::{DeliveryPolicy, is_retryable_status};
 use crate::throttle::LogThrottle;
+use ember_event::http_binding;
+use ember_event::{self as event, CloudEvent, CloudEventExt};
 
 /// The HTTP client deliveries go through (keep-alive connection pool shared by all triggers).
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -367,7 +367,6 @@ async fn append_reply(
     mut reply: CloudEvent,
     stats: &DispatchStats,
 ) {
-    use ember_triggers::EventAttributes;
     let ttl = original
         .attribute(event::BROKER_TTL)
         .and_then(|t| t.parse::<i32>().ok())
@@ -461,7 +460,6 @@ struct Done {
 
 /// The CloudEvents `partitionkey` extension; events without one share the key `""`.
 fn partition_key(event: &CloudEvent) -> String {
-    use ember_triggers::EventAttributes;
     event
         .attribute("partitionkey")
         .map(|k| k.into_owned())
@@ -1022,7 +1020,6 @@ mod tests {
             reason: "boom".into(),
         };
         let dead = dead_letter_event(&event, &subscriber, &failure);
-        use ember_triggers::EventAttributes;
         assert_eq!(
             dead.attribute("knativeerrordest").as_deref(),
             Some("http://127.0.0.1:9/sub")

@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::event::{self, CloudEvent};
 use crate::index::Index;
 use crate::log::{EventLog, LogReader};
+use ember_event::{self as event, CloudEvent};
 
 /// An event handed to a trigger: its offset and the decoded event (shared by every trigger
 /// that wants it).

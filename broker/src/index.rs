@@ -6,7 +6,7 @@
 
 use ember_triggers::{TriggerFilter, TriggerIndex};
 
-use crate::event::CloudEvent;
+use ember_event::CloudEvent;
 
 /// Trigger filters of one broker, queried once per event by the fan-out.
 pub struct Index {

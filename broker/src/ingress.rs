@@ -14,9 +14,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 
 use crate::broker::Broker;
-use crate::event::{self, CloudEventExt};
-use crate::http_binding::{self, DecodeError};
 use crate::log::AppendError;
+use ember_event::http_binding::{self, DecodeError};
+use ember_event::{self as event, CloudEventExt};
 
 /// Seconds a client is asked to wait when the broker is saturated.
 pub const RETRY_AFTER_SECS: &str = "1";

@@ -11,12 +11,9 @@
 pub mod broker;
 pub mod cursor;
 pub mod dispatch;
-pub mod event;
 pub mod fanout;
-pub mod http_binding;
 pub mod index;
 pub mod ingress;
-pub mod json_format;
 pub mod log;
 pub mod retry;
 pub mod throttle;

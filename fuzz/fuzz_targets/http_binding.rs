@@ -6,8 +6,8 @@
 #![no_main]
 
 use bytes::Bytes;
-use ember_broker::event::{self, CloudEventExt};
-use ember_broker::{http_binding, json_format};
+use ember_event::{self as event, CloudEventExt};
+use ember_event::{http_binding, json_format};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
 

@@ -80,3 +80,20 @@ pub trait EventAttributes {
         self.attribute(name).map(AttributeValue::String)
     }
 }
+
+/// The CloudEvent as Ember stores it (the protobuf form): attributes are read in place, without
+/// copying strings; booleans and integers keep their type for CESQL.
+impl EventAttributes for ember_event::CloudEvent {
+    fn attribute(&self, name: &str) -> Option<Cow<'_, str>> {
+        ember_event::CloudEventExt::attribute(self, name)
+    }
+
+    fn typed_attribute(&self, name: &str) -> Option<AttributeValue<'_>> {
+        use ember_event::Attr;
+        match self.attributes.get(name).and_then(|v| v.attr.as_ref()) {
+            Some(Attr::CeBoolean(b)) => Some(AttributeValue::Boolean(*b)),
+            Some(Attr::CeInteger(i)) => Some(AttributeValue::Integer(*i)),
+            _ => EventAttributes::attribute(self, name).map(AttributeValue::String),
+        }
+    }
+}

@@ -345,7 +345,7 @@ fn encoded_len(value: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{AttributeValue, string_value};
+    use crate::{AttributeValue, string_value};
 
     fn event() -> CloudEvent {
         CloudEvent {

@@ -23,6 +23,8 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/io.cloudevents.v1.rs"));
 }
 
+pub mod http_binding;
+pub mod json_format;
 mod validate;
 
 pub use validate::{
@@ -374,33 +376,6 @@ pub fn arrival_entry(arrival_time: &str) -> Vec<u8> {
     prost::Message::encode_to_vec(&stamp)
 }
 
-/// An event together with its stored bytes' attribute view: implements the filters' attribute
-/// access over the protobuf form without copying strings.
-impl ember_triggers::EventAttributes for CloudEvent {
-    fn attribute(&self, name: &str) -> Option<Cow<'_, str>> {
-        match name {
-            "id" => Some(Cow::Borrowed(&self.id)),
-            "source" => Some(Cow::Borrowed(&self.source)),
-            "specversion" => Some(Cow::Borrowed(&self.spec_version)),
-            "type" => Some(Cow::Borrowed(&self.r#type)),
-            _ => self
-                .attributes
-                .get(name)
-                .and_then(|v| v.attr.as_ref())
-                .map(canonical_string),
-        }
-    }
-
-    fn typed_attribute(&self, name: &str) -> Option<ember_triggers::AttributeValue<'_>> {
-        use ember_triggers::AttributeValue as V;
-        match self.attributes.get(name).and_then(|v| v.attr.as_ref()) {
-            Some(Attr::CeBoolean(b)) => Some(V::Boolean(*b)),
-            Some(Attr::CeInteger(i)) => Some(V::Integer(*i)),
-            _ => self.attribute(name).map(V::String),
-        }
-    }
-}
-
 /// Extension helpers on the generated type.
 pub trait CloudEventExt {
     /// The spec version, if it is one Ember accepts.
@@ -413,6 +388,9 @@ pub trait CloudEventExt {
     fn data_bytes(&self) -> Option<Bytes>;
     /// Encodes the event in the protobuf format.
     fn encode_to_bytes(&self) -> Bytes;
+    /// An attribute's canonical string form, the required ones included; borrowed where the
+    /// event holds it as a string.
+    fn attribute(&self, name: &str) -> Option<Cow<'_, str>>;
 }
 
 impl CloudEventExt for CloudEvent {
@@ -447,6 +425,20 @@ impl CloudEventExt for CloudEvent {
     fn encode_to_bytes(&self) -> Bytes {
         Bytes::from(prost::Message::encode_to_vec(self))
     }
+
+    fn attribute(&self, name: &str) -> Option<Cow<'_, str>> {
+        match name {
+            "id" => Some(Cow::Borrowed(&self.id)),
+            "source" => Some(Cow::Borrowed(&self.source)),
+            "specversion" => Some(Cow::Borrowed(&self.spec_version)),
+            "type" => Some(Cow::Borrowed(&self.r#type)),
+            _ => self
+                .attributes
+                .get(name)
+                .and_then(|v| v.attr.as_ref())
+                .map(canonical_string),
+        }
+    }
 }
 
 /// Decodes an event stored in the protobuf format.
@@ -465,7 +457,6 @@ pub fn attribute_map() -> BTreeMap<String, AttributeValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ember_triggers::EventAttributes;
 
     #[test]
     fn a_prestamped_record_decodes_as_the_event_stamped_at_ingress() {

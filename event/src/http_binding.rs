@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::event::{self, CloudEvent, CloudEventExt, Data, EventError, SpecVersion};
 use crate::json_format;
+use crate::{CloudEvent, CloudEventExt, Data, EventError, SpecVersion};
 
 /// Media type of the structured JSON format.
 pub const JSON_FORMAT: &str = "application/cloudevents+json";
@@ -98,14 +98,14 @@ pub fn decode_request(headers: &HeaderMap, body: Bytes) -> Result<Vec<CloudEvent
         ContentMode::StructuredJson => Ok(vec![json_format::decode_event(&body)?]),
         ContentMode::BatchJson => Ok(json_format::decode_batch(&body)?),
         ContentMode::StructuredProtobuf => {
-            let mut e = event::decode(&body)?;
-            event::normalize_protobuf(&mut e)?;
-            event::validate(&e)?;
+            let mut e = crate::decode(&body)?;
+            crate::normalize_protobuf(&mut e)?;
+            crate::validate(&e)?;
             Ok(vec![e])
         }
         ContentMode::BatchProtobuf => {
             let batch =
-                <event::proto::CloudEventBatch as prost::Message>::decode(body).map_err(|e| {
+                <crate::proto::CloudEventBatch as prost::Message>::decode(body).map_err(|e| {
                     EventError::Malformed {
                         format: "protobuf batch",
                         reason: e.to_string(),
@@ -113,8 +113,8 @@ pub fn decode_request(headers: &HeaderMap, body: Bytes) -> Result<Vec<CloudEvent
                 })?;
             let mut events = batch.events;
             for e in &mut events {
-                event::normalize_protobuf(e)?;
-                event::validate(e)?;
+                crate::normalize_protobuf(e)?;
+                crate::validate(e)?;
             }
             Ok(events)
         }
@@ -206,7 +206,7 @@ pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, Dec
     let version = SpecVersion::parse(&spec_version)?;
     let mut event = CloudEvent {
         spec_version,
-        attributes: event::attribute_map(),
+        attributes: crate::attribute_map(),
         ..Default::default()
     };
     // A header's values are yielded one after another: a repeat follows its first.
@@ -234,7 +234,7 @@ pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, Dec
             }
             _ => {}
         }
-        if !event::is_valid_attribute_name(attr) {
+        if !crate::is_valid_attribute_name(attr) {
             return Err(EventError::AttributeName(attr.to_owned()).into());
         }
         let value = decode_header_value(name.as_str(), value)?;
@@ -243,7 +243,7 @@ pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, Dec
             "source" => event.source = value,
             "type" => event.r#type = value,
             _ => {
-                let typed = event::typed_from_string(version, attr, value)?;
+                let typed = crate::typed_from_string(version, attr, value)?;
                 event.attributes.insert(attr.to_owned(), typed);
             }
         }
@@ -255,13 +255,13 @@ pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, Dec
         })?;
         event
             .attributes
-            .insert("datacontenttype".to_owned(), event::string_value(ct));
+            .insert("datacontenttype".to_owned(), crate::string_value(ct));
     }
     if !body.is_empty() {
         event.data = Some(Data::BinaryData(body));
     }
-    event::decode_content_encoding(&mut event, version)?;
-    event::validate(&event)?;
+    crate::decode_content_encoding(&mut event, version)?;
+    crate::validate(&event)?;
     Ok(event)
 }
 
@@ -280,7 +280,7 @@ pub fn encode_binary(event: &CloudEvent, headers: &mut HeaderMap) -> Bytes {
     headers.insert("ce-type", encode_header_value(&event.r#type));
     for (name, value) in &event.attributes {
         let Some(attr) = &value.attr else { continue };
-        let text = event::canonical_string(attr);
+        let text = crate::canonical_string(attr);
         if name == "datacontenttype" {
             // Content-Type carries datacontenttype as it is (validated at ingress as an RFC
             // 2046 media type); only `ce-` headers are percent-encoded.
@@ -315,7 +315,7 @@ pub fn encode_structured_json(event: &CloudEvent, headers: &mut HeaderMap) -> By
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ember_triggers::EventAttributes;
+    use crate::CloudEventExt;
 
     fn binary_headers(extra: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -12,9 +12,7 @@ use bytes::Bytes;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::event::{
-    self, Attr, AttributeValue, CloudEvent, CloudEventExt, Data, EventError, SpecVersion,
-};
+use crate::{Attr, AttributeValue, CloudEvent, CloudEventExt, Data, EventError, SpecVersion};
 
 fn malformed(format: &'static str, reason: impl Into<String>) -> EventError {
     EventError::Malformed {
@@ -29,7 +27,7 @@ fn malformed(format: &'static str, reason: impl Into<String>) -> EventError {
 struct Members(Vec<(String, Value)>);
 
 /// Members an event object may have: every attribute Ember accepts, plus `data`/`data_base64`.
-const MAX_MEMBERS: usize = event::MAX_ATTRIBUTES + 2;
+const MAX_MEMBERS: usize = crate::MAX_ATTRIBUTES + 2;
 
 impl<'de> Deserialize<'de> for Members {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -74,7 +72,7 @@ impl<'de> Visitor<'de> for ElementVisitor {
             if members.len() == MAX_MEMBERS {
                 return Err(de::Error::custom(format!(
                     "more than {MAX_MEMBERS} members: an event has at most {} attributes",
-                    event::MAX_ATTRIBUTES
+                    crate::MAX_ATTRIBUTES
                 )));
             }
             let value = map.next_value::<Value>()?;
@@ -196,7 +194,7 @@ fn required(members: &mut Vec<(String, Value)>, name: &'static str) -> Result<St
     match take(members, name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(Value::String(_)) | Some(Value::Null) | None => Err(EventError::Missing(name)),
-        Some(_) => Err(event::EventError::AttributeValue {
+        Some(_) => Err(crate::EventError::AttributeValue {
             name: name.to_owned(),
             reason: "must be a string".to_owned(),
         }),
@@ -216,9 +214,9 @@ fn from_members(Members(mut map): Members) -> Result<CloudEvent, EventError> {
     let data = take(&mut map, "data");
     let data_base64 = take(&mut map, "data_base64");
 
-    let mut attributes = event::attribute_map();
+    let mut attributes = crate::attribute_map();
     for (name, value) in map {
-        if !event::is_valid_attribute_name(&name) {
+        if !crate::is_valid_attribute_name(&name) {
             return Err(EventError::AttributeName(name));
         }
         let attr = match value {
@@ -234,7 +232,7 @@ fn from_members(Members(mut map): Members) -> Result<CloudEvent, EventError> {
                     })?;
                 Attr::CeInteger(i)
             }
-            Value::String(s) => match event::typed_from_string(version, &name, s)?.attr {
+            Value::String(s) => match crate::typed_from_string(version, &name, s)?.attr {
                 Some(a) => a,
                 None => continue,
             },
@@ -283,10 +281,10 @@ fn from_members(Members(mut map): Members) -> Result<CloudEvent, EventError> {
     if matches!(event.data, Some(Data::TextData(_))) && event.data_content_type().is_none() {
         event.attributes.insert(
             "datacontenttype".to_owned(),
-            event::string_value(IMPLIED_CONTENT_TYPE),
+            crate::string_value(IMPLIED_CONTENT_TYPE),
         );
     }
-    event::validate(&event)?;
+    crate::validate(&event)?;
     Ok(event)
 }
 
@@ -343,7 +341,7 @@ pub fn encode_event(event: &CloudEvent) -> Vec<u8> {
                 member_raw(&mut out, name, if *b { b"true" } else { b"false" })
             }
             Some(Attr::CeInteger(i)) => member_raw(&mut out, name, i.to_string().as_bytes()),
-            Some(other) => member_str(&mut out, name, &event::canonical_string(other)),
+            Some(other) => member_str(&mut out, name, &crate::canonical_string(other)),
         }
     }
     let ct = event.data_content_type();
@@ -424,7 +422,7 @@ fn base64_of(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ember_triggers::EventAttributes;
+    use crate::CloudEventExt;
 
     #[test]
     fn parses_typed_extensions_and_json_data() {
