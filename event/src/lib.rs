@@ -1,6 +1,16 @@
-//! The CloudEvent as Ember stores it: the official protobuf format (`cloudevents.proto`).
+//! `ember-event`: the CloudEvent as Ember keeps it, and everything that turns bytes into events
+//! and events into bytes — validation ([`validate`]), the HTTP binding ([`http_binding`]), the
+//! JSON format ([`json_format`]) and the protobuf format (this module, generated from
+//! `cloudevents.proto`) — plus the contract between sources and destinations ([`sink`]). The
+//! Kafka and AMQP bindings belong here too.
 //!
-//! Every event that enters a broker is validated here once, then kept in the protobuf encoding
+//! Owns: the event model and its rules. Never does: I/O, networking, or anything about brokers,
+//! triggers or sources beyond the [`sink::EventSink`] trait they meet through. Every other crate
+//! may depend on it; it depends on none of them.
+//!
+//! # The stored form
+//!
+//! The event is the official protobuf format (`cloudevents.proto`). Every event that enters a broker is validated here once, then kept in the protobuf encoding
 //! from ingress to the log to delivery, so no format conversion happens on the hot path beyond
 //! the HTTP binding itself. Required attributes are fields; optional attributes and extensions
 //! live in the `attributes` map with their CloudEvents type (`time` as a timestamp, `dataschema`
@@ -25,6 +35,7 @@ pub mod proto {
 
 pub mod http_binding;
 pub mod json_format;
+pub mod sink;
 mod validate;
 
 pub use validate::{
