@@ -72,7 +72,7 @@ impl Collector for Brokers {
                 let end = b.end_offset();
                 b.trigger_states()
                     .into_iter()
-                    .map(move |(name, stats, position)| (b.name(), name, stats, position, end))
+                    .map(move |t| (b.name(), t, end))
             })
         };
         family(
@@ -80,9 +80,19 @@ impl Collector for Brokers {
             "ember_trigger_backlog_events",
             "Offsets between the trigger's position and the end of the log (events not yet finished, matching or not).",
             MetricType::Gauge,
-            triggers().map(|(b, t, _, p, end)| {
-                (vec![("broker", b), ("trigger", t)], end.saturating_sub(p))
+            triggers().map(|(b, t, end)| {
+                (
+                    vec![("broker", b), ("trigger", t.name)],
+                    end.saturating_sub(t.position),
+                )
             }),
+        )?;
+        family(
+            &mut encoder,
+            "ember_trigger_pending_events",
+            "Events the trigger matched and has not yet finished (delivered, dead-lettered or dropped): what waits for its subscriber.",
+            MetricType::Gauge,
+            triggers().map(|(b, t, _)| (vec![("broker", b), ("trigger", t.name)], t.pending)),
         )?;
         let counters: [Counter; 7] = [
             (
@@ -127,7 +137,8 @@ impl Collector for Brokers {
                 name,
                 help,
                 MetricType::Counter,
-                triggers().map(|(b, t, s, _, _)| (vec![("broker", b), ("trigger", t)], read(s))),
+                triggers()
+                    .map(|(b, t, _)| (vec![("broker", b), ("trigger", t.name)], read(t.stats))),
             )?;
         }
         Ok(())

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use ember_api::config::Located;
 use ember_api::sources::PingSource;
 use ember_broker::broker::Broker;
-use ember_broker::dispatch::HttpClient;
+use ember_broker::delivery::HttpClient;
 use ember_broker::log::AppendError;
 use ember_event::Prestamped;
 use ember_event::{self as event, CloudEvent, Data};

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ember_broker::broker::Broker;
-use ember_broker::dispatch::http_client;
+use ember_broker::delivery::{BrokerDirectory, http_client};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -122,7 +122,7 @@ impl Ember {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-        let plans = wiring::brokers(config, data_dir, listener.local_addr()?)?;
+        let plans = wiring::brokers(config, data_dir)?;
         let mut brokers = Vec::with_capacity(plans.len());
         for plan in plans {
             let broker =
@@ -134,9 +134,13 @@ impl Ember {
         let addr = listener.local_addr()?;
         let (shutdown, signal) = watch::channel(false);
         let client = http_client();
+        let directory = BrokerDirectory::default();
+        for broker in &brokers {
+            directory.insert(broker.clone());
+        }
         let mut tasks = Vec::new();
         for broker in &brokers {
-            tasks.extend(broker.start(&client, &signal, grace));
+            tasks.extend(broker.start(&client, &directory, &signal, grace));
         }
         // PingSources: their ticks go to a broker of this Ember (appended directly) or a URL.
         let mut ping_metrics = Vec::new();

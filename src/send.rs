@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use ember_broker::dispatch::{DeliveryFormat, build_request, http_client};
+use ember_broker::delivery::{DeliveryFormat, build_request, http_client};
 use ember_event::{self as event, CloudEvent, Data};
 use http::Uri;
 use http_body_util::BodyExt;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ember_broker::broker::Broker;
-use ember_broker::dispatch::{DeliveryFormat, HttpClient, build_request};
+use ember_broker::delivery::{DeliveryFormat, HttpClient, build_request};
 use ember_broker::log::AppendError;
 use ember_event::{self as event, CloudEvent, CloudEventExt};
 use http::Uri;

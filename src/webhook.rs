@@ -26,7 +26,7 @@ use ember_api::sources::webhook::{
 };
 use ember_api::{ConfigError, ConfigErrors, FieldError, FieldPath};
 use ember_broker::broker::Broker;
-use ember_broker::dispatch::HttpClient;
+use ember_broker::delivery::HttpClient;
 use ember_broker::ingress::error_response;
 use ember_event::http_binding;
 use ember_event::{self as event, CloudEvent, Data};

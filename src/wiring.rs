@@ -2,7 +2,6 @@
 //! [`BrokerConfig`] and [`TriggerConfig`]s; delivery settings resolve Trigger over Broker over
 //! Ember's defaults, field by field.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -14,9 +13,10 @@ use ember_api::trigger::Filter as ApiFilter;
 use ember_api::trigger::{DeliveryOrder, Trigger};
 use ember_api::{ConfigError, ConfigErrors, FieldError, FieldPath};
 use ember_broker::broker::BrokerConfig;
-use ember_broker::dispatch::{DeliveryFormat, TriggerConfig};
+use ember_broker::delivery::policy::{BackoffPolicy, DeliveryPolicy};
+use ember_broker::delivery::{DeliveryFormat, Destination as BrokerDestination};
+use ember_broker::dispatch::TriggerConfig;
 use ember_broker::log::Durability;
-use ember_broker::retry::{BackoffPolicy, DeliveryPolicy};
 use ember_triggers::{FilterSpec, TriggerFilter};
 use http::Uri;
 
@@ -174,13 +174,8 @@ pub struct BrokerPlan {
     pub triggers: Vec<TriggerConfig>,
 }
 
-/// Resolves every broker of the configuration. `self_addr` is Ember's own listener: a
-/// destination that refers to a Broker is that broker's ingress there.
-pub fn brokers(
-    config: &Config,
-    data_dir: &Path,
-    self_addr: SocketAddr,
-) -> anyhow::Result<Vec<BrokerPlan>> {
+/// Resolves every broker of the configuration.
+pub fn brokers(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<BrokerPlan>> {
     let mut plans = Vec::with_capacity(config.brokers.len());
     for located in &config.brokers {
         let b = &located.resource;
@@ -192,7 +187,7 @@ pub fn brokers(
         let mut triggers: Vec<TriggerConfig> = Vec::new();
         for t in config.triggers.iter().map(|l| &l.resource) {
             if t.metadata.namespace == namespace && t.spec.broker == b.metadata.name {
-                triggers.push(trigger(t, &broker_delivery, self_addr)?);
+                triggers.push(trigger(t, &broker_delivery)?);
             }
         }
         plans.push(BrokerPlan {
@@ -221,11 +216,7 @@ pub fn brokers(
 /// `ember.dev/subscriber-max-in-flight` one shared semaphore: the smallest limit given.
 fn share_subscriber_limits(triggers: &[ember_api::Located<Trigger>], plans: &mut [BrokerPlan]) {
     use std::collections::HashMap;
-    let authority = |uri: &Uri| {
-        uri.authority()
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_default()
-    };
+    let authority = |d: &ember_broker::delivery::Destination| d.authority().unwrap_or_default();
     let mut limits: HashMap<String, u32> = HashMap::new();
     for plan in plans.iter() {
         for t in &plan.triggers {
@@ -259,41 +250,32 @@ fn share_subscriber_limits(triggers: &[ember_api::Located<Trigger>], plans: &mut
     }
 }
 
-/// The address a destination resolves to: its `uri`, or for a `ref` to a Broker that broker's
-/// ingress on Ember's own listener (events forwarded through it get their TTL decremented,
-/// like any event entering a broker).
+/// What a destination names: its `uri`, or a Broker of this Ember by `ref` (appended to in
+/// process, entering it as through its ingress: TTL decremented, arrival time stamped).
 fn resolve(
     dest: &Destination,
     own_namespace: &str,
-    self_addr: SocketAddr,
     field: &str,
-) -> anyhow::Result<Uri> {
-    let uri = match (&dest.uri, &dest.reference) {
-        (Some(uri), _) => uri.clone(),
-        (None, Some(r)) if r.kind == "Broker" => {
-            let host = match self_addr.ip() {
-                ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
-                ip if ip.is_unspecified() => "[::1]".to_owned(),
-                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-                ip => ip.to_string(),
-            };
-            let ns = r.namespace_or(own_namespace);
-            format!("http://{host}:{}/{ns}/{}", self_addr.port(), r.name)
+) -> anyhow::Result<BrokerDestination> {
+    match (&dest.uri, &dest.reference) {
+        (Some(uri), _) => {
+            if uri.starts_with("https://") {
+                bail!("{field}: not supported yet: https destinations");
+            }
+            let uri: Uri = uri
+                .parse()
+                .with_context(|| format!("{field}: {uri:?} is not a URL"))?;
+            Ok(BrokerDestination::Http(uri))
         }
+        (None, Some(r)) if r.kind == "Broker" => Ok(BrokerDestination::Broker {
+            namespace: r.namespace_or(own_namespace).to_owned(),
+            name: r.name.clone(),
+        }),
         _ => bail!("{field}: only uri destinations and refs to a Broker resolve today"),
-    };
-    if uri.starts_with("https://") {
-        bail!("{field}: not supported yet: https destinations");
     }
-    uri.parse()
-        .with_context(|| format!("{field}: {uri:?} is not a URL"))
 }
 
-fn trigger(
-    t: &Trigger,
-    broker_delivery: &DeliverySpec,
-    self_addr: SocketAddr,
-) -> anyhow::Result<TriggerConfig> {
+fn trigger(t: &Trigger, broker_delivery: &DeliverySpec) -> anyhow::Result<TriggerConfig> {
     let name = &t.metadata.name;
     let settings = t
         .settings()
@@ -303,7 +285,6 @@ fn trigger(
     let subscriber = resolve(
         &t.spec.subscriber,
         ns,
-        self_addr,
         &format!("trigger {name}: spec.subscriber"),
     )?;
     let delivery = t
@@ -338,7 +319,6 @@ fn trigger(
             Some(dls) => Some(resolve(
                 dls,
                 ns,
-                self_addr,
                 &format!("trigger {name}: delivery.deadLetterSink"),
             )?),
             None => None,
@@ -346,7 +326,7 @@ fn trigger(
         subscriber_limit: None,
         retry_after_max: delivery
             .retry_after_max()
-            .unwrap_or(ember_broker::retry::MAX_BACKOFF),
+            .unwrap_or(ember_broker::delivery::policy::MAX_BACKOFF),
         ordered: settings.delivery_order == DeliveryOrder::Ordered,
         max_in_flight: settings.max_in_flight as usize,
     })

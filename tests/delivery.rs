@@ -455,3 +455,128 @@ async fn metrics_count_delivered_and_dropped_events() {
     }
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_events_count_exactly_the_matching_events_that_wait() {
+    let sub = Subscriber::start().await;
+    sub.set_default(Answer::status(503));
+    // Ten in flight: the lane (64) overflows, the trigger is detached and reads the log itself.
+    let ember = TestEmber::start(&format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default}}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
+         metadata: {{name: t, annotations: {{ember.dev/max-in-flight: \"10\"}}}}\n\
+         spec:\n  broker: default\n  filter: {{attributes: {{type: wanted}}}}\n  \
+         subscriber: {{uri: \"{}\"}}\n  \
+         delivery: {{retry: 10000, backoffPolicy: linear, backoffDelay: PT0.05S}}\n",
+        sub.uri()
+    ))
+    .await;
+    let url = ember.url("/default/default");
+    let broker = ember.ember.broker("default", "default").unwrap().clone();
+    // More matching events than the trigger's lane holds, so some wait in the log and are
+    // read by the trigger's own catch-up reader; non-matching ones in between.
+    let (wanted, other) = (300, 200);
+    for i in 0..wanted + other {
+        let ty = if i % 5 < 3 { "wanted" } else { "other" };
+        let id = format!("p{i}");
+        let r = post(&url, &binary_event(&id, ty), "").await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || broker.pending_events("t")
+            == Some(wanted))
+        .await,
+        "pending: {:?}",
+        broker.pending_events("t")
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        broker.pending_events("t"),
+        Some(wanted),
+        "no event counted twice"
+    );
+    let r = common::request(http::Method::GET, &ember.url("/metrics"), &[], "").await;
+    let metrics = String::from_utf8_lossy(&r.body);
+    assert!(
+        metrics.contains(&format!(
+            "ember_trigger_pending_events{{broker=\"default/default\",trigger=\"t\"}} {wanted}"
+        )),
+        "{metrics}"
+    );
+    // The subscriber recovers: everything is delivered and nothing waits.
+    sub.set_default(Answer::status(202));
+    let stats = ember.stats("t");
+    assert!(
+        eventually(Duration::from_secs(30), || stats
+            .delivered
+            .load(Ordering::Relaxed)
+            == wanted)
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || broker.pending_events("t")
+            == Some(0))
+        .await
+    );
+    ember.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_events_include_a_backlog_found_at_start_up() {
+    let sub = Subscriber::start().await;
+    sub.set_default(Answer::status(503));
+    let config = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default}}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
+         metadata: {{name: t, annotations: {{ember.dev/max-in-flight: \"1\"}}}}\n\
+         spec:\n  broker: default\n  filter: {{attributes: {{type: wanted}}}}\n  \
+         subscriber: {{uri: \"{}\"}}\n  \
+         delivery: {{retry: 10000, backoffPolicy: linear, backoffDelay: PT0.05S, timeout: PT0.5S}}\n",
+        sub.uri()
+    );
+    let ember = TestEmber::start(&config).await;
+    let url = ember.url("/default/default");
+    for i in 0..150 {
+        let ty = if i % 3 == 0 { "other" } else { "wanted" };
+        let id = format!("b{i}");
+        post(&url, &binary_event(&id, ty), "").await;
+    }
+    let broker = ember.ember.broker("default", "default").unwrap().clone();
+    assert!(
+        eventually(Duration::from_secs(10), || broker.pending_events("t")
+            == Some(100))
+        .await
+    );
+    drop(broker);
+    let data_dir = ember.stop().await;
+
+    // After a restart the waiting events are a backlog in the log, read by the trigger one at
+    // a time: they are counted all the same.
+    let ember = TestEmber::start_in(&config, data_dir).await;
+    let broker = ember.ember.broker("default", "default").unwrap().clone();
+    assert!(
+        eventually(Duration::from_secs(10), || broker.pending_events("t")
+            == Some(100))
+        .await,
+        "pending after restart: {:?}",
+        broker.pending_events("t")
+    );
+    // New events add to it.
+    post(&url_of(&ember), &binary_event("new", "wanted"), "").await;
+    assert!(
+        eventually(Duration::from_secs(10), || broker.pending_events("t")
+            == Some(101))
+        .await
+    );
+    sub.set_default(Answer::status(202));
+    assert!(
+        eventually(Duration::from_secs(30), || broker.pending_events("t")
+            == Some(0))
+        .await
+    );
+    ember.stop().await;
+}
+
+fn url_of(ember: &TestEmber) -> String {
+    ember.url("/default/default")
+}

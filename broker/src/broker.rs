@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::cursor::CursorStore;
-use crate::dispatch::{DispatchStats, Dispatcher, HttpClient, TriggerConfig};
-use crate::fanout::{Fanout, FanoutPosition, LaneSender, LaneState};
+use crate::delivery::{BrokerDirectory, HttpClient};
+use crate::dispatch::{DispatchStats, Dispatcher, LaneState, Stacks, TriggerConfig};
+use crate::fanout::{Fanout, FanoutPosition, LaneSender};
 use crate::index::Index;
 use crate::log::{AppendError, Durability, EventLog, LogConfig, LogError};
 
@@ -84,6 +85,19 @@ struct TriggerState {
     /// The position on disk.
     persisted: u64,
     stats: Arc<DispatchStats>,
+}
+
+/// One trigger's numbers, as `/metrics` reads them.
+#[derive(Debug)]
+pub struct TriggerMetrics<'a> {
+    /// The trigger's name.
+    pub name: &'a str,
+    /// Its delivery counters.
+    pub stats: &'a DispatchStats,
+    /// The lowest offset it has not finished.
+    pub position: u64,
+    /// Events matched and not yet finished.
+    pub pending: u64,
 }
 
 /// A broker with its log open and its triggers' positions loaded.
@@ -209,17 +223,16 @@ impl Broker {
         self.log.append(records).await
     }
 
-    /// Every trigger's name, counters and position (the lowest offset it has not finished), for
-    /// metrics. `end - position` is the trigger's backlog.
-    pub fn trigger_states(&self) -> Vec<(&str, &DispatchStats, u64)> {
+    /// Every trigger's state for metrics: name, counters, position (the lowest offset it has
+    /// not finished; `end - position` is its backlog) and events pending.
+    pub fn trigger_states(&self) -> Vec<TriggerMetrics<'_>> {
         self.triggers
             .iter()
-            .map(|t| {
-                (
-                    t.config.name.as_str(),
-                    &*t.stats,
-                    t.position.load(Ordering::Acquire),
-                )
+            .map(|t| TriggerMetrics {
+                name: t.config.name.as_str(),
+                stats: &t.stats,
+                position: t.position.load(Ordering::Acquire),
+                pending: t.lane.pending(),
             })
             .collect()
     }
@@ -237,6 +250,15 @@ impl Broker {
             .map(|t| t.lane.detachments())
     }
 
+    /// Events a trigger has matched and not yet finished (delivered, dead-lettered or dropped),
+    /// by trigger name: what waits for its subscriber. Read without locks.
+    pub fn pending_events(&self, trigger: &str) -> Option<u64> {
+        self.triggers
+            .iter()
+            .find(|t| t.config.name == trigger)
+            .map(|t| t.lane.pending())
+    }
+
     /// A trigger's delivery counters, by trigger name.
     pub fn stats(&self, trigger: &str) -> Option<Arc<DispatchStats>> {
         self.triggers
@@ -252,13 +274,14 @@ impl Broker {
     pub fn start(
         &self,
         client: &HttpClient,
+        brokers: &BrokerDirectory,
         shutdown: &watch::Receiver<bool>,
         grace: Duration,
     ) -> Vec<JoinHandle<()>> {
         // The fan-out starts at the end of the log; every dispatcher catches up from its own
         // position and then asks to be attached.
-        let fanout_position: FanoutPosition =
-            Arc::new(AtomicU64::new(*self.log.committed().borrow()));
+        let fanout_start = *self.log.committed().borrow();
+        let fanout_position: FanoutPosition = Arc::new(AtomicU64::new(fanout_start));
         let (attach_tx, attach_rx) = mpsc::channel(self.triggers.len().max(1));
         let mut lanes = Vec::with_capacity(self.triggers.len());
         let mut dispatchers = Vec::with_capacity(self.triggers.len());
@@ -269,15 +292,16 @@ impl Broker {
                 tx,
                 state: t.lane.clone(),
             });
+            t.lane.count_from(fanout_start);
             let dispatcher = Dispatcher {
                 broker: Arc::from(self.id.as_str()),
                 trigger: Arc::new(t.config.clone()),
+                stacks: Arc::new(Stacks::new(&t.config, client, brokers)),
                 lane_id,
                 lane: rx,
                 state: t.lane.clone(),
                 attach: attach_tx.clone(),
                 log: self.log.clone(),
-                client: client.clone(),
                 stats: t.stats.clone(),
                 grace,
             };
@@ -316,11 +340,35 @@ impl Broker {
                 })
                 .collect(),
         };
-        vec![
+        let mut tasks = Vec::with_capacity(4);
+        let backlog_from = self
+            .triggers
+            .iter()
+            .map(|t| t.lane.start())
+            .min()
+            .unwrap_or(fanout_start);
+        if backlog_from < fanout_start {
+            let backlog = BacklogCount {
+                broker: self.id.clone(),
+                log: self.log.clone(),
+                index: Index::new(
+                    self.triggers
+                        .iter()
+                        .map(|t| t.config.filter.clone())
+                        .collect(),
+                ),
+                lanes: self.triggers.iter().map(|t| t.lane.clone()).collect(),
+                from: backlog_from,
+                to: fanout_start,
+            };
+            tasks.push(tokio::spawn(backlog.run(shutdown.clone())));
+        }
+        tasks.extend([
             tokio::spawn(fanout.run(shutdown.clone())),
             tokio::spawn(positions.run(shutdown.clone(), dispatchers)),
             tokio::spawn(self.retention().run(shutdown.clone())),
-        ]
+        ]);
+        tasks
     }
 
     fn retention(&self) -> Retention {
@@ -340,6 +388,60 @@ impl Broker {
     /// Finishes queued appends, syncs and closes the log.
     pub async fn close(&self) -> Result<(), LogError> {
         self.log.close().await
+    }
+}
+
+/// Counts, once at start-up, the events already in the log that each trigger matched and had
+/// not finished: `[trigger's position, where the fan-out starts)`. The fan-out counts from
+/// there on, so every waiting event is counted exactly once (see the lane module).
+struct BacklogCount {
+    broker: String,
+    log: EventLog,
+    index: Index,
+    lanes: Vec<Arc<LaneState>>,
+    from: u64,
+    to: u64,
+}
+
+impl BacklogCount {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut reader = self.log.reader(self.from);
+        let mut matched = Vec::new();
+        loop {
+            if reader.position() >= self.to || *shutdown.borrow_and_update() {
+                return;
+            }
+            let read = tokio::task::spawn_blocking(move || {
+                let batch = reader.read_batch(
+                    crate::fanout::READ_BATCH_RECORDS,
+                    crate::fanout::READ_BATCH_BYTES,
+                );
+                (reader, batch)
+            })
+            .await;
+            let Ok((r, Ok(batch))) = read else {
+                tracing::debug!(broker = %self.broker, "backlog count stopped");
+                return;
+            };
+            reader = r;
+            if batch.is_empty() {
+                return;
+            }
+            for (offset, record) in batch {
+                if offset >= self.to {
+                    return;
+                }
+                let Ok(event) = ember_event::decode(&record) else {
+                    continue;
+                };
+                self.index.matching(&event, &mut matched);
+                for &id in &matched {
+                    if let Some(lane) = self.lanes.get(id) {
+                        lane.matched_in_backlog(offset);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -1,27 +1,17 @@
 //! Fan-out: one reader per broker decodes each event once, asks the trigger index which
-//! triggers want it, and hands it to those triggers' lanes.
-//!
-//! A lane is a bounded channel from the fan-out to one trigger's dispatcher. The fan-out never
-//! waits for a lane: when a lane is full (its subscriber is slow or down) the lane is
-//! *detached* and the fan-out moves on, so one slow trigger holds up neither ingress nor any
-//! other trigger. A detached dispatcher reads the log on its own from the first event it missed
-//! (catch-up), filtering with its own compiled filter; when it has caught up it asks to be
-//! attached again, and the fan-out takes it back from a point both agree on: the fan-out
-//! answers with `max(from, fan-out position)`, and the dispatcher's own reading stops exactly
-//! there. Every event therefore reaches every trigger that wants it exactly once per pass,
-//! whichever way it travels.
-//!
-//! Positions: the fan-out publishes how far it has read ([`FanoutPosition`]). A trigger that is
-//! attached, live and idle, with nothing handed to it unfinished, is at that position (the
-//! events in between did not match it). Otherwise its position is what its dispatcher
-//! publishes: the lowest offset it has not finished. See [`LaneState::position`].
+//! triggers want it, and hands it to those triggers' lanes without ever waiting for one — so
+//! one slow trigger holds up neither ingress nor any other trigger. A full lane is detached and
+//! its dispatcher catches up on its own: the protocol is in [`crate::dispatch::LaneState`]'s
+//! module. The fan-out publishes how far it has read ([`FanoutPosition`]), from which idle
+//! triggers' positions follow.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
+use crate::dispatch::{AttachRequest, LaneState};
 use crate::index::Index;
 use crate::log::{EventLog, LogReader};
 use ember_event::{self as event, CloudEvent};
@@ -38,103 +28,6 @@ pub(crate) const READ_BATCH_BYTES: usize = 1 << 20;
 /// How far the fan-out has read: every offset below it has been handed to the attached lanes
 /// that want it.
 pub type FanoutPosition = Arc<AtomicU64>;
-
-/// What the fan-out and a dispatcher share about one lane.
-#[derive(Debug, Default)]
-pub struct LaneState {
-    /// The fan-out hands events to this lane.
-    attached: AtomicBool,
-    /// The first offset the fan-out hands over after (re)attaching.
-    resume_from: AtomicU64,
-    /// The first offset the fan-out could not hand over when it detached the lane.
-    detached_at: AtomicU64,
-    /// Events handed over and not yet finished by the dispatcher.
-    outstanding: AtomicU64,
-    /// The dispatcher reads from its lane (not catching up on its own).
-    live: AtomicBool,
-    /// The dispatcher has nothing in flight.
-    idle: AtomicBool,
-    /// The dispatcher's lowest unfinished offset (or, when idle, the offset after everything it
-    /// has seen).
-    low_water: AtomicU64,
-    /// How many times the fan-out detached the lane.
-    detachments: AtomicU64,
-}
-
-impl LaneState {
-    /// A lane whose dispatcher starts catching up from `position`.
-    pub fn new(position: u64) -> Self {
-        let state = Self::default();
-        state.low_water.store(position, SeqCst);
-        state.idle.store(true, SeqCst);
-        state
-    }
-
-    /// The trigger's position: the lowest offset it has not finished.
-    pub fn position(&self, fanout: &AtomicU64) -> u64 {
-        // Order matters: read the fan-out position first; `outstanding` is incremented before
-        // an event is handed over and the position is published after, so if nothing is
-        // outstanding now, everything below `fanout` that this lane wanted is finished.
-        let f = fanout.load(SeqCst);
-        let quiet = self.outstanding.load(SeqCst) == 0;
-        let live = self.live.load(SeqCst);
-        let idle = self.idle.load(SeqCst);
-        let attached = self.attached.load(SeqCst);
-        let low = self.low_water.load(SeqCst);
-        if quiet && live && idle && attached {
-            low.max(f)
-        } else {
-            low
-        }
-    }
-
-    /// Called by the dispatcher when it starts or stops reading its lane.
-    pub fn set_live(&self, live: bool) {
-        self.live.store(live, SeqCst);
-    }
-
-    /// Called by the dispatcher: whether anything is in flight, and its low-water mark.
-    pub fn publish(&self, idle: bool, low_water: u64) {
-        if !idle {
-            self.idle.store(false, SeqCst);
-        }
-        self.low_water.store(low_water, SeqCst);
-        if idle {
-            self.idle.store(true, SeqCst);
-        }
-    }
-
-    /// Called by the dispatcher when an event handed over by the fan-out is finished.
-    pub fn finished_handoff(&self) {
-        self.outstanding.fetch_sub(1, SeqCst);
-    }
-
-    /// Whether the fan-out still hands events to this lane.
-    pub fn is_attached(&self) -> bool {
-        self.attached.load(SeqCst)
-    }
-
-    /// The first offset the fan-out did not hand over when it detached the lane.
-    pub fn detached_at(&self) -> u64 {
-        self.detached_at.load(SeqCst)
-    }
-
-    /// How many times the fan-out detached the lane (its trigger fell behind).
-    pub fn detachments(&self) -> u64 {
-        self.detachments.load(SeqCst)
-    }
-}
-
-/// A dispatcher's request to be handed events again from `from` on.
-pub struct AttachRequest {
-    /// The lane.
-    pub lane: usize,
-    /// The offset up to which the dispatcher has read on its own.
-    pub from: u64,
-    /// The offset from which the fan-out hands events over (`max(from, fan-out position)`):
-    /// the dispatcher reads on its own exactly up to it.
-    pub reply: oneshot::Sender<u64>,
-}
 
 /// The fan-out's side of a lane.
 pub struct LaneSender {
@@ -188,8 +81,7 @@ impl Fanout {
             return;
         };
         let resume = req.from.max(self.position.load(SeqCst));
-        lane.state.resume_from.store(resume, SeqCst);
-        lane.state.attached.store(true, SeqCst);
+        lane.state.attach(resume);
         let _ = req.reply.send(resume);
     }
 
@@ -215,17 +107,15 @@ impl Fanout {
                     continue;
                 };
                 let state = &lane.state;
-                if !state.attached.load(SeqCst) || offset < state.resume_from.load(SeqCst) {
+                state.matched_by_fanout(offset);
+                if !state.takes(offset) {
                     continue;
                 }
-                state.outstanding.fetch_add(1, SeqCst);
+                state.handing_over();
                 if lane.tx.try_send((offset, event.clone())).is_err() {
                     // Full (or the dispatcher is gone): detach; the dispatcher catches up on
                     // its own from this offset.
-                    state.outstanding.fetch_sub(1, SeqCst);
-                    state.detached_at.store(offset, SeqCst);
-                    state.attached.store(false, SeqCst);
-                    state.detachments.fetch_add(1, SeqCst);
+                    state.detach(offset);
                     tracing::debug!(broker = %self.broker, lane = id, offset, "lane full: detached");
                 }
             }

@@ -116,7 +116,7 @@ pub async fn try_request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Option<Reply> {
-    let client = ember_broker::dispatch::http_client();
+    let client = ember_broker::delivery::http_client();
     let mut req = Request::new(Full::new(body.into()));
     *req.method_mut() = method;
     *req.uri_mut() = url.parse().unwrap();

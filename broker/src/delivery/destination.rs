@@ -1,0 +1,95 @@
+//! What a Trigger (or a dead-letter sink, or a reply) names as the place for an event to go,
+//! kept as named — not resolved to a URL — so each kind can be reached its own way.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use http::Uri;
+
+use crate::broker::Broker;
+
+/// Where an event goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Any CloudEvents receiver, over HTTP.
+    Http(Uri),
+    /// A Broker of this Ember, appended to in process — no HTTP round trip to itself; the event
+    /// enters it as through its ingress (TTL decremented, arrival time stamped).
+    Broker {
+        /// The broker's namespace.
+        namespace: String,
+        /// The broker's name.
+        name: String,
+    },
+    /// A Knative Service of this Ember, reached through its activator once serving runs.
+    Service {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        name: String,
+    },
+}
+
+impl Destination {
+    /// The `host:port` requests to it share (for `ember.dev/subscriber-max-in-flight`), if it
+    /// is reached over HTTP.
+    pub fn authority(&self) -> Option<String> {
+        match self {
+            Destination::Http(uri) => uri.authority().map(|a| a.as_str().to_owned()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Http(uri) => write!(f, "{uri}"),
+            Destination::Broker { namespace, name } => write!(f, "broker {namespace}/{name}"),
+            Destination::Service { namespace, name } => write!(f, "service {namespace}/{name}"),
+        }
+    }
+}
+
+/// The brokers of this Ember, by `namespace/name`: how an in-process destination finds its
+/// broker. Shared by every dispatcher; the binary adds and removes brokers as they open and
+/// close.
+#[derive(Clone, Default)]
+pub struct BrokerDirectory(Arc<RwLock<Vec<Arc<Broker>>>>);
+
+impl fmt::Debug for BrokerDirectory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let brokers = self.0.read().unwrap_or_else(|e| e.into_inner());
+        f.debug_list()
+            .entries(brokers.iter().map(|b| b.name()))
+            .finish()
+    }
+}
+
+impl BrokerDirectory {
+    /// Makes `broker` reachable under its `namespace/name` (replacing one of the same name).
+    pub fn insert(&self, broker: Arc<Broker>) {
+        let mut brokers = self.0.write().unwrap_or_else(|e| e.into_inner());
+        brokers.retain(|b| b.name() != broker.name());
+        brokers.push(broker);
+    }
+
+    /// Makes the broker `namespace/name` unreachable.
+    pub fn remove(&self, namespace: &str, name: &str) -> Option<Arc<Broker>> {
+        let mut brokers = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let at = brokers
+            .iter()
+            .position(|b| b.namespace() == namespace && b.short_name() == name)?;
+        Some(brokers.swap_remove(at))
+    }
+
+    /// The broker `namespace/name`, if it is open. A scan without allocating a key: there are
+    /// few brokers, and this is read once per in-process delivery.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Broker>> {
+        let brokers = self.0.read().unwrap_or_else(|e| e.into_inner());
+        brokers
+            .iter()
+            .find(|b| b.namespace() == namespace && b.short_name() == name)
+            .cloned()
+    }
+}
