@@ -242,7 +242,9 @@ impl Broker {
         *self.log.committed().borrow()
     }
 
-    /// How many times a trigger fell behind and read the log on its own, by trigger name.
+    /// How many times a trigger fell behind and read the log on its own, by trigger name (for
+    /// tests: feature `test-util`).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn detachments(&self, trigger: &str) -> Option<u64> {
         self.triggers
             .iter()
@@ -259,7 +261,9 @@ impl Broker {
             .map(|t| t.lane.pending())
     }
 
-    /// A trigger's delivery counters, by trigger name.
+    /// A trigger's delivery counters, by trigger name (for tests: feature `test-util`; `/metrics`
+    /// reads them through [`Broker::trigger_states`]).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn stats(&self, trigger: &str) -> Option<Arc<DispatchStats>> {
         self.triggers
             .iter()
@@ -380,7 +384,9 @@ impl Broker {
     }
 
     /// Deletes now the sealed segments that every trigger has moved past and that are older
-    /// than the retention age (the broker also does this every minute); returns how many.
+    /// than the retention age (the broker does this every minute; this is for tests: feature
+    /// `test-util`); returns how many.
+    #[cfg(any(test, feature = "test-util"))]
     pub async fn enforce_retention(&self) -> Result<usize, LogError> {
         self.retention().enforce().await
     }

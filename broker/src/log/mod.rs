@@ -549,8 +549,8 @@ impl EventLog {
 
     /// Holds the writer before it takes its next group, until the returned guard is dropped.
     /// Appends queue up meanwhile (and fail with `Full` once the queue is). For tests of
-    /// backpressure, group commit and read visibility; not part of the supported API.
-    #[doc(hidden)]
+    /// backpressure, group commit and read visibility (feature `test-util`).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn pause_writer(&self) -> WriterPause {
         self.inner.shared.gate.close();
         WriterPause {
@@ -599,11 +599,12 @@ fn lock_dir(dir: &Path) -> Result<File, LogError> {
 }
 
 /// Guard returned by [`EventLog::pause_writer`].
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-util"))]
 pub struct WriterPause {
     shared: Arc<Shared>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Drop for WriterPause {
     fn drop(&mut self) {
         self.shared.gate.open();
@@ -622,10 +623,12 @@ impl Gate {
         self.pauses.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     fn close(&self) {
         *self.lock() += 1;
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     fn open(&self) {
         let mut pauses = self.lock();
         *pauses = pauses.saturating_sub(1);
