@@ -7,6 +7,7 @@
 //! problem found, each located by file, document, line, resource and field.
 //! [`Config::ensure_runnable`] then refuses what parses but does not run yet.
 
+mod diff;
 mod documents;
 mod error;
 mod load;
@@ -19,6 +20,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use diff::{ConfigDiff, KindDiff};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, load_str};
 pub use runnable::not_yet_supported;

@@ -1,0 +1,179 @@
+//! What changed between two valid configurations, by resource id (kind, namespace, name): the
+//! plan a running Ember applies to move from one to the other, touching nothing else.
+//!
+//! A resource is *changed* when anything in it differs (its metadata — annotations included —
+//! or its spec); where it was read from does not count. One dependency is followed: a Trigger
+//! inherits its Broker's `spec.delivery` field by field, so a Trigger whose Broker's delivery
+//! changed is changed too.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Config;
+use crate::resource::{Kind, Resource, ResourceId};
+
+/// The difference between a running configuration and a new one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigDiff {
+    /// In the new configuration only.
+    pub added: BTreeSet<ResourceId>,
+    /// In the running configuration only.
+    pub removed: BTreeSet<ResourceId>,
+    /// In both, different.
+    pub changed: BTreeSet<ResourceId>,
+}
+
+impl ConfigDiff {
+    /// The changes that take `old` to `new`.
+    pub fn between(old: &Config, new: &Config) -> Self {
+        let index = |c: &Config| -> BTreeMap<ResourceId, Resource> {
+            c.resources()
+                .into_iter()
+                .map(|(r, _)| (r.id(), r))
+                .collect()
+        };
+        let (old_by_id, new_by_id) = (index(old), index(new));
+        let mut diff = ConfigDiff::default();
+        for (id, resource) in &new_by_id {
+            match old_by_id.get(id) {
+                None => {
+                    diff.added.insert(id.clone());
+                }
+                Some(before) if before != resource => {
+                    diff.changed.insert(id.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        for id in old_by_id.keys() {
+            if !new_by_id.contains_key(id) {
+                diff.removed.insert(id.clone());
+            }
+        }
+        // Triggers inherit their Broker's delivery settings.
+        for trigger in &new.triggers {
+            let t = &trigger.resource;
+            let id = Resource::Trigger(t.clone()).id();
+            if diff.added.contains(&id) || diff.changed.contains(&id) {
+                continue;
+            }
+            let delivery = |c: &Config| {
+                c.broker(&t.metadata.namespace, &t.spec.broker)
+                    .map(|b| b.resource.spec.delivery.clone())
+            };
+            if delivery(old) != delivery(new) {
+                diff.changed.insert(id);
+            }
+        }
+        diff
+    }
+
+    /// Whether the two configurations are the same.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// The added, removed and changed resources of one kind.
+    pub fn of_kind(&self, kind: Kind) -> KindDiff<'_> {
+        fn pick(set: &BTreeSet<ResourceId>, kind: Kind) -> Vec<&ResourceId> {
+            set.iter().filter(|id| id.kind == kind).collect()
+        }
+        KindDiff {
+            added: pick(&self.added, kind),
+            removed: pick(&self.removed, kind),
+            changed: pick(&self.changed, kind),
+        }
+    }
+}
+
+/// The changes of one kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindDiff<'a> {
+    /// Added.
+    pub added: Vec<&'a ResourceId>,
+    /// Removed.
+    pub removed: Vec<&'a ResourceId>,
+    /// Changed.
+    pub changed: Vec<&'a ResourceId>,
+}
+
+impl std::fmt::Display for ConfigDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("no changes");
+        }
+        let mut first = true;
+        for (label, set) in [
+            ("added", &self.added),
+            ("changed", &self.changed),
+            ("removed", &self.removed),
+        ] {
+            for id in set {
+                if !first {
+                    f.write_str(", ")?;
+                }
+                first = false;
+                write!(f, "{label} {id}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    const BROKER: &str = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\n";
+
+    fn trigger(name: &str, filter: &str) -> String {
+        format!(
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: {name}}}\n\
+             spec:\n  broker: b\n  filter: {{attributes: {{type: {filter}}}}}\n  \
+             subscriber: {{uri: \"http://127.0.0.1:9/\"}}\n"
+        )
+    }
+
+    fn config(text: &str) -> Config {
+        load_str("ember.yaml", text).expect("valid")
+    }
+
+    fn ids(set: &BTreeSet<ResourceId>) -> Vec<String> {
+        set.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn resources_are_matched_by_id() {
+        let old = config(&format!("{BROKER}{}{}", trigger("a", "x"), trigger("b", "x")));
+        let new = config(&format!("{BROKER}{}{}", trigger("b", "y"), trigger("c", "x")));
+        let diff = ConfigDiff::between(&old, &new);
+        assert_eq!(ids(&diff.added), ["Trigger default/c"]);
+        assert_eq!(ids(&diff.removed), ["Trigger default/a"]);
+        assert_eq!(ids(&diff.changed), ["Trigger default/b"]);
+        assert_eq!(
+            diff.to_string(),
+            "added Trigger default/c, changed Trigger default/b, removed Trigger default/a"
+        );
+        assert_eq!(diff.of_kind(Kind::Trigger).added.len(), 1);
+        assert!(diff.of_kind(Kind::Broker).changed.is_empty());
+    }
+
+    #[test]
+    fn where_a_resource_was_read_from_does_not_count() {
+        let old = config(&format!("{BROKER}{}", trigger("a", "x")));
+        // Same resources, other order and spacing.
+        let new = config(&format!("{}\n\n---\n{BROKER}", trigger("a", "x")));
+        assert!(ConfigDiff::between(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn a_broker_delivery_change_changes_its_triggers() {
+        let old = config(&format!("{BROKER}{}", trigger("a", "x")));
+        let new = config(&format!(
+            "{BROKER}spec: {{delivery: {{retry: 3}}}}\n{}",
+            trigger("a", "x")
+        ));
+        let diff = ConfigDiff::between(&old, &new);
+        assert_eq!(ids(&diff.changed), ["Broker default/b", "Trigger default/a"]);
+    }
+}
