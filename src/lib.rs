@@ -8,6 +8,7 @@ pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod ping;
+pub mod reload;
 pub mod run;
 pub mod send;
 pub mod server;

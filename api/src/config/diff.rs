@@ -144,8 +144,16 @@ mod tests {
 
     #[test]
     fn resources_are_matched_by_id() {
-        let old = config(&format!("{BROKER}{}{}", trigger("a", "x"), trigger("b", "x")));
-        let new = config(&format!("{BROKER}{}{}", trigger("b", "y"), trigger("c", "x")));
+        let old = config(&format!(
+            "{BROKER}{}{}",
+            trigger("a", "x"),
+            trigger("b", "x")
+        ));
+        let new = config(&format!(
+            "{BROKER}{}{}",
+            trigger("b", "y"),
+            trigger("c", "x")
+        ));
         let diff = ConfigDiff::between(&old, &new);
         assert_eq!(ids(&diff.added), ["Trigger default/c"]);
         assert_eq!(ids(&diff.removed), ["Trigger default/a"]);
@@ -174,6 +182,9 @@ mod tests {
             trigger("a", "x")
         ));
         let diff = ConfigDiff::between(&old, &new);
-        assert_eq!(ids(&diff.changed), ["Broker default/b", "Trigger default/a"]);
+        assert_eq!(
+            ids(&diff.changed),
+            ["Broker default/b", "Trigger default/a"]
+        );
     }
 }
