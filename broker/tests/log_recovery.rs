@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ember_broker::log::{
-    AppendError, Durability, EventLog, LogConfig, LogError, MAX_RECORD_BYTES, RECORD_HEADER_LEN,
-    SEGMENT_HEADER_LEN, segment_file_name,
+    AppendError, Durability, EventLog, LogConfig, LogError, LogSettings, MAX_RECORD_BYTES,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, segment_file_name,
 };
 
 fn config(dir: &Path) -> LogConfig {
@@ -596,5 +596,42 @@ async fn a_reader_can_start_at_any_offset_before_and_after_reopening() {
     // The index rebuilt by recovery must agree with the one built while writing.
     let log = EventLog::open(config).unwrap();
     check(&log);
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn settings_change_while_the_log_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        durability: Durability::None,
+        ..config(dir.path())
+    };
+    let log = EventLog::open(config.clone()).unwrap();
+    let records: Vec<Bytes> = (0..20).map(record).collect();
+    append_each(&log, &records[..10]).await;
+    let before = log.stats();
+    assert_eq!(before.fsyncs, 0, "durability none syncs nothing per group");
+    assert_eq!(segment_bases(&config), [0]);
+
+    // Fsync from the next group on, and small segments from the next roll on.
+    log.update(LogSettings {
+        durability: Durability::Fsync,
+        segment_bytes: SEGMENT_HEADER_LEN + 2 * framed(&records[10]),
+        retention: Duration::ZERO,
+    });
+    assert_eq!(log.settings().durability, Durability::Fsync);
+    append_each(&log, &records[10..]).await;
+    let after = log.stats();
+    assert!(after.fsyncs >= 10, "every group synced: {after:?}");
+    assert!(
+        segment_bases(&config).len() > 2,
+        "{:?}",
+        segment_bases(&config)
+    );
+    // Nothing acknowledged was lost or reordered by the change.
+    let read: Vec<Bytes> = read_all(&log, 0).into_iter().map(|(_, r)| r).collect();
+    assert_eq!(read, records);
+    // Retention (zero now) applies to the next deletion pass.
+    assert!(log.delete_before(20).unwrap() > 0);
     log.close().await.unwrap();
 }

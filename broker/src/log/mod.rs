@@ -88,7 +88,7 @@ mod writer;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{
     Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
@@ -229,6 +229,64 @@ pub(crate) struct Shared {
     faults: faults::Faults,
     /// Lets a test hold the writer before it takes a group (see [`EventLog::pause_writer`]).
     gate: Gate,
+    /// The settings a running log can change ([`EventLog::update`]).
+    settings: LiveSettings,
+}
+
+/// The settings of an open log that take effect without reopening it: durability from the next
+/// group, segment size from the next roll, retention from the next deletion pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    /// When appends are acknowledged.
+    pub durability: Durability,
+    /// Size at which the active segment is sealed.
+    pub segment_bytes: u64,
+    /// How long a sealed segment is kept after every trigger has moved past it.
+    pub retention: Duration,
+}
+
+#[derive(Debug)]
+struct LiveSettings {
+    fsync: AtomicBool,
+    segment_bytes: AtomicU64,
+    retention_ms: AtomicU64,
+}
+
+impl LiveSettings {
+    fn new(s: LogSettings) -> Self {
+        let live = Self {
+            fsync: AtomicBool::new(true),
+            segment_bytes: AtomicU64::new(0),
+            retention_ms: AtomicU64::new(0),
+        };
+        live.set(s);
+        live
+    }
+
+    fn set(&self, s: LogSettings) {
+        self.fsync
+            .store(s.durability == Durability::Fsync, Ordering::Relaxed);
+        self.segment_bytes
+            .store(s.segment_bytes.max(1), Ordering::Relaxed);
+        self.retention_ms
+            .store(s.retention.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn durability(&self) -> Durability {
+        if self.fsync.load(Ordering::Relaxed) {
+            Durability::Fsync
+        } else {
+            Durability::None
+        }
+    }
+
+    pub(crate) fn segment_bytes(&self) -> u64 {
+        self.segment_bytes.load(Ordering::Relaxed)
+    }
+
+    fn retention(&self) -> Duration {
+        Duration::from_millis(self.retention_ms.load(Ordering::Relaxed))
+    }
 }
 
 impl Shared {
@@ -275,7 +333,6 @@ pub struct EventLog {
 
 struct Inner {
     shared: Arc<Shared>,
-    retention: Duration,
     /// `None` once closing began: no new appends.
     sender: RwLock<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<Result<(), LogError>>>>,
@@ -318,6 +375,11 @@ impl EventLog {
             #[cfg(any(test, feature = "test-util"))]
             faults: faults::Faults::default(),
             gate: Gate::default(),
+            settings: LiveSettings::new(LogSettings {
+                durability: config.durability,
+                segment_bytes: config.segment_bytes,
+                retention: config.retention,
+            }),
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -327,8 +389,6 @@ impl EventLog {
             _dir_lock: lock_file,
             active: recovered.active,
             next_offset: recovered.next_offset,
-            durability: config.durability,
-            segment_bytes: config.segment_bytes,
             buf: Vec::new(),
             new_index: Vec::new(),
             unrestored: None,
@@ -347,12 +407,26 @@ impl EventLog {
         Ok(EventLog {
             inner: Arc::new(Inner {
                 shared,
-                retention: config.retention,
                 sender: RwLock::new(Some(sender)),
                 writer: Mutex::new(Some(handle)),
                 delete_lock: Mutex::new(()),
             }),
         })
+    }
+
+    /// Changes the settings that take effect without reopening the log (see [`LogSettings`]).
+    pub fn update(&self, settings: LogSettings) {
+        self.inner.shared.settings.set(settings);
+    }
+
+    /// The log's current settings.
+    pub fn settings(&self) -> LogSettings {
+        let live = &self.inner.shared.settings;
+        LogSettings {
+            durability: live.durability(),
+            segment_bytes: live.segment_bytes(),
+            retention: live.retention(),
+        }
     }
 
     /// Appends `records` (in order, with contiguous offsets) and returns the offset of the
@@ -451,6 +525,7 @@ impl EventLog {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let now = SystemTime::now();
+        let retention = shared.settings.retention();
         let doomed: Vec<PathBuf> = {
             let mut table = shared.table_write();
             let mut doomed = Vec::new();
@@ -464,7 +539,7 @@ impl EventLog {
                 };
                 let old_enough = now
                     .duration_since(sealed_at)
-                    .is_ok_and(|age| age >= self.inner.retention);
+                    .is_ok_and(|age| age >= retention);
                 if end > offset || !old_enough {
                     break;
                 }

@@ -85,8 +85,6 @@ pub(crate) struct Writer {
     pub _dir_lock: File,
     pub active: ActiveSegment,
     pub next_offset: u64,
-    pub durability: Durability,
-    pub segment_bytes: u64,
     pub buf: Vec<u8>,
     /// Index entries for bytes in `buf`, published with them.
     pub new_index: Vec<IndexEntry>,
@@ -291,6 +289,7 @@ impl Writer {
     /// Writes, syncs and publishes one group; on error nothing of the group is published.
     fn write_group(&mut self, group: &[Request]) -> io::Result<()> {
         self.buf.clear();
+        let segment_bytes = self.shared.settings.segment_bytes();
         let mut offset = self.next_offset;
         let mut records = 0u64;
         for request in group {
@@ -299,7 +298,7 @@ impl Writer {
                 let pos = self.active.size + self.buf.len() as u64;
                 // Roll before a record that would overflow a segment that already holds
                 // records; a record larger than a whole segment gets a segment of its own.
-                if pos > SEGMENT_HEADER_LEN && pos + framed > self.segment_bytes {
+                if pos > SEGMENT_HEADER_LEN && pos + framed > segment_bytes {
                     self.roll(offset)?;
                 }
                 let pos = self.active.size + self.buf.len() as u64;
@@ -318,7 +317,7 @@ impl Writer {
         let bytes = self.buf.len() as u64;
         if !self.buf.is_empty() {
             self.flush_buf()?;
-            if self.durability == Durability::Fsync {
+            if self.shared.settings.durability() == Durability::Fsync {
                 self.sync_active()?;
             }
         }
