@@ -1,7 +1,12 @@
 //! A running broker: its log, its triggers' cursors and dispatchers, and log retention.
 //!
 //! Layout under the data directory: `brokers/{namespace}/{name}/log/` holds the segments,
-//! `brokers/{namespace}/{name}/cursors/` one file per trigger.
+//! `brokers/{namespace}/{name}/cursors.journal` every trigger's cursor (see [`crate::cursor`]).
+//!
+//! Start-up costs little per trigger: every cursor is read from one journal and the new
+//! triggers' cursors are written with one `fdatasync` in all; a trigger that starts where the
+//! fan-out does (the usual case: a new trigger, or a restart after a clean shutdown) is handed
+//! events by the fan-out at once, with no reader of its own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,20 +68,19 @@ pub enum BrokerError {
         /// The cause.
         source: LogError,
     },
-    /// A cursor could not be read or created.
-    #[error("broker {broker}: trigger {trigger}: cursor: {source}")]
-    Cursor {
+    /// The cursors could not be read, or the new triggers' cursors not written.
+    #[error("broker {broker}: cursors: {source}")]
+    Cursors {
         /// `namespace/name`.
         broker: String,
-        /// The trigger.
-        trigger: String,
-        /// The cause.
+        /// The cause (naming the file).
         source: std::io::Error,
     },
 }
 
 struct TriggerState {
-    config: TriggerConfig,
+    /// Shared with the trigger's dispatcher and the position task.
+    config: Arc<TriggerConfig>,
     /// Shared with the fan-out and the dispatcher.
     lane: Arc<LaneState>,
     /// The trigger's position as last computed (for retention).
@@ -100,7 +104,8 @@ pub struct Broker {
 impl Broker {
     /// Opens (recovering) the broker's log and loads each trigger's cursor. A trigger seen for
     /// the first time starts at the end of the log — it receives events accepted from now on —
-    /// and its cursor is written at once, so a crash cannot move it later.
+    /// and its cursor is written before this returns (one write for all such triggers), so a
+    /// crash cannot move it later.
     pub fn open(config: BrokerConfig, triggers: Vec<TriggerConfig>) -> Result<Self, BrokerError> {
         let id = format!("{}/{}", config.namespace, config.name);
         let dir = config
@@ -119,36 +124,20 @@ impl Broker {
             broker: id.clone(),
             source,
         })?;
-        let cursor_error = |trigger: &str, source| BrokerError::Cursor {
+        let cursors_error = |source| BrokerError::Cursors {
             broker: id.clone(),
-            trigger: trigger.to_owned(),
             source,
         };
-        let cursors =
-            Arc::new(CursorStore::open(dir.join("cursors")).map_err(|e| cursor_error("*", e))?);
+        let cursors = Arc::new(CursorStore::open(&dir).map_err(cursors_error)?);
         let end = *log.committed().borrow();
+        let names: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
+        let positions = cursors.resume(&names, end).map_err(cursors_error)?;
+        // Built by pushing rather than collected from `triggers`: a collect would reuse the
+        // allocation of the much larger `TriggerConfig`s and hold it for the broker's life.
         let mut states = Vec::with_capacity(triggers.len());
-        for trigger in triggers {
-            let position = match cursors
-                .load(&trigger.name)
-                .map_err(|e| cursor_error(&trigger.name, e))?
-            {
-                // A cursor past the end means the log's tail was cut off by recovery (a torn
-                // write, or damage); resume at the new end so new events are not skipped.
-                Some(p) if p > end => {
-                    tracing::warn!(broker = %id, trigger = %trigger.name, cursor = p, end, "cursor beyond the end of the recovered log; resuming at the end");
-                    end
-                }
-                Some(p) => p,
-                None => {
-                    cursors
-                        .store(&trigger.name, end)
-                        .map_err(|e| cursor_error(&trigger.name, e))?;
-                    end
-                }
-            };
+        for (trigger, position) in triggers.into_iter().zip(positions) {
             states.push(TriggerState {
-                config: trigger,
+                config: Arc::new(trigger),
                 lane: Arc::new(LaneState::new(position)),
                 position: Arc::new(AtomicU64::new(position)),
                 persisted: position,
@@ -255,14 +244,20 @@ impl Broker {
         shutdown: &watch::Receiver<bool>,
         grace: Duration,
     ) -> Vec<JoinHandle<()>> {
-        // The fan-out starts at the end of the log; every dispatcher catches up from its own
-        // position and then asks to be attached.
-        let fanout_position: FanoutPosition =
-            Arc::new(AtomicU64::new(*self.log.committed().borrow()));
+        // The fan-out starts at the end of the log. A trigger already there is attached from the
+        // start; any other's dispatcher catches up from its own position and then asks to be
+        // attached.
+        let start = *self.log.committed().borrow();
+        let fanout_position: FanoutPosition = Arc::new(AtomicU64::new(start));
         let (attach_tx, attach_rx) = mpsc::channel(self.triggers.len().max(1));
+        let broker: Arc<str> = Arc::from(self.id.as_str());
         let mut lanes = Vec::with_capacity(self.triggers.len());
         let mut dispatchers = Vec::with_capacity(self.triggers.len());
         for (lane_id, t) in self.triggers.iter().enumerate() {
+            // Already where the fan-out starts: no reader of its own to catch up with.
+            if t.lane.position(&fanout_position) == start {
+                t.lane.start_attached(start);
+            }
             let capacity = (2 * t.config.max_in_flight).clamp(LANE_MIN_CAPACITY, LANE_MAX_CAPACITY);
             let (tx, rx) = mpsc::channel(capacity);
             lanes.push(LaneSender {
@@ -270,8 +265,8 @@ impl Broker {
                 state: t.lane.clone(),
             });
             let dispatcher = Dispatcher {
-                broker: Arc::from(self.id.as_str()),
-                trigger: Arc::new(t.config.clone()),
+                broker: broker.clone(),
+                trigger: t.config.clone(),
                 lane_id,
                 lane: rx,
                 state: t.lane.clone(),
@@ -307,7 +302,7 @@ impl Broker {
                 .triggers
                 .iter()
                 .map(|t| PositionSlot {
-                    name: t.config.name.clone(),
+                    trigger: t.config.clone(),
                     lane: t.lane.clone(),
                     position: t.position.clone(),
                     stats: t.stats.clone(),
@@ -392,7 +387,7 @@ impl Retention {
 }
 
 struct PositionSlot {
-    name: String,
+    trigger: Arc<TriggerConfig>,
     lane: Arc<LaneState>,
     position: Arc<AtomicU64>,
     stats: Arc<DispatchStats>,
@@ -400,7 +395,15 @@ struct PositionSlot {
     finished_at_persist: u64,
 }
 
-/// Computes every trigger's position and writes those that matter to the cursor store.
+/// A trigger's position being written, and its finished deliveries then.
+struct CursorWrite {
+    slot: usize,
+    position: u64,
+    finished: u64,
+}
+
+/// Computes every trigger's position and writes those that matter to the cursor store, all in
+/// one write.
 ///
 /// A position is written when it changed and the trigger finished a delivery since the last
 /// write (so a restart never redelivers more than what finished since), or when it moved more
@@ -438,6 +441,7 @@ impl Positions {
             self.disk_used.store(used, Ordering::Relaxed);
         }
         let mut writes = Vec::new();
+        let mut names = Vec::new();
         for (i, t) in self.triggers.iter().enumerate() {
             let position = t.lane.position(&self.fanout);
             t.position.store(position, Ordering::Release);
@@ -446,35 +450,43 @@ impl Positions {
             let moved = position != t.persisted;
             let worked = finished != t.finished_at_persist;
             if moved && (worked || position.abs_diff(t.persisted) >= POSITION_LAG_WRITE) {
-                writes.push((i, t.name.clone(), position, finished));
+                writes.push(CursorWrite {
+                    slot: i,
+                    position,
+                    finished,
+                });
+                names.push(t.trigger.clone());
             }
         }
         if writes.is_empty() {
             return;
         }
+        // One write and one fdatasync for all of them.
         let cursors = self.cursors.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            writes
-                .into_iter()
-                .map(|(i, name, position, finished)| {
-                    let stored = cursors.store(&name, position);
-                    (i, name, position, finished, stored)
-                })
-                .collect::<Vec<_>>()
+        let positions: Vec<u64> = writes.iter().map(|w| w.position).collect();
+        let stored = tokio::task::spawn_blocking(move || {
+            let batch: Vec<(&str, u64)> = names
+                .iter()
+                .map(|t| t.name.as_str())
+                .zip(positions)
+                .collect();
+            cursors.store(&batch)
         })
         .await;
-        let Ok(results) = result else { return };
-        for (i, name, position, finished, stored) in results {
-            match stored {
-                Ok(()) => {
-                    self.triggers[i].persisted = position;
-                    self.triggers[i].finished_at_persist = finished;
+        match stored {
+            Ok(Ok(())) => {
+                for w in writes {
+                    self.triggers[w.slot].persisted = w.position;
+                    self.triggers[w.slot].finished_at_persist = w.finished;
                 }
-                // The cursor store reports failures (once per cause); the position stays in
-                // memory and is written again at a later tick.
-                Err(e) => {
-                    tracing::debug!(broker = %self.broker, trigger = %name, error = %e, "writing cursor failed")
-                }
+            }
+            // The cursor store reports failures (once per cause); the positions stay in memory
+            // and are written again at a later tick.
+            Ok(Err(e)) => {
+                tracing::debug!(broker = %self.broker, error = %e, "writing cursors failed")
+            }
+            Err(e) => {
+                tracing::error!(broker = %self.broker, error = %e, "cursor writer task failed")
             }
         }
     }

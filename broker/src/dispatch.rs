@@ -162,13 +162,14 @@ enum CatchUp {
 impl Dispatcher {
     /// Runs until `shutdown` turns true, then lets in-flight deliveries finish within the grace
     /// period. The dispatcher starts by catching up from its position (the fan-out starts at
-    /// the end of the log), then reads its lane; whenever the fan-out detaches it (the lane was
-    /// full), it catches up again from the first event it missed.
+    /// the end of the log) unless its lane starts attached, then reads its lane; whenever the
+    /// fan-out detaches it (the lane was full), it catches up again from the first event it
+    /// missed.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let start = self.state.position(&AtomicU64::new(0));
-        let mut catch_up = Some(self.catch_up(start));
-        let mut live = false;
-        self.state.set_live(false);
+        let mut live = self.state.is_live();
+        let mut catch_up = (!live).then(|| self.catch_up(start));
+        self.state.set_live(live);
 
         let mut in_flight: FuturesUnordered<Delivery> = FuturesUnordered::new();
         // Ordered triggers: partition keys with an event under way, and the events waiting

@@ -70,6 +70,16 @@ impl LaneState {
         state
     }
 
+    /// Marks the lane of a trigger whose position is `start`, where the fan-out starts reading,
+    /// as attached and live: the fan-out hands it events from `start` on and its dispatcher
+    /// reads the lane at once, with no reader of its own to catch up with. Call before the
+    /// fan-out and the dispatcher run.
+    pub fn start_attached(&self, start: u64) {
+        self.resume_from.store(start, SeqCst);
+        self.attached.store(true, SeqCst);
+        self.live.store(true, SeqCst);
+    }
+
     /// The trigger's position: the lowest offset it has not finished.
     pub fn position(&self, fanout: &AtomicU64) -> u64 {
         // Order matters: read the fan-out position first; `outstanding` is incremented before
@@ -107,6 +117,11 @@ impl LaneState {
     /// Called by the dispatcher when an event handed over by the fan-out is finished.
     pub fn finished_handoff(&self) {
         self.outstanding.fetch_sub(1, SeqCst);
+    }
+
+    /// Whether the dispatcher reads its lane (rather than the log on its own).
+    pub fn is_live(&self) -> bool {
+        self.live.load(SeqCst)
     }
 
     /// Whether the fan-out still hands events to this lane.
