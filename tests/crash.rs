@@ -58,6 +58,14 @@ struct Running {
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
+/// A test that fails midway leaves no Ember running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `ember run` on an ephemeral port (`--listen 127.0.0.1:0`) and waits for the line that
 /// says where it listens.
 async fn start_ember(config: &std::path::Path, data_dir: &std::path::Path) -> Running {
@@ -199,8 +207,8 @@ async fn a_torn_tail_is_truncated_and_everything_before_it_kept() {
         assert_eq!(r.status, StatusCode::ACCEPTED);
     }
     unsafe { libc::kill(ember.child.id() as i32, libc::SIGTERM) };
-    let mut child = ember.child;
-    let status = child.wait().unwrap();
+    let mut ember = ember;
+    let status = ember.child.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 
     // Tear the last record by hand: cut the tail segment in the middle of it.
