@@ -4,9 +4,11 @@
 //! `brokers/{namespace}/{name}/cursors.journal` every trigger's cursor (see [`crate::cursor`]).
 //!
 //! Start-up costs little per trigger: every cursor is read from one journal and the new
-//! triggers' cursors are written with one `fdatasync` in all; a trigger that starts where the
-//! fan-out does (the usual case: a new trigger, or a restart after a clean shutdown) is handed
-//! events by the fan-out at once, with no reader of its own.
+//! triggers' cursors are written with one `fdatasync` in all. The fan-out starts at the earliest
+//! trigger near the end of the log (all of them after a clean shutdown, which writes every
+//! position that moved; after a crash, those whose cursors lagged a little) and hands events to
+//! all of those at once, so they need no reader of their own; only a trigger far behind reads
+//! the log on its own until it catches up.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,8 +30,15 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the triggers' positions are computed (and, when they matter, written).
 const POSITION_INTERVAL: Duration = Duration::from_millis(100);
 /// A trigger that delivered nothing since its position was last written still gets it written
-/// once it has moved this far (so a restart does not re-filter a long stretch of the log).
-const POSITION_LAG_WRITE: u64 = 1 << 20;
+/// once it has moved this far (so a restart does not re-filter a long stretch of the log). All
+/// positions that moved are written at shutdown.
+const POSITION_LAG_WRITE: u64 = 1 << 16;
+/// At start, the fan-out begins at the earliest trigger at most this far behind the end of the
+/// log, and hands events to all of them: after a crash, triggers whose cursors were a little
+/// behind share one reader instead of each reading the same stretch. A trigger further behind
+/// reads the log on its own until it catches up, so it holds up no other. Above
+/// [`POSITION_LAG_WRITE`], so that idle triggers are always within it.
+const FANOUT_REWIND: u64 = 1 << 17;
 /// Bounds of a lane's capacity (twice the trigger's in-flight limit, within these).
 const LANE_MIN_CAPACITY: usize = 64;
 const LANE_MAX_CAPACITY: usize = 4096;
@@ -244,19 +253,28 @@ impl Broker {
         shutdown: &watch::Receiver<bool>,
         grace: Duration,
     ) -> Vec<JoinHandle<()>> {
-        // The fan-out starts at the end of the log. A trigger already there is attached from the
-        // start; any other's dispatcher catches up from its own position and then asks to be
-        // attached.
-        let start = *self.log.committed().borrow();
+        // The fan-out starts at the earliest trigger near the end of the log; every trigger from
+        // there on is attached from the start. Any other's dispatcher catches up from its own
+        // position and then asks to be attached.
+        let end = *self.log.committed().borrow();
+        let unread = AtomicU64::new(0);
+        let start = self
+            .triggers
+            .iter()
+            .map(|t| t.lane.position(&unread))
+            .filter(|&p| end.saturating_sub(p) <= FANOUT_REWIND)
+            .min()
+            .unwrap_or(end);
         let fanout_position: FanoutPosition = Arc::new(AtomicU64::new(start));
         let (attach_tx, attach_rx) = mpsc::channel(self.triggers.len().max(1));
         let broker: Arc<str> = Arc::from(self.id.as_str());
         let mut lanes = Vec::with_capacity(self.triggers.len());
         let mut dispatchers = Vec::with_capacity(self.triggers.len());
         for (lane_id, t) in self.triggers.iter().enumerate() {
-            // Already where the fan-out starts: no reader of its own to catch up with.
-            if t.lane.position(&fanout_position) == start {
-                t.lane.start_attached(start);
+            let position = t.lane.position(&unread);
+            if position >= start {
+                // The fan-out reads past its position: no reader of its own.
+                t.lane.start_attached(position);
             }
             let capacity = (2 * t.config.max_in_flight).clamp(LANE_MIN_CAPACITY, LANE_MAX_CAPACITY);
             let (tx, rx) = mpsc::channel(capacity);
@@ -407,7 +425,8 @@ struct CursorWrite {
 ///
 /// A position is written when it changed and the trigger finished a delivery since the last
 /// write (so a restart never redelivers more than what finished since), or when it moved more
-/// than [`POSITION_LAG_WRITE`] (an idle trigger, whose stale position costs only re-filtering).
+/// than [`POSITION_LAG_WRITE`] (an idle trigger, whose stale position costs only re-filtering),
+/// and at shutdown whenever it changed.
 struct Positions {
     /// The log's directory and its size on disk, refreshed on every tick (for the budget).
     log_dir: PathBuf,
@@ -425,17 +444,19 @@ impl Positions {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = tick.tick() => self.flush().await,
+                _ = tick.tick() => self.flush(false).await,
             }
         }
-        // Dispatchers finish their in-flight deliveries first; then the final positions.
+        // Dispatchers finish their in-flight deliveries first; then the final positions, all
+        // that moved, so that a restart finds every trigger where it stopped.
         for d in dispatchers {
             let _ = d.await;
         }
-        self.flush().await;
+        self.flush(true).await;
     }
 
-    async fn flush(&mut self) {
+    /// Computes the positions and writes those that matter (`all`: every one that moved).
+    async fn flush(&mut self, all: bool) {
         let dir = self.log_dir.clone();
         if let Ok(used) = tokio::task::spawn_blocking(move || disk_usage(&dir)).await {
             self.disk_used.store(used, Ordering::Relaxed);
@@ -449,7 +470,7 @@ impl Positions {
                 t.stats.delivered.load(Ordering::Relaxed) + t.stats.dropped.load(Ordering::Relaxed);
             let moved = position != t.persisted;
             let worked = finished != t.finished_at_persist;
-            if moved && (worked || position.abs_diff(t.persisted) >= POSITION_LAG_WRITE) {
+            if moved && (all || worked || position.abs_diff(t.persisted) >= POSITION_LAG_WRITE) {
                 writes.push(CursorWrite {
                     slot: i,
                     position,
@@ -504,3 +525,6 @@ fn disk_usage(dir: &std::path::Path) -> u64 {
         .map(|m| m.len())
         .sum()
 }
+
+#[cfg(test)]
+mod tests;

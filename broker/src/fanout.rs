@@ -70,12 +70,12 @@ impl LaneState {
         state
     }
 
-    /// Marks the lane of a trigger whose position is `start`, where the fan-out starts reading,
-    /// as attached and live: the fan-out hands it events from `start` on and its dispatcher
-    /// reads the lane at once, with no reader of its own to catch up with. Call before the
-    /// fan-out and the dispatcher run.
-    pub fn start_attached(&self, start: u64) {
-        self.resume_from.store(start, SeqCst);
+    /// Marks the lane of a trigger whose position `from` is at or after where the fan-out starts
+    /// reading as attached and live: the fan-out hands it events from `from` on and its
+    /// dispatcher reads the lane at once, with no reader of its own to catch up with. Call
+    /// before the fan-out and the dispatcher run.
+    pub fn start_attached(&self, from: u64) {
+        self.resume_from.store(from, SeqCst);
         self.attached.store(true, SeqCst);
         self.live.store(true, SeqCst);
     }
