@@ -197,6 +197,12 @@ impl Broker {
         self.config.max_event_bytes
     }
 
+    /// The triggers' cursors: [`CursorStore::resume`] places a trigger added while the broker
+    /// runs, [`CursorStore::remove`] forgets a deleted one.
+    pub fn cursors(&self) -> &CursorStore {
+        &self.cursors
+    }
+
     /// The broker's log.
     pub fn log(&self) -> &EventLog {
         &self.log
