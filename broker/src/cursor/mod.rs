@@ -37,11 +37,12 @@
 //! # Recovery
 //! [`open`](CursorStore::open) reads the journal record by record; the first record that is
 //! incomplete or fails its CRC ends it — a write torn by a crash, whose call never returned — and
-//! the file is cut there. A missing or damaged header is an error naming the file, never an
-//! empty store: the journal is created whole (temp file, fsync, rename, directory fsync) before
+//! the file is cut there. A journal without its whole header is an error naming the file, never
+//! an empty store: the journal is created whole (temp file, fsync, rename, directory fsync) before
 //! any cursor is written in it, so a crash does not leave one. Damage in the middle of the
-//! journal (not a crash's doing) also ends it there: cursors written after the damage fall
-//! back to their earlier values.
+//! journal (a failing disk, not a crash) also ends it there: cursors written after the damage
+//! fall back to their earlier values — and a trigger whose every record lies after it to none,
+//! so it starts again at the end of the log. Compaction keeps that stretch short.
 //!
 //! # Compaction
 //! Once the journal outgrows both [`COMPACT_MIN_BYTES`] and [`COMPACT_RATIO`] times one record
