@@ -1,6 +1,7 @@
 //! The `ember` binary's library: the command line, loading configuration into running brokers,
 //! and the HTTP server. `main.rs` only parses arguments and calls [`cli::main`].
 
+pub mod allocator;
 pub mod cli;
 pub mod connection;
 pub mod display;

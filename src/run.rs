@@ -86,6 +86,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.shutdown_grace,
     )
     .await?;
+    // Nothing below reads the configuration; free it with the rest of start-up's memory.
+    drop(config);
+    crate::allocator::release_startup_memory();
     tracing::info!(
         brokers = ember.brokers.len(),
         data_dir = %args.data_dir.display(),

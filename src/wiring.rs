@@ -217,17 +217,21 @@ pub fn brokers(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<BrokerPla
 fn share_subscriber_limits(triggers: &[ember_api::Located<Trigger>], plans: &mut [BrokerPlan]) {
     use std::collections::HashMap;
     let authority = |d: &ember_broker::delivery::Destination| d.authority().unwrap_or_default();
+    // By (namespace, name), so that ten thousand triggers do not cost a hundred million lookups.
+    let declared_limits: HashMap<(&str, &str), u32> = triggers
+        .iter()
+        .filter_map(|l| {
+            let meta = &l.resource.metadata;
+            let limit = l.resource.settings().ok()?.subscriber_max_in_flight?;
+            Some(((meta.namespace.as_str(), meta.name.as_str()), limit))
+        })
+        .collect();
     let mut limits: HashMap<String, u32> = HashMap::new();
     for plan in plans.iter() {
         for t in &plan.triggers {
-            let declared = triggers
-                .iter()
-                .find(|l| {
-                    l.resource.metadata.name == t.name
-                        && l.resource.metadata.namespace == plan.broker.namespace
-                })
-                .and_then(|l| l.resource.settings().ok())
-                .and_then(|s| s.subscriber_max_in_flight);
+            let declared = declared_limits
+                .get(&(plan.broker.namespace.as_str(), t.name.as_str()))
+                .copied();
             if let Some(n) = declared {
                 let e = limits.entry(authority(&t.subscriber)).or_insert(n);
                 *e = (*e).min(n);

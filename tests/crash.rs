@@ -1,9 +1,11 @@
 //! Crash safety of the `ember` binary: every event that got a 202 is delivered at least once,
-//! even when Ember is SIGKILLed mid-stream; a hand-torn log tail is recovered.
+//! even when Ember is SIGKILLed mid-stream — also to each of many triggers while their cursors
+//! are being written; a hand-torn log tail is recovered.
 
 mod common;
 
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +15,8 @@ use common::{binary_event, ember_bin, eventually, post, try_request};
 use http::StatusCode;
 use tokio::net::TcpListener;
 
-/// A free loopback port (bound then released; the OS does not hand it out again at once).
+/// A free loopback port (bound then released; the OS does not hand it out again at once), for a
+/// subscriber that must come back on the same port later.
 async fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .await
@@ -51,55 +54,79 @@ spec:
 struct Running {
     child: Child,
     url: String,
+    /// Ember's log lines, read as they come so a full pipe never blocks it.
+    stderr: Arc<Mutex<Vec<String>>>,
 }
 
+/// A test that fails midway leaves no Ember running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `ember run` on an ephemeral port (`--listen 127.0.0.1:0`) and waits for the line that
+/// says where it listens.
 async fn start_ember(config: &std::path::Path, data_dir: &std::path::Path) -> Running {
-    let port = free_port().await;
-    let child = Command::new(ember_bin())
+    let mut child = Command::new(ember_bin())
         .args(["run", "-f"])
         .arg(config)
         .arg("--data-dir")
         .arg(data_dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--shutdown-grace",
-            "1s",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--shutdown-grace", "1s"])
         .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("ember starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let ready = eventually(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
-    assert!(ready, "ember did not start listening");
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let lines = stderr.clone();
+    let pipe = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { return };
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let base = || {
+        stderr.lock().unwrap().iter().find_map(|l| {
+            let at = l.find("ember is running; send events to http://")?;
+            let rest = &l[at + "ember is running; send events to ".len()..];
+            let port: String = rest["http://127.0.0.1:".len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            Some(format!("http://127.0.0.1:{port}"))
+        })
+    };
+    let started = eventually(Duration::from_secs(60), || base().is_some()).await;
+    assert!(started, "ember did not start: {:?}", stderr.lock().unwrap());
     Running {
         child,
-        url: format!("{base}/default/default"),
+        url: format!("{}/default/default", base().unwrap()),
+        stderr,
     }
 }
 
-fn stderr_of(mut child: Child) -> String {
-    use std::io::Read;
-    let mut s = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut s);
+/// Waits for Ember to exit; its log.
+fn stderr_of(mut ember: Running) -> String {
+    let _ = ember.child.wait();
+    // The reader thread ends with the pipe; give it a moment to take the last lines.
+    for _ in 0..50 {
+        if Arc::strong_count(&ember.stderr) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let _ = child.wait();
-    s
+    ember.stderr.lock().unwrap().join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_survives_sigkill() {
-    let sub_port = free_port().await;
-    let sub = Subscriber::serve(
-        TcpListener::bind(("127.0.0.1", sub_port)).await.unwrap(),
-        vec![],
-    );
+    let sub = Subscriber::start().await;
+    let sub_port = sub.addr.port();
     let config_dir = tempfile::tempdir().unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let config = write_config(config_dir.path(), sub_port);
@@ -159,7 +186,7 @@ async fn every_acknowledged_event_survives_sigkill() {
         acked.difference(&got).count()
     );
     unsafe { libc::kill(ember.child.id() as i32, libc::SIGTERM) };
-    let _ = stderr_of(ember.child);
+    let _ = stderr_of(ember);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,8 +207,8 @@ async fn a_torn_tail_is_truncated_and_everything_before_it_kept() {
         assert_eq!(r.status, StatusCode::ACCEPTED);
     }
     unsafe { libc::kill(ember.child.id() as i32, libc::SIGTERM) };
-    let mut child = ember.child;
-    let status = child.wait().unwrap();
+    let mut ember = ember;
+    let status = ember.child.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 
     // Tear the last record by hand: cut the tail segment in the middle of it.
@@ -229,7 +256,7 @@ async fn a_torn_tail_is_truncated_and_everything_before_it_kept() {
     expected_sorted.sort();
     assert_eq!(sorted, expected_sorted, "delivered {ids:?}");
     unsafe { libc::kill(ember.child.id() as i32, libc::SIGTERM) };
-    let stderr = stderr_of(ember.child);
+    let stderr = stderr_of(ember);
     assert!(
         stderr.contains("trunc"),
         "recovery logs the truncation: {stderr}"
@@ -238,11 +265,8 @@ async fn a_torn_tail_is_truncated_and_everything_before_it_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_delivery_redelivers_after_restart() {
-    let sub_port = free_port().await;
-    let sub = Subscriber::serve(
-        TcpListener::bind(("127.0.0.1", sub_port)).await.unwrap(),
-        vec![],
-    );
+    let sub = Subscriber::start().await;
+    let sub_port = sub.addr.port();
     let config_dir = tempfile::tempdir().unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let config = write_config(config_dir.path(), sub_port);
@@ -289,5 +313,108 @@ async fn sigkill_during_delivery_redelivers_after_restart() {
         "events whose delivery finished before the crash are not redelivered"
     );
     unsafe { libc::kill(ember.child.id() as i32, libc::SIGTERM) };
-    let _ = stderr_of(ember.child);
+    let _ = stderr_of(ember);
+}
+
+/// Many triggers, one subscriber each.
+fn write_many_triggers_config(
+    dir: &std::path::Path,
+    subscribers: &[Subscriber],
+) -> std::path::PathBuf {
+    let mut yaml = String::from(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n\
+         spec:\n  delivery: {retry: 1000, backoffPolicy: linear, backoffDelay: PT0.05S}\n",
+    );
+    for (i, sub) in subscribers.iter().enumerate() {
+        yaml.push_str(&format!(
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: t{i}}}\n\
+             spec:\n  broker: default\n  subscriber: {{uri: \"{}\"}}\n",
+            sub.uri()
+        ));
+    }
+    let file = dir.join("ember.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_many_triggers_write_their_cursors_skips_no_event_for_any_trigger() {
+    const TRIGGERS: usize = 40;
+    let mut subscribers = Vec::new();
+    for _ in 0..TRIGGERS {
+        let sub = Subscriber::start().await;
+        // Slow enough that every trigger has deliveries in flight when Ember is killed.
+        sub.set_delay(Duration::from_millis(5));
+        subscribers.push(sub);
+    }
+    let config_dir = tempfile::tempdir().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = write_many_triggers_config(config_dir.path(), &subscribers);
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let delivered =
+        |subscribers: &[Subscriber]| -> usize { subscribers.iter().map(Subscriber::count).sum() };
+
+    // Three rounds: send under load, and SIGKILL Ember while every trigger is delivering, so
+    // its cursors are being written (all of them every 100 ms).
+    for round in 0..3 {
+        let mut ember = start_ember(&config, data_dir.path()).await;
+        let before = delivered(&subscribers);
+        let mut senders = Vec::new();
+        for s in 0..4 {
+            let (url, acked) = (ember.url.clone(), acked.clone());
+            senders.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let id = format!("{round}-{s}-{i}");
+                    let headers = binary_event(&id, "com.example.crash");
+                    match try_request(http::Method::POST, &url, &headers, "{}").await {
+                        Some(r) if r.status == StatusCode::ACCEPTED => {
+                            acked.lock().unwrap().insert(id);
+                        }
+                        _ => return, // Ember is gone
+                    }
+                }
+            }));
+        }
+        let busy = eventually(Duration::from_secs(30), || {
+            delivered(&subscribers) - before >= 40 * TRIGGERS
+        })
+        .await;
+        assert!(busy, "deliveries under way in round {round}");
+        ember.child.kill().expect("SIGKILL");
+        let _ = ember.child.wait();
+        for s in senders {
+            let _ = s.await;
+        }
+    }
+
+    // Restart: every acknowledged event reaches every trigger's subscriber (at least once).
+    let ember = start_ember(&config, data_dir.path()).await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty());
+    let missing = |sub: &Subscriber| -> Vec<String> {
+        let got: HashSet<String> = sub.ids().into_iter().collect();
+        acked.difference(&got).cloned().collect()
+    };
+    eventually(Duration::from_secs(120), || {
+        subscribers.iter().all(|s| missing(s).is_empty())
+    })
+    .await;
+    let skipped: Vec<String> = subscribers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, sub)| {
+            let m = missing(sub);
+            (!m.is_empty())
+                .then(|| format!("t{i}: {} events, e.g. {:?}", m.len(), &m[..m.len().min(3)]))
+        })
+        .collect();
+    assert!(
+        skipped.is_empty(),
+        "triggers skipped acknowledged events: {skipped:#?}"
+    );
+    let broker_dir = data_dir.path().join("brokers/default/default");
+    assert!(broker_dir.join("cursors.journal").exists());
+    assert!(!broker_dir.join("cursors").exists(), "no file per trigger");
+    unsafe { libc::kill(ember.child.id() as i32, libc::SIGTERM) };
+    let _ = stderr_of(ember);
 }

@@ -398,12 +398,16 @@ async fn a_full_disk_is_507_until_space_is_freed_then_everything_resumes_by_itse
     let recovered = |ember: &Ember, target: &str| {
         lines(&ember.log(), "INFO", target).any(|l| message(l).contains("succeed again"))
     };
+    // The cursors' journal grows by a few bytes per write, which may still fit in its last
+    // page on a full disk; a write that did fail says so once it succeeds again.
+    let cursor_failed = lines(&ember.log(), "WARN", "ember_broker::cursor").count() > 0;
     assert!(
-        eventually(Duration::from_secs(10), || recovered(
-            &ember,
-            "ember_broker::cursor"
-        ))
-        .await,
+        !cursor_failed
+            || eventually(Duration::from_secs(10), || recovered(
+                &ember,
+                "ember_broker::cursor"
+            ))
+            .await,
         "cursor writes resume and say so"
     );
     assert!(
@@ -428,10 +432,6 @@ async fn a_full_disk_is_507_until_space_is_freed_then_everything_resumes_by_itse
             .collect();
         assert!(noisy.len() <= 2, "{target} logged {noisy:#?}");
     }
-    assert!(
-        lines(&log, "WARN", "ember_broker::cursor").count() >= 1,
-        "the failing cursor was reported"
-    );
 
     // A restart on the same data directory recovers the same log and redelivers nothing.
     let ember = Ember::start(&config, &data_dir).await;

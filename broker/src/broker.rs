@@ -1,7 +1,14 @@
 //! A running broker: its log, its triggers' cursors and dispatchers, and log retention.
 //!
 //! Layout under the data directory: `brokers/{namespace}/{name}/log/` holds the segments,
-//! `brokers/{namespace}/{name}/cursors/` one file per trigger.
+//! `brokers/{namespace}/{name}/cursors.journal` every trigger's cursor (see [`crate::cursor`]).
+//!
+//! Start-up costs little per trigger: every cursor is read from one journal and the new
+//! triggers' cursors are written with one `fdatasync` in all. The fan-out starts at the earliest
+//! trigger near the end of the log (all of them after a clean shutdown, which writes every
+//! position that moved; after a crash, those whose cursors lagged a little) and hands events to
+//! all of those at once, so they need no reader of their own; only a trigger far behind reads
+//! the log on its own until it catches up.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,8 +31,15 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the triggers' positions are computed (and, when they matter, written).
 const POSITION_INTERVAL: Duration = Duration::from_millis(100);
 /// A trigger that delivered nothing since its position was last written still gets it written
-/// once it has moved this far (so a restart does not re-filter a long stretch of the log).
-const POSITION_LAG_WRITE: u64 = 1 << 20;
+/// once it has moved this far (so a restart does not re-filter a long stretch of the log). All
+/// positions that moved are written at shutdown.
+const POSITION_LAG_WRITE: u64 = 1 << 16;
+/// At start, the fan-out begins at the earliest trigger at most this far behind the end of the
+/// log, and hands events to all of them: after a crash, triggers whose cursors were a little
+/// behind share one reader instead of each reading the same stretch. A trigger further behind
+/// reads the log on its own until it catches up, so it holds up no other. Above
+/// [`POSITION_LAG_WRITE`], so that idle triggers are always within it.
+const FANOUT_REWIND: u64 = 1 << 17;
 /// Bounds of a lane's capacity (twice the trigger's in-flight limit, within these).
 const LANE_MIN_CAPACITY: usize = 64;
 const LANE_MAX_CAPACITY: usize = 4096;
@@ -64,20 +78,19 @@ pub enum BrokerError {
         /// The cause.
         source: LogError,
     },
-    /// A cursor could not be read or created.
-    #[error("broker {broker}: trigger {trigger}: cursor: {source}")]
-    Cursor {
+    /// The cursors could not be read, or the new triggers' cursors not written.
+    #[error("broker {broker}: cursors: {source}")]
+    Cursors {
         /// `namespace/name`.
         broker: String,
-        /// The trigger.
-        trigger: String,
-        /// The cause.
+        /// The cause (naming the file).
         source: std::io::Error,
     },
 }
 
 struct TriggerState {
-    config: TriggerConfig,
+    /// Shared with the trigger's dispatcher and the position task.
+    config: Arc<TriggerConfig>,
     /// Shared with the fan-out and the dispatcher.
     lane: Arc<LaneState>,
     /// The trigger's position as last computed (for retention).
@@ -114,7 +127,8 @@ pub struct Broker {
 impl Broker {
     /// Opens (recovering) the broker's log and loads each trigger's cursor. A trigger seen for
     /// the first time starts at the end of the log — it receives events accepted from now on —
-    /// and its cursor is written at once, so a crash cannot move it later.
+    /// and its cursor is written before this returns (one write for all such triggers), so a
+    /// crash cannot move it later.
     pub fn open(config: BrokerConfig, triggers: Vec<TriggerConfig>) -> Result<Self, BrokerError> {
         let id = format!("{}/{}", config.namespace, config.name);
         let dir = config
@@ -133,36 +147,20 @@ impl Broker {
             broker: id.clone(),
             source,
         })?;
-        let cursor_error = |trigger: &str, source| BrokerError::Cursor {
+        let cursors_error = |source| BrokerError::Cursors {
             broker: id.clone(),
-            trigger: trigger.to_owned(),
             source,
         };
-        let cursors =
-            Arc::new(CursorStore::open(dir.join("cursors")).map_err(|e| cursor_error("*", e))?);
+        let cursors = Arc::new(CursorStore::open(&dir).map_err(cursors_error)?);
         let end = *log.committed().borrow();
+        let names: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
+        let positions = cursors.resume(&names, end).map_err(cursors_error)?;
+        // Built by pushing rather than collected from `triggers`: a collect would reuse the
+        // allocation of the much larger `TriggerConfig`s and hold it for the broker's life.
         let mut states = Vec::with_capacity(triggers.len());
-        for trigger in triggers {
-            let position = match cursors
-                .load(&trigger.name)
-                .map_err(|e| cursor_error(&trigger.name, e))?
-            {
-                // A cursor past the end means the log's tail was cut off by recovery (a torn
-                // write, or damage); resume at the new end so new events are not skipped.
-                Some(p) if p > end => {
-                    tracing::warn!(broker = %id, trigger = %trigger.name, cursor = p, end, "cursor beyond the end of the recovered log; resuming at the end");
-                    end
-                }
-                Some(p) => p,
-                None => {
-                    cursors
-                        .store(&trigger.name, end)
-                        .map_err(|e| cursor_error(&trigger.name, e))?;
-                    end
-                }
-            };
+        for (trigger, position) in triggers.into_iter().zip(positions) {
             states.push(TriggerState {
-                config: trigger,
+                config: Arc::new(trigger),
                 lane: Arc::new(LaneState::new(position)),
                 position: Arc::new(AtomicU64::new(position)),
                 persisted: position,
@@ -211,6 +209,12 @@ impl Broker {
     /// The largest request body ingress accepts for this broker.
     pub fn max_event_bytes(&self) -> usize {
         self.config.max_event_bytes
+    }
+
+    /// The triggers' cursors: [`CursorStore::resume`] places a trigger added while the broker
+    /// runs, [`CursorStore::remove`] forgets a deleted one.
+    pub fn cursors(&self) -> &CursorStore {
+        &self.cursors
     }
 
     /// The broker's log.
@@ -282,14 +286,30 @@ impl Broker {
         shutdown: &watch::Receiver<bool>,
         grace: Duration,
     ) -> Vec<JoinHandle<()>> {
-        // The fan-out starts at the end of the log; every dispatcher catches up from its own
+        // The fan-out starts at the earliest trigger near the end of the log; every trigger from
+        // there on is attached from the start. Any other's dispatcher catches up from its own
         // position and then asks to be attached.
-        let fanout_start = *self.log.committed().borrow();
-        let fanout_position: FanoutPosition = Arc::new(AtomicU64::new(fanout_start));
+        let end = *self.log.committed().borrow();
+        let unread = AtomicU64::new(0);
+        let start = self
+            .triggers
+            .iter()
+            .map(|t| t.lane.position(&unread))
+            .filter(|&p| end.saturating_sub(p) <= FANOUT_REWIND)
+            .min()
+            .unwrap_or(end);
+        let fanout_start = start;
+        let fanout_position: FanoutPosition = Arc::new(AtomicU64::new(start));
         let (attach_tx, attach_rx) = mpsc::channel(self.triggers.len().max(1));
+        let broker: Arc<str> = Arc::from(self.id.as_str());
         let mut lanes = Vec::with_capacity(self.triggers.len());
         let mut dispatchers = Vec::with_capacity(self.triggers.len());
         for (lane_id, t) in self.triggers.iter().enumerate() {
+            let position = t.lane.position(&unread);
+            if position >= start {
+                // The fan-out reads past its position: no reader of its own.
+                t.lane.start_attached(position);
+            }
             let capacity = (2 * t.config.max_in_flight).clamp(LANE_MIN_CAPACITY, LANE_MAX_CAPACITY);
             let (tx, rx) = mpsc::channel(capacity);
             lanes.push(LaneSender {
@@ -298,8 +318,8 @@ impl Broker {
             });
             t.lane.count_from(fanout_start);
             let dispatcher = Dispatcher {
-                broker: Arc::from(self.id.as_str()),
-                trigger: Arc::new(t.config.clone()),
+                broker: broker.clone(),
+                trigger: t.config.clone(),
                 stacks: Arc::new(Stacks::new(&t.config, client, brokers)),
                 lane_id,
                 lane: rx,
@@ -335,7 +355,7 @@ impl Broker {
                 .triggers
                 .iter()
                 .map(|t| PositionSlot {
-                    name: t.config.name.clone(),
+                    trigger: t.config.clone(),
                     lane: t.lane.clone(),
                     position: t.position.clone(),
                     stats: t.stats.clone(),
@@ -500,7 +520,7 @@ impl Retention {
 }
 
 struct PositionSlot {
-    name: String,
+    trigger: Arc<TriggerConfig>,
     lane: Arc<LaneState>,
     position: Arc<AtomicU64>,
     stats: Arc<DispatchStats>,
@@ -508,11 +528,20 @@ struct PositionSlot {
     finished_at_persist: u64,
 }
 
-/// Computes every trigger's position and writes those that matter to the cursor store.
+/// A trigger's position being written, and its finished deliveries then.
+struct CursorWrite {
+    slot: usize,
+    position: u64,
+    finished: u64,
+}
+
+/// Computes every trigger's position and writes those that matter to the cursor store, all in
+/// one write.
 ///
 /// A position is written when it changed and the trigger finished a delivery since the last
 /// write (so a restart never redelivers more than what finished since), or when it moved more
-/// than [`POSITION_LAG_WRITE`] (an idle trigger, whose stale position costs only re-filtering).
+/// than [`POSITION_LAG_WRITE`] (an idle trigger, whose stale position costs only re-filtering),
+/// and at shutdown whenever it changed.
 struct Positions {
     /// The log's directory and its size on disk, refreshed on every tick (for the budget).
     log_dir: PathBuf,
@@ -530,22 +559,25 @@ impl Positions {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = tick.tick() => self.flush().await,
+                _ = tick.tick() => self.flush(false).await,
             }
         }
-        // Dispatchers finish their in-flight deliveries first; then the final positions.
+        // Dispatchers finish their in-flight deliveries first; then the final positions, all
+        // that moved, so that a restart finds every trigger where it stopped.
         for d in dispatchers {
             let _ = d.await;
         }
-        self.flush().await;
+        self.flush(true).await;
     }
 
-    async fn flush(&mut self) {
+    /// Computes the positions and writes those that matter (`all`: every one that moved).
+    async fn flush(&mut self, all: bool) {
         let dir = self.log_dir.clone();
         if let Ok(used) = tokio::task::spawn_blocking(move || disk_usage(&dir)).await {
             self.disk_used.store(used, Ordering::Relaxed);
         }
         let mut writes = Vec::new();
+        let mut names = Vec::new();
         for (i, t) in self.triggers.iter().enumerate() {
             let position = t.lane.position(&self.fanout);
             t.position.store(position, Ordering::Release);
@@ -553,36 +585,44 @@ impl Positions {
                 t.stats.delivered.load(Ordering::Relaxed) + t.stats.dropped.load(Ordering::Relaxed);
             let moved = position != t.persisted;
             let worked = finished != t.finished_at_persist;
-            if moved && (worked || position.abs_diff(t.persisted) >= POSITION_LAG_WRITE) {
-                writes.push((i, t.name.clone(), position, finished));
+            if moved && (all || worked || position.abs_diff(t.persisted) >= POSITION_LAG_WRITE) {
+                writes.push(CursorWrite {
+                    slot: i,
+                    position,
+                    finished,
+                });
+                names.push(t.trigger.clone());
             }
         }
         if writes.is_empty() {
             return;
         }
+        // One write and one fdatasync for all of them.
         let cursors = self.cursors.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            writes
-                .into_iter()
-                .map(|(i, name, position, finished)| {
-                    let stored = cursors.store(&name, position);
-                    (i, name, position, finished, stored)
-                })
-                .collect::<Vec<_>>()
+        let positions: Vec<u64> = writes.iter().map(|w| w.position).collect();
+        let stored = tokio::task::spawn_blocking(move || {
+            let batch: Vec<(&str, u64)> = names
+                .iter()
+                .map(|t| t.name.as_str())
+                .zip(positions)
+                .collect();
+            cursors.store(&batch)
         })
         .await;
-        let Ok(results) = result else { return };
-        for (i, name, position, finished, stored) in results {
-            match stored {
-                Ok(()) => {
-                    self.triggers[i].persisted = position;
-                    self.triggers[i].finished_at_persist = finished;
+        match stored {
+            Ok(Ok(())) => {
+                for w in writes {
+                    self.triggers[w.slot].persisted = w.position;
+                    self.triggers[w.slot].finished_at_persist = w.finished;
                 }
-                // The cursor store reports failures (once per cause); the position stays in
-                // memory and is written again at a later tick.
-                Err(e) => {
-                    tracing::debug!(broker = %self.broker, trigger = %name, error = %e, "writing cursor failed")
-                }
+            }
+            // The cursor store reports failures (once per cause); the positions stay in memory
+            // and are written again at a later tick.
+            Ok(Err(e)) => {
+                tracing::debug!(broker = %self.broker, error = %e, "writing cursors failed")
+            }
+            Err(e) => {
+                tracing::error!(broker = %self.broker, error = %e, "cursor writer task failed")
             }
         }
     }
@@ -600,3 +640,6 @@ fn disk_usage(dir: &std::path::Path) -> u64 {
         .map(|m| m.len())
         .sum()
 }
+
+#[cfg(test)]
+mod tests;

@@ -76,6 +76,21 @@ impl LaneState {
         self.counted_from.store(offset, SeqCst);
     }
 
+    /// Marks the lane of a trigger whose position `from` is at or after where the fan-out starts
+    /// reading as attached and live: the fan-out hands it events from `from` on and its
+    /// dispatcher reads the lane at once, with no reader of its own to catch up with. Call
+    /// before the fan-out and the dispatcher run.
+    pub fn start_attached(&self, from: u64) {
+        self.resume_from.store(from, SeqCst);
+        self.attached.store(true, SeqCst);
+        self.live.store(true, SeqCst);
+    }
+
+    /// Whether the dispatcher reads its lane (rather than the log on its own).
+    pub fn is_live(&self) -> bool {
+        self.live.load(SeqCst)
+    }
+
     /// The trigger's position: the lowest offset it has not finished.
     pub fn position(&self, fanout: &AtomicU64) -> u64 {
         // Order matters: read the fan-out position first; `outstanding` is incremented before
@@ -106,7 +121,9 @@ impl LaneState {
 
     /// Called by the fan-out for each event it matches for this lane, handed over or not.
     pub(crate) fn matched_by_fanout(&self, offset: u64) {
-        if offset >= self.counted_from.load(SeqCst) {
+        // The fan-out may start before a trigger's position (it starts at the earliest trigger
+        // near the end of the log): what lies before the position is finished already.
+        if offset >= self.start && offset >= self.counted_from.load(SeqCst) {
             self.pending.fetch_add(1, SeqCst);
         }
     }

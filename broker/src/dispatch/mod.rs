@@ -165,14 +165,15 @@ struct Done {
 
 impl Dispatcher {
     /// Runs until `shutdown` turns true, then lets in-flight deliveries finish within the grace
-    /// period. The dispatcher starts by catching up from its position (the fan-out starts at
-    /// the end of the log), then reads its lane; whenever the fan-out detaches it (the lane was
-    /// full), it catches up again from the first event it missed.
+    /// period. The dispatcher reads its lane at once if the broker attached it at start (its
+    /// trigger was near the end of the log); otherwise it first catches up from its position.
+    /// Whenever the fan-out detaches it (the lane was full), it catches up again from the first
+    /// event it missed.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let start = self.state.position(&AtomicU64::new(0));
-        let mut catch_up = Some(self.catch_up(start));
-        let mut live = false;
-        self.state.set_live(false);
+        let mut live = self.state.is_live();
+        let mut catch_up = (!live).then(|| self.catch_up(start));
+        self.state.set_live(live);
 
         let mut in_flight: FuturesUnordered<Delivery> = FuturesUnordered::new();
         let mut keys: KeyQueues<Pending> = KeyQueues::default();
