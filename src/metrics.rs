@@ -67,14 +67,16 @@ impl Collector for Brokers {
             MetricType::Gauge,
             brokers().map(|b| (vec![("broker", b.name())], b.disk_used())),
         )?;
-        let triggers = || {
-            brokers().flat_map(|b| {
+        // One snapshot per scrape: (broker, trigger's numbers, the broker's end offset).
+        let snapshot: Vec<(&str, ember_broker::broker::TriggerMetrics, u64)> = brokers()
+            .flat_map(|b| {
                 let end = b.end_offset();
                 b.trigger_states()
                     .into_iter()
                     .map(move |t| (b.name(), t, end))
             })
-        };
+            .collect();
+        let triggers = || snapshot.iter();
         family(
             &mut encoder,
             "ember_trigger_backlog_events",
@@ -82,7 +84,7 @@ impl Collector for Brokers {
             MetricType::Gauge,
             triggers().map(|(b, t, end)| {
                 (
-                    vec![("broker", b), ("trigger", t.name)],
+                    vec![("broker", *b), ("trigger", t.name.as_str())],
                     end.saturating_sub(t.position),
                 )
             }),
@@ -92,7 +94,12 @@ impl Collector for Brokers {
             "ember_trigger_pending_events",
             "Events the trigger matched and has not yet finished (delivered, dead-lettered or dropped): what waits for its subscriber.",
             MetricType::Gauge,
-            triggers().map(|(b, t, _)| (vec![("broker", b), ("trigger", t.name)], t.pending)),
+            triggers().map(|(b, t, _)| {
+                (
+                    vec![("broker", *b), ("trigger", t.name.as_str())],
+                    t.pending,
+                )
+            }),
         )?;
         let counters: [Counter; 7] = [
             (
@@ -137,8 +144,12 @@ impl Collector for Brokers {
                 name,
                 help,
                 MetricType::Counter,
-                triggers()
-                    .map(|(b, t, _)| (vec![("broker", b), ("trigger", t.name)], read(t.stats))),
+                triggers().map(|(b, t, _)| {
+                    (
+                        vec![("broker", *b), ("trigger", t.name.as_str())],
+                        read(&t.stats),
+                    )
+                }),
             )?;
         }
         Ok(())

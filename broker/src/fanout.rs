@@ -4,12 +4,16 @@
 //! its dispatcher catches up on its own: the protocol is in [`crate::dispatch::LaneState`]'s
 //! module. The fan-out publishes how far it has read ([`FanoutPosition`]), from which idle
 //! triggers' positions follow.
+//!
+//! Lanes come and go while it runs ([`FanoutCommand`]): between two batches the fan-out adds
+//! and removes lanes and rebuilds its trigger index, so a changed trigger set takes effect at
+//! one offset for all of them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::dispatch::{AttachRequest, LaneState};
 use crate::index::Index;
@@ -37,25 +41,56 @@ pub struct LaneSender {
     pub state: Arc<LaneState>,
 }
 
+/// A lane to add: its id, its sender, its trigger's filter, and the trigger's position.
+pub struct NewLane {
+    /// The lane's id (the trigger's key in the index).
+    pub id: usize,
+    /// The fan-out's side of the lane.
+    pub lane: LaneSender,
+    /// Which events the trigger wants.
+    pub filter: ember_triggers::TriggerFilter,
+    /// The lowest offset the trigger has not finished.
+    pub position: u64,
+}
+
+/// Changes to the fan-out's lanes, applied between two batches.
+pub enum FanoutCommand {
+    /// Adds and removes lanes; answers the offset from which the change holds (the fan-out's
+    /// position when it applied it). An added lane whose trigger is at or past that offset is
+    /// attached at once; any other catches up on its own first. A removed lane gets nothing
+    /// more (events already in its channel stay there).
+    Update {
+        /// Lanes to add.
+        add: Vec<NewLane>,
+        /// Ids of lanes to remove.
+        remove: Vec<usize>,
+        /// The offset from which the change holds.
+        done: oneshot::Sender<u64>,
+    },
+}
+
 /// The broker's single tail reader.
 pub struct Fanout {
     /// `namespace/name`, for logs.
     pub broker: String,
     /// The broker's log.
     pub log: EventLog,
-    /// Which triggers want which event.
-    pub index: Index,
-    /// One per trigger, indexed like the index's trigger ids.
-    pub lanes: Vec<LaneSender>,
+    /// Lanes by id (a removed lane leaves a hole, filled by the next one added).
+    pub lanes: Vec<Option<LaneSender>>,
+    /// Each lane's filter, by id.
+    pub filters: Vec<Option<ember_triggers::TriggerFilter>>,
     /// How far the fan-out has read.
     pub position: FanoutPosition,
     /// Attach requests from dispatchers that caught up.
     pub attach: mpsc::Receiver<AttachRequest>,
+    /// Lanes added and removed while it runs.
+    pub control: mpsc::Receiver<FanoutCommand>,
 }
 
 impl Fanout {
     /// Runs until shutdown or until the log closes.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut index = self.index();
         let start = self.position.load(SeqCst);
         let reader = self.log.reader(start);
         self.position.store(reader.position(), SeqCst);
@@ -66,9 +101,13 @@ impl Fanout {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
+                Some(command) = self.control.recv() => {
+                    self.apply(command);
+                    index = self.index();
+                }
                 Some(req) = self.attach.recv() => self.handle_attach(req),
                 batch = batches.recv() => match batch {
-                    Some(batch) => self.hand_out(batch, &mut matched),
+                    Some(batch) => self.hand_out(&index, batch, &mut matched),
                     None => break,
                 },
             }
@@ -76,16 +115,56 @@ impl Fanout {
         read_task.abort();
     }
 
+    /// The trigger index over the current lanes.
+    fn index(&self) -> Index {
+        Index::from_pairs(
+            self.filters
+                .iter()
+                .enumerate()
+                .filter_map(|(id, f)| f.clone().map(|f| (id, f))),
+        )
+    }
+
+    fn apply(&mut self, command: FanoutCommand) {
+        let FanoutCommand::Update { add, remove, done } = command;
+        let at = self.position.load(SeqCst);
+        for id in remove {
+            if let Some(slot) = self.lanes.get_mut(id) {
+                *slot = None;
+                self.filters[id] = None;
+            }
+        }
+        for new in add {
+            let state = &new.lane.state;
+            state.count_from(at);
+            if new.position >= at {
+                // The fan-out reads past the trigger's position: no reader of its own.
+                state.start_attached(new.position);
+            }
+            if self.lanes.len() <= new.id {
+                self.lanes.resize_with(new.id + 1, || None);
+                self.filters.resize_with(new.id + 1, || None);
+            }
+            self.lanes[new.id] = Some(new.lane);
+            self.filters[new.id] = Some(new.filter);
+        }
+        let _ = done.send(at);
+    }
+
     fn handle_attach(&mut self, req: AttachRequest) {
-        let Some(lane) = self.lanes.get(req.lane) else {
+        // The lane may have been removed (and its id given to another) since the request left.
+        let Some(Some(lane)) = self.lanes.get(req.lane) else {
             return;
         };
+        if !Arc::ptr_eq(&lane.state, &req.state) {
+            return;
+        }
         let resume = req.from.max(self.position.load(SeqCst));
         lane.state.attach(resume);
         let _ = req.reply.send(resume);
     }
 
-    fn hand_out(&mut self, batch: Vec<(u64, Bytes)>, matched: &mut Vec<usize>) {
+    fn hand_out(&mut self, index: &Index, batch: Vec<(u64, Bytes)>, matched: &mut Vec<usize>) {
         let mut end = self.position.load(SeqCst);
         for (offset, record) in batch {
             end = offset + 1;
@@ -97,13 +176,13 @@ impl Fanout {
                 }
             };
             matched.clear();
-            self.index.matching(&event, matched);
+            index.matching(&event, matched);
             if matched.is_empty() {
                 continue;
             }
             let event = Arc::new(event);
             for &id in matched.iter() {
-                let Some(lane) = self.lanes.get(id) else {
+                let Some(Some(lane)) = self.lanes.get(id) else {
                     continue;
                 };
                 let state = &lane.state;

@@ -16,8 +16,13 @@ pub struct Index {
 impl Index {
     /// Builds the index; trigger `i` is `filters[i]`.
     pub fn new(filters: Vec<TriggerFilter>) -> Self {
+        Self::from_pairs(filters.into_iter().enumerate())
+    }
+
+    /// Builds the index from `(lane id, filter)` pairs.
+    pub fn from_pairs(filters: impl IntoIterator<Item = (usize, TriggerFilter)>) -> Self {
         Self {
-            index: filters.into_iter().enumerate().collect(),
+            index: filters.into_iter().collect(),
         }
     }
 

@@ -93,8 +93,7 @@ async fn triggers_near_the_end_share_the_fanout_and_one_far_behind_catches_up_al
     let live = |name: &str| {
         broker
             .triggers
-            .iter()
-            .find(|t| t.config.name == name)
+            .find(name)
             .is_some_and(|t| t.lane.is_live() && t.lane.is_attached())
     };
     assert!(live("near") && live("new"));

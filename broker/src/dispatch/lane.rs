@@ -21,6 +21,7 @@
 //! uncounts each event it finishes. Atomics only: the autoscaler and `/metrics` read it without
 //! a lock.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::SeqCst};
 
 use bytes::Bytes;
@@ -206,6 +207,8 @@ impl LaneState {
 pub struct AttachRequest {
     /// The lane.
     pub lane: usize,
+    /// Its state: the fan-out attaches only the lane this is (an id may have been reused).
+    pub state: Arc<LaneState>,
     /// The offset up to which the dispatcher has read on its own.
     pub from: u64,
     /// The offset from which the fan-out hands events over (`max(from, fan-out position)`):
@@ -238,7 +241,7 @@ impl CatchUpReader {
     /// Starts reading `log` for `lane` from `from`.
     pub(crate) fn start(
         log: EventLog,
-        lane: usize,
+        lane: (usize, Arc<LaneState>),
         from: u64,
         attach: mpsc::Sender<AttachRequest>,
     ) -> Self {
@@ -276,7 +279,7 @@ async fn read_now(mut reader: LogReader) -> Option<(LogReader, Vec<(u64, Bytes)>
 /// and sends exactly the records below the offset it answers.
 async fn catch_up(
     log: EventLog,
-    lane: usize,
+    (lane, state): (usize, Arc<LaneState>),
     from: u64,
     attach: mpsc::Sender<AttachRequest>,
     out: mpsc::Sender<CatchUp>,
@@ -310,6 +313,7 @@ async fn catch_up(
                 let (reply, answer) = oneshot::channel();
                 let request = AttachRequest {
                     lane,
+                    state: state.clone(),
                     from: reader.position(),
                     reply,
                 };

@@ -272,7 +272,12 @@ impl Dispatcher {
 
     /// Starts reading the log on our own from `from`.
     fn catch_up(&self, from: u64) -> CatchUpReader {
-        CatchUpReader::start(self.log.clone(), self.lane_id, from, self.attach.clone())
+        CatchUpReader::start(
+            self.log.clone(),
+            (self.lane_id, self.state.clone()),
+            from,
+            self.attach.clone(),
+        )
     }
 
     /// Decodes a record and applies the trigger's filter.
