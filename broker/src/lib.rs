@@ -6,7 +6,8 @@
 //! [`fanout`] reads the log once, asks the trigger [`index`] which triggers want each event and
 //! hands it to their [`dispatch`] tasks, which deliver with [`retry`] until the subscriber
 //! acknowledges; a trigger that falls behind reads the log on its own until it catches up.
-//! [`broker`] ties these together and keeps each trigger's durable [`cursor`].
+//! [`broker`] ties these together and keeps each trigger's durable [`cursor`]. Sources reach a
+//! broker — or any URL — through the [`sink`]s the binary hands them, never through its types.
 
 pub mod broker;
 pub mod cursor;
@@ -16,5 +17,6 @@ pub mod index;
 pub mod ingress;
 pub mod log;
 pub mod retry;
+pub mod sink;
 pub mod throttle;
 mod write_failures;
