@@ -73,7 +73,8 @@ pub trait Source: Send + 'static {
 
     /// Runs until `cx.shutdown` fires, following the contract in the module docs; returns what
     /// a successor takes over (nothing, when asked to [`Stop::Remove`]).
-    fn run(self: Box<Self>, cx: SourceContext) -> BoxFuture<'static, Result<Handover, SourceError>>;
+    fn run(self: Box<Self>, cx: SourceContext)
+    -> BoxFuture<'static, Result<Handover, SourceError>>;
 }
 
 /// What a running source is given.

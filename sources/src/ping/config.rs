@@ -132,15 +132,15 @@ impl PingError {
                  prefix (here {schedule:?}); set the zone in one place only"
             ),
             PingError::Timezone { timezone } => format!("unknown IANA time zone {timezone:?}"),
-            PingError::DataAndDataBase64 => {
-                "only one of data and dataBase64 may be set".to_owned()
-            }
+            PingError::DataAndDataBase64 => "only one of data and dataBase64 may be set".to_owned(),
             PingError::DataBase64 { reason } => format!("invalid base64: {reason}"),
             PingError::DataNotJson {
                 content_type,
                 reason,
                 ..
-            } => format!("contentType {content_type:?} is JSON but the data is not valid JSON: {reason}"),
+            } => format!(
+                "contentType {content_type:?} is JSON but the data is not valid JSON: {reason}"
+            ),
             PingError::Extension { reason, .. } => (*reason).to_owned(),
         }
     }

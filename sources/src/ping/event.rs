@@ -33,7 +33,8 @@ pub(crate) fn tick_event(ping: &ValidPing, source: &str, tick: DateTime<Utc>) ->
             .insert("datacontenttype".into(), event::string_value(ct.clone()));
     }
     for (k, v) in &ping.extensions {
-        ev.attributes.insert(k.clone(), event::string_value(v.clone()));
+        ev.attributes
+            .insert(k.clone(), event::string_value(v.clone()));
     }
     ev.data = ping.data.clone().map(Data::BinaryData);
     ev

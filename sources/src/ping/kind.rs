@@ -132,10 +132,17 @@ impl Source for Ping {
         self.ping.metrics = previous.metrics;
         let same = previous.schedule.expression() == self.ping.schedule.expression()
             && previous.schedule.zone() == self.ping.schedule.zone();
-        self.start = if same { Start::Continue } else { Start::FromNow };
+        self.start = if same {
+            Start::Continue
+        } else {
+            Start::FromNow
+        };
     }
 
-    fn run(self: Box<Self>, mut cx: SourceContext) -> BoxFuture<'static, Result<Handover, SourceError>> {
+    fn run(
+        self: Box<Self>,
+        mut cx: SourceContext,
+    ) -> BoxFuture<'static, Result<Handover, SourceError>> {
         Box::pin(async move {
             let scheduler = self.shared.scheduler(&cx.data_dir).await?;
             let (namespace, name) = (self.ping.namespace.clone(), self.ping.name.clone());

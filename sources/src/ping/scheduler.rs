@@ -329,7 +329,8 @@ impl<C: Clock> Scheduler<C> {
 
     async fn run(mut self, mut control: mpsc::Receiver<Control>) {
         let margin = chrono::TimeDelta::from_std(PRECISE_MARGIN).unwrap_or_default();
-        let mut batches: FuturesUnordered<BoxFuture<'static, Vec<Settled>>> = FuturesUnordered::new();
+        let mut batches: FuturesUnordered<BoxFuture<'static, Vec<Settled>>> =
+            FuturesUnordered::new();
         let stopped = loop {
             let first = self.agenda.first_key_value().map(|(at, _)| *at);
             tokio::select! {
@@ -600,7 +601,11 @@ impl<C: Clock> Scheduler<C> {
                 }
                 Outcome::RecordFailed { reason, given_up } => {
                     entry.next = Next::Record(tick, given_up);
-                    ("record failed; retrying with backoff", reason, Duration::ZERO)
+                    (
+                        "record failed; retrying with backoff",
+                        reason,
+                        Duration::ZERO,
+                    )
                 }
             };
             failures

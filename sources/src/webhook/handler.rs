@@ -259,17 +259,12 @@ impl WebhookHandler {
                 continue;
             }
             let answer = match self.sink.prepare(ev) {
-                Ok(prepared) => self
-                    .sink
-                    .send(&[&prepared])
-                    .await
-                    .pop()
-                    .unwrap_or_else(|| {
-                        Err(ember_event::sink::Refused::later(
-                            "the sink gave no answer",
-                            Duration::ZERO,
-                        ))
-                    }),
+                Ok(prepared) => self.sink.send(&[&prepared]).await.pop().unwrap_or_else(|| {
+                    Err(ember_event::sink::Refused::later(
+                        "the sink gave no answer",
+                        Duration::ZERO,
+                    ))
+                }),
                 Err(refused) => Err(refused),
             };
             let refused = match answer {

@@ -125,12 +125,7 @@ async fn open_window(
 
 /// Stops serving the source `id`, waits until every request on any of its handlers has been
 /// answered, then closes its window (writing what is queued and ending its writer thread).
-async fn retire(
-    routes: &WebhookRoutes,
-    id: &str,
-    line: Line,
-    window: Option<Arc<DedupWindow>>,
-) {
+async fn retire(routes: &WebhookRoutes, id: &str, line: Line, window: Option<Arc<DedupWindow>>) {
     routes.remove(id);
     line.ended().await;
     if let Some(window) = window {
@@ -150,7 +145,10 @@ impl Source for Webhook {
         }
     }
 
-    fn run(self: Box<Self>, mut cx: SourceContext) -> BoxFuture<'static, Result<Handover, SourceError>> {
+    fn run(
+        self: Box<Self>,
+        mut cx: SourceContext,
+    ) -> BoxFuture<'static, Result<Handover, SourceError>> {
         Box::pin(async move {
             let Webhook {
                 prepared: p,

@@ -13,11 +13,11 @@ use ember_api::sources::webhook::{
 use ember_api::{FieldError, FieldPath};
 use http::HeaderName;
 
+use super::DEFAULT_MAX_BODY_BYTES;
 use super::auth::{DEFAULT_TOLERANCE, HmacAlgorithm, HmacEncoding, WebhookAuth};
 use super::mapping::{IdRule, TypeRule, WebhookMapping};
 use super::rate::RateLimiter;
 use super::secret::{read_secret_env, read_secret_file};
-use super::DEFAULT_MAX_BODY_BYTES;
 
 /// A WebhookSource converted the way it is served, short of its sink and its dedup journal.
 #[derive(Debug)]

@@ -44,7 +44,12 @@ pub fn read(ev: &CloudEvent) -> PingEvent {
             .attributes
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "time" | "datacontenttype"))
-            .map(|(k, v)| (k.clone(), canonical_string(v.attr.as_ref().unwrap()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    canonical_string(v.attr.as_ref().unwrap()).into_owned(),
+                )
+            })
             .collect(),
     }
 }
