@@ -105,6 +105,7 @@ impl Sinks {
 
 /// Starts every source of `config` on `manager`, each into its resolved sink.
 pub async fn start(config: &Config, manager: &SourceManager, sinks: &Sinks) -> anyhow::Result<()> {
+    let mut sources = Vec::new();
     for (resource, _) in config.resources() {
         if manager.kinds().get(resource.kind()).is_none() {
             continue;
@@ -116,7 +117,8 @@ pub async fn start(config: &Config, manager: &SourceManager, sinks: &Sinks) -> a
         let sink = sinks
             .resolve(dest, resource.namespace())
             .with_context(|| format!("{id}: spec.sink"))?;
-        manager.add(&resource, sink).await?;
+        sources.push((resource, sink));
     }
+    manager.add_all(sources).await?;
     Ok(())
 }

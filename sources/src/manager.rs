@@ -173,6 +173,51 @@ impl SourceManager {
         Ok(())
     }
 
+    /// Builds and runs many sources at once (Ember starting): all are built first — a resource
+    /// that does not build starts none — then started together. Returns once all are running;
+    /// should some fail to start, the others run and the first error is returned.
+    pub async fn add_all(
+        &self,
+        sources: Vec<(Resource, Arc<dyn EventSink>)>,
+    ) -> Result<(), ManagerError> {
+        let mut running = self.running.lock().await;
+        let mut built = Vec::with_capacity(sources.len());
+        let mut ids = std::collections::BTreeSet::new();
+        for (resource, sink) in sources {
+            let id = resource.id();
+            let kind = self.kind(&id)?;
+            if running.contains_key(&id) || !ids.insert(id.clone()) {
+                return Err(ManagerError::AlreadyRunning(id));
+            }
+            let source = kind
+                .build(&resource)
+                .map_err(|error| ManagerError::Invalid {
+                    id: id.clone(),
+                    error,
+                })?;
+            built.push((id, source, sink));
+        }
+        let started = futures_util::future::join_all(built.into_iter().map(
+            |(id, source, sink)| async move {
+                let started = self.start(&id, source, sink).await;
+                (id, started)
+            },
+        ))
+        .await;
+        let mut first_error = None;
+        for (id, started) in started {
+            match started {
+                Ok(r) => {
+                    running.insert(id, r);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Replaces the running source of `resource`'s id with `resource` (changed), running into
     /// `sink`: see the module docs for the order of events and what survives.
     pub async fn replace(

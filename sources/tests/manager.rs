@@ -473,3 +473,33 @@ async fn requests_in_flight_finish_across_a_replace_and_removal_waits_for_them()
         "{lines}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn sources_added_together_start_together_or_not_at_all_when_one_does_not_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = AnchoredClock::starting_at(utc("2025-01-01T10:00:00.5Z"));
+    let mut kinds = SourceKinds::default();
+    kinds.register(PingSourceKind::with_clock(clock));
+    let m = manager(kinds, &dir);
+    let sink: Arc<dyn EventSink> = RecordingSink::new(Some(clock));
+    let good = |name: &str| (ping_source(name, "* * * * * *", "x"), sink.clone());
+    let bad = m
+        .add_all(vec![
+            good("a"),
+            (ping_source("b", "61 * * * *", "x"), sink.clone()),
+        ])
+        .await;
+    assert!(matches!(bad, Err(ManagerError::Invalid { .. })), "{bad:?}");
+    let twice = m.add_all(vec![good("a"), good("a")]).await;
+    assert!(
+        matches!(twice, Err(ManagerError::AlreadyRunning(_))),
+        "{twice:?}"
+    );
+    assert!(m.running().await.is_empty(), "nothing started");
+    m.add_all((0..50).map(|i| good(&format!("p{i}"))).collect())
+        .await
+        .unwrap();
+    assert_eq!(m.running().await.len(), 50);
+    assert_eq!(m.metrics().len(), 50);
+    m.shutdown().await;
+}

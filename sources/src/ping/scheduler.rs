@@ -277,7 +277,6 @@ struct SinkSlot {
 
 /// One destination's share of a round: ticks to send, and ticks to record (accepted earlier
 /// but whose record failed, or given up).
-#[derive(Default)]
 struct Work {
     send: Vec<(Tick, Prepared)>,
     record: Vec<(Tick, Option<String>)>,
@@ -335,16 +334,6 @@ impl<C: Clock> Scheduler<C> {
             let first = self.agenda.first_key_value().map(|(at, _)| *at);
             tokio::select! {
                 biased;
-                message = control.recv() => match message {
-                    Some(Control::Add { ping, sink, start, done }) => {
-                        let _ = done.send(self.add(*ping, sink, start));
-                    }
-                    Some(Control::Remove { namespace, name, done }) => {
-                        self.remove(&namespace, &name, done);
-                    }
-                    Some(Control::Stop { done }) => break Some(done),
-                    None => break None,
-                },
                 Some(finished) = batches.next(), if !batches.is_empty() => {
                     self.settle(finished);
                 }
@@ -363,6 +352,18 @@ impl<C: Clock> Scheduler<C> {
                         }
                     }
                 }
+                // Last: a burst of changes (ten thousand sources added at start-up) never
+                // holds up a tick that is due.
+                message = control.recv() => match message {
+                    Some(Control::Add { ping, sink, start, done }) => {
+                        let _ = done.send(self.add(*ping, sink, start));
+                    }
+                    Some(Control::Remove { namespace, name, done }) => {
+                        self.remove(&namespace, &name, done);
+                    }
+                    Some(Control::Stop { done }) => break Some(done),
+                    None => break None,
+                },
             }
         };
         // Batches under way hold ticks a sink may already have accepted: let them be recorded.
@@ -522,7 +523,9 @@ impl<C: Clock> Scheduler<C> {
             if *due.key() > now {
                 break;
             }
-            for Due { slot, generation } in due.remove() {
+            let due = due.remove();
+            let n = due.len();
+            for Due { slot, generation } in due {
                 let Some(entry) = &mut self.entries[slot] else {
                     continue;
                 };
@@ -532,7 +535,10 @@ impl<C: Clock> Scheduler<C> {
                 if matches!(entry.next, Next::Idle) {
                     continue;
                 }
-                let w = work.entry(entry.sink).or_default();
+                let w = work.entry(entry.sink).or_insert_with(|| Work {
+                    send: Vec::with_capacity(n),
+                    record: Vec::new(),
+                });
                 let tick = |at| Tick {
                     slot,
                     key: entry.key.clone(),
