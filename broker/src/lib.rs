@@ -1,8 +1,8 @@
 //! Ember's broker: CloudEvents ingress over HTTP, the durable per-broker event log, and the
 //! per-trigger dispatchers that deliver matching events to subscribers.
 //!
-//! Data flows one way: [`ingress`] decodes and validates events ([`http_binding`],
-//! [`json_format`], [`event`]) and appends them to the broker's [`log`]; the broker's
+//! Data flows one way: [`ingress`] decodes and validates events (with `ember-event`'s
+//! [`http_binding`](ember_event::http_binding)) and appends them to the broker's [`log`]; the broker's
 //! [`fanout`] reads the log once, asks the trigger [`index`] which triggers want each event and
 //! hands it to their [`dispatch`] tasks, which deliver with [`retry`] until the subscriber
 //! acknowledges; a trigger that falls behind reads the log on its own until it catches up.
