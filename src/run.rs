@@ -116,6 +116,7 @@ pub struct Ember {
     /// Where sources' events go: a source's `sink` resolved to one of `brokers` or a URL.
     pub sinks: Sinks,
     shutdown: watch::Sender<bool>,
+    grace: Duration,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -166,6 +167,7 @@ impl Ember {
             sources,
             sinks,
             shutdown,
+            grace,
             server,
             tasks,
         })
@@ -182,7 +184,14 @@ impl Ember {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
-        self.sources.shutdown().await;
+        // Requests still running past the grace hold their WebhookSource open: stop waiting for
+        // them after another grace (their dedup ids may then not reach the journal).
+        if tokio::time::timeout(self.grace, self.sources.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.grace, "sources still stopping after the shutdown grace period");
+        }
         for task in self.tasks {
             let _ = task.await;
         }

@@ -222,3 +222,29 @@ impl SourceError {
         Self(error.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_says_why_and_a_dropped_signal_means_remove() {
+        let (signal, mut shutdown) = Shutdown::new();
+        assert!(!shutdown.is_requested());
+        signal.stop(Stop::Replace);
+        assert!(shutdown.is_requested());
+        assert_eq!(shutdown.requested().await, Stop::Replace);
+        let (signal, mut shutdown) = Shutdown::new();
+        drop(signal);
+        assert!(shutdown.is_requested());
+        assert_eq!(shutdown.requested().await, Stop::Remove);
+    }
+
+    #[test]
+    fn a_handover_gives_its_state_to_the_same_kind_only() {
+        assert_eq!(Handover::new(7u32).take::<u32>(), Some(7));
+        assert_eq!(Handover::new(7u32).take::<String>(), None);
+        assert!(Handover::none().is_empty());
+        assert_eq!(Handover::none().take::<u32>(), None);
+    }
+}

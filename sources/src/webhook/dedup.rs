@@ -263,11 +263,6 @@ impl DedupWindow {
         self.lock().window = window;
     }
 
-    /// How long ids are remembered.
-    pub fn window(&self) -> Duration {
-        self.lock().window
-    }
-
     /// How many ids are remembered now.
     pub fn len(&self) -> usize {
         self.lock().at.len()
