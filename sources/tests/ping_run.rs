@@ -46,6 +46,8 @@ struct RecordingSink {
     accepted: Arc<Mutex<Vec<Accepted>>>,
     attempts: Arc<Mutex<Vec<PingEvent>>>,
     refuse_first: Arc<AtomicUsize>,
+    /// Refusals for good (as a URL's 400) before any other answer.
+    reject_first: Arc<AtomicUsize>,
     down_until: Option<DateTime<Utc>>,
 }
 
@@ -56,6 +58,7 @@ impl RecordingSink {
             accepted: Arc::default(),
             attempts: Arc::default(),
             refuse_first: Arc::default(),
+            reject_first: Arc::default(),
             down_until: None,
         }
     }
@@ -73,6 +76,13 @@ impl RecordingSink {
     fn send_one(&self, prepared: &Prepared) -> Result<(), Refused> {
         let event = read_prepared(prepared);
         self.attempts.lock().unwrap().push(event.clone());
+        if self
+            .reject_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Refused::never("answered 400 Bad Request"));
+        }
         let refuse = self
             .refuse_first
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -549,6 +559,29 @@ async fn a_refused_tick_is_retried_with_the_same_id_not_skipped_or_duplicated() 
     );
     // Three refusals retried; 0.7 s after its instant is not late.
     assert_eq!(counters(&ping), (2, 0, 3, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tick_refused_for_good_is_dropped_and_recorded_and_the_next_one_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TickStore::open(dir.path()).unwrap();
+    let clock = AnchoredClock::starting_at(utc("2025-01-01T10:07:00Z"));
+    let sink = RecordingSink::new(clock);
+    sink.reject_first.store(1, Ordering::SeqCst);
+    let ping = ping("*/15 * * * *", None, MissedTicks::Skip);
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(20 * MIN)).await; // to 10:27
+    assert_eq!(sink.attempts.lock().unwrap().len(), 1, "not sent again");
+    assert!(sink.times().is_empty());
+    assert_eq!(
+        store.last_fired("default", "tick").unwrap(),
+        Some(utc("2025-01-01T10:15:00Z")),
+        "recorded, so it never fires again"
+    );
+    assert_eq!(counters(&ping), (0, 0, 0, 0));
+    assert_eq!(ping.metrics().dropped(), 1);
+    // The next tick fires as usual.
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(10 * MIN)).await; // to 10:37
+    assert_eq!(sink.times(), times(&["2025-01-01T10:30:00Z"]));
 }
 
 #[tokio::test(start_paused = true)]

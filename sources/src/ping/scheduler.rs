@@ -301,6 +301,8 @@ struct Scheduler<C> {
     by_key: HashMap<Arc<str>, usize>,
     generation: u64,
     sinks: Vec<Option<SinkSlot>>,
+    /// Free sink slots.
+    free_sinks: Vec<usize>,
     /// Sink slots by the address of the sink object.
     sink_ids: HashMap<usize, usize>,
     agenda: Agenda,
@@ -321,6 +323,7 @@ impl<C: Clock> Scheduler<C> {
             by_key: HashMap::new(),
             generation: 0,
             sinks: Vec::new(),
+            free_sinks: Vec::new(),
             sink_ids: HashMap::new(),
             agenda: Agenda::new(),
         }
@@ -442,13 +445,10 @@ impl<C: Clock> Scheduler<C> {
             slot.users += 1;
             return id;
         }
-        let id = match self.sinks.iter().position(Option::is_none) {
-            Some(id) => id,
-            None => {
-                self.sinks.push(None);
-                self.sinks.len() - 1
-            }
-        };
+        let id = self.free_sinks.pop().unwrap_or_else(|| {
+            self.sinks.push(None);
+            self.sinks.len() - 1
+        });
         self.sinks[id] = Some(SinkSlot { sink, users: 1 });
         self.sink_ids.insert(address, id);
         id
@@ -483,6 +483,7 @@ impl<C: Clock> Scheduler<C> {
             if sink.users == 0 {
                 self.sink_ids.remove(&sink_address(&sink.sink));
                 self.sinks[entry.sink] = None;
+                self.free_sinks.push(entry.sink);
             }
         }
         tracing::debug!(source = %entry.source, "pingsource removed");
