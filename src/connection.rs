@@ -259,7 +259,7 @@ impl TimedBody {
     }
 }
 
-pub use ember_broker::ingress::BodyTimeout;
+pub use ember_event::http_binding::BodyTimeout;
 
 /// Whether a body-reading error is a [`BodyTimeout`].
 pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {

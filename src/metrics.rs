@@ -1,13 +1,14 @@
 //! `GET /metrics`: Prometheus text exposition of Ember's counters, read at scrape time from the
 //! brokers' and sources' own atomics (nothing on the hot path records into a metrics library).
+//! Sources describe their own counter families ([`ember_sources::SourceMetrics`]); the sources
+//! running at the time of a scrape are the ones shown.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ember_broker::broker::Broker;
 use ember_broker::dispatch::DispatchStats;
-use ember_sources::ping::PingMetrics;
-use ember_sources::webhook::{Outcome, WebhookMetrics};
+use ember_sources::{CounterFamily, SourceManager};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -197,106 +198,54 @@ impl Collector for Connections {
     }
 }
 
-/// Collects PingSource counters on each scrape, labelled `source="namespace/name"`.
+/// Collects the counters of every running source on each scrape, labelled
+/// `source="namespace/name"`: each kind describes its own families, so nothing here is
+/// specific to one.
 #[derive(Debug)]
-struct PingSources(Vec<(String, Arc<PingMetrics>)>);
+struct Sources(Arc<SourceManager>);
 
-/// A PingSource counter: name, help, and how to read it.
-type PingCounter = (&'static str, &'static str, fn(&PingMetrics) -> u64);
-
-impl Collector for PingSources {
+impl Collector for Sources {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counters: [PingCounter; 4] = [
-            (
-                "ember_pingsource_ticks_fired",
-                "Ticks the sink accepted and the tick store recorded.",
-                PingMetrics::fired,
-            ),
-            (
-                "ember_pingsource_ticks_late",
-                "Fired ticks the sink accepted more than 1 s after their scheduled instant \
-                 (missed ticks caught up after downtime among them).",
-                PingMetrics::late,
-            ),
-            (
-                "ember_pingsource_ticks_retried",
-                "Sends of a tick the sink refused, each retried with backoff.",
-                PingMetrics::retried,
-            ),
-            (
-                "ember_pingsource_ticks_skipped",
-                "Ticks that came due while Ember was not running and were not fired (the \
-                 missed-tick policy).",
-                PingMetrics::skipped,
-            ),
-        ];
-        for (name, help, read) in counters {
+        let sources: Vec<(String, Vec<ember_sources::Counter>)> = self
+            .0
+            .metrics()
+            .into_iter()
+            .map(|(id, m)| (format!("{}/{}", id.namespace, id.name), m.counters()))
+            .collect();
+        // Families in the order first met; each family's series source by source.
+        let mut families: Vec<&'static CounterFamily> = Vec::new();
+        for (_, counters) in &sources {
+            for c in counters {
+                if !families.iter().any(|f| std::ptr::eq(*f, c.family)) {
+                    families.push(c.family);
+                }
+            }
+        }
+        for f in families {
             family(
                 &mut encoder,
-                name,
-                help,
+                f.name,
+                f.help,
                 MetricType::Counter,
-                self.0
-                    .iter()
-                    .map(|(source, m)| (vec![("source", source.as_str())], read(m))),
+                sources.iter().flat_map(|(source, counters)| {
+                    counters
+                        .iter()
+                        .filter(move |c| std::ptr::eq(c.family, f))
+                        .map(move |c| {
+                            let mut labels = vec![("source", source.as_str())];
+                            labels.extend(c.labels.iter().copied());
+                            (labels, c.value)
+                        })
+                }),
             )?;
         }
         Ok(())
     }
 }
 
-/// Adds PingSources' counters to `registry`.
-pub fn register_ping_sources(registry: &mut Registry, pings: Vec<(String, Arc<PingMetrics>)>) {
-    if !pings.is_empty() {
-        registry.register_collector(Box::new(PingSources(pings)));
-    }
-}
-
-/// Collects WebhookSource counters on each scrape: `(namespace/name, counters)` per source.
-struct Webhooks(Vec<(String, Arc<WebhookMetrics>)>);
-
-impl std::fmt::Debug for Webhooks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(id, _)| id))
-            .finish()
-    }
-}
-
-impl Collector for Webhooks {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        family(
-            &mut encoder,
-            "ember_webhook_requests",
-            "Requests to a WebhookSource by outcome: accepted, deduplicated (every event a redelivery), \
-             or refused as unauthorized, bad_request, too_large, rate_limited, unavailable, method_not_allowed.",
-            MetricType::Counter,
-            self.0.iter().flat_map(|(id, m)| {
-                Outcome::ALL.into_iter().map(move |o| {
-                    (
-                        vec![("source", id.as_str()), ("outcome", o.label())],
-                        m.requests(o),
-                    )
-                })
-            }),
-        )?;
-        family(
-            &mut encoder,
-            "ember_webhook_duplicate_events",
-            "Events a WebhookSource dropped because their id was seen within its dedupWindow.",
-            MetricType::Counter,
-            self.0
-                .iter()
-                .map(|(id, m)| (vec![("source", id.as_str())], m.duplicate_events())),
-        )
-    }
-}
-
-/// Adds the WebhookSources' counters, `(namespace/name, counters)` per source, to `registry`.
-pub fn register_webhooks(registry: &mut Registry, webhooks: Vec<(String, Arc<WebhookMetrics>)>) {
-    if !webhooks.is_empty() {
-        registry.register_collector(Box::new(Webhooks(webhooks)));
-    }
+/// Adds the counters of `sources`' running sources to `registry`.
+pub fn register_sources(registry: &mut Registry, sources: Arc<SourceManager>) {
+    registry.register_collector(Box::new(Sources(sources)));
 }
 
 /// The registry serving `/metrics` for these brokers.

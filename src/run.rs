@@ -1,14 +1,17 @@
 //! `ember run` and `ember validate`.
 //!
 //! Start-up order: load and validate every file (nothing starts on a bad config); open each
-//! broker's log (recovery) and cursors; bind the listener; start dispatchers; mark ready.
+//! broker's log (recovery) and cursors; bind the listener; start dispatchers; start the sources
+//! (each into its resolved sink); mark ready.
 //! Shutdown (SIGINT/SIGTERM), step by step:
 //! 1. the shutdown signal flips: the server stops accepting and `/readyz` turns 503;
-//! 2. requests in progress finish within the grace period — an ingress request finishes when
-//!    its events are durable, so every 202 sent is on disk;
-//! 3. dispatchers stop reading, let in-flight deliveries finish within the same grace, and
+//! 2. requests in progress finish within the grace period — an ingress or webhook request
+//!    finishes when its events are durable, so every 2xx sent is on disk;
+//! 3. the sources stop: PingSources record the ticks under way, WebhookSources close their
+//!    dedup journals;
+//! 4. dispatchers stop reading, let in-flight deliveries finish within the same grace, and
 //!    persist their cursors (the lowest unfinished offset);
-//! 4. each log finishes its queued appends, syncs and closes; the process exits 0.
+//! 5. each log finishes its queued appends, syncs and closes; the process exits 0.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,8 @@ use std::time::Duration;
 use anyhow::Context;
 use ember_broker::broker::Broker;
 use ember_broker::delivery::{BrokerDirectory, http_client};
+use ember_sources::SourceManager;
+use ember_sources::webhook::WebhookRoutes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -25,6 +30,7 @@ use tokio::task::JoinHandle;
 use crate::cli::ConfigArgs;
 use crate::connection::{ConnectionArgs, ConnectionLimits};
 use crate::server::{Router, serve};
+use crate::sources::Sinks;
 use crate::wiring::{self, Config};
 
 /// Options of `ember run`.
@@ -102,13 +108,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A running Ember: brokers open, dispatchers running, the server accepting.
+/// A running Ember: brokers open, dispatchers and sources running, the server accepting.
 pub struct Ember {
     /// The address the server listens on.
     pub addr: SocketAddr,
     /// The open brokers.
     pub brokers: Vec<Arc<Broker>>,
+    /// The running sources, by resource id: add, remove or replace one while the others run.
+    pub sources: Arc<SourceManager>,
+    /// Where sources' events go: a source's `sink` resolved to one of `brokers` or a URL.
+    pub sinks: Sinks,
     shutdown: watch::Sender<bool>,
+    grace: Duration,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -145,36 +156,25 @@ impl Ember {
         for broker in &brokers {
             tasks.extend(broker.start(&client, &directory, &signal, grace));
         }
-        // PingSources: their ticks go to a broker of this Ember (appended directly) or a URL.
-        let mut ping_metrics = Vec::new();
-        if let Some(pings) =
-            crate::ping::start(&config.ping_sources, &brokers, &client, data_dir, &signal)?
-        {
-            tasks.push(pings.task);
-            ping_metrics = pings.metrics;
+        // Sources: each into its sink, a broker of this Ember (appended directly) or a URL.
+        let routes = Arc::new(WebhookRoutes::new());
+        let sources = Arc::new(SourceManager::new(crate::sources::kinds(&routes), data_dir));
+        let sinks = Sinks::new(brokers.clone(), client.clone());
+        if let Err(e) = crate::sources::start(config, &sources, &sinks).await {
+            sources.shutdown().await;
+            return Err(e);
         }
-        let mut webhooks = Vec::with_capacity(config.webhook_sources.len());
-        for w in &config.webhook_sources {
-            let route =
-                crate::webhook::WebhookRoute::build(&w.resource, &brokers, &client, data_dir)
-                    .with_context(|| {
-                        format!(
-                            "WebhookSource {}/{}",
-                            w.resource.metadata.namespace, w.resource.metadata.name
-                        )
-                    })?;
-            tracing::info!(source = %route.id, path = %route.path, "webhook source ready");
-            webhooks.push(route);
-        }
-        let router = Arc::new(
-            Router::new(brokers.iter().cloned(), webhooks).with_ping_metrics(ping_metrics),
-        );
+        let router =
+            Arc::new(Router::new(brokers.iter().cloned(), routes).with_sources(sources.clone()));
         router.set_ready(true);
         let server = tokio::spawn(serve(listener, router, limits, signal, grace));
         Ok(Self {
             addr,
             brokers,
+            sources,
+            sinks,
             shutdown,
+            grace,
             server,
             tasks,
         })
@@ -191,6 +191,14 @@ impl Ember {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        // Requests still running past the grace hold their WebhookSource open: stop waiting for
+        // them after another grace (their dedup ids may then not reach the journal).
+        if tokio::time::timeout(self.grace, self.sources.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.grace, "sources still stopping after the shutdown grace period");
+        }
         for task in self.tasks {
             let _ = task.await;
         }

@@ -14,6 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ember_broker::broker::Broker;
 use ember_broker::ingress;
+use ember_sources::SourceManager;
+use ember_sources::webhook::WebhookRoutes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -29,26 +31,19 @@ pub struct Router {
     brokers: HashMap<String, Arc<Broker>>,
     ready: AtomicBool,
     metrics: prometheus_client::registry::Registry,
-    /// WebhookSources by path.
-    webhooks: HashMap<String, crate::webhook::WebhookRoute>,
+    /// WebhookSources by path, as their sources start and stop.
+    webhooks: Arc<WebhookRoutes>,
 }
 
 impl Router {
-    /// A router over the given brokers and webhook sources; not ready until
+    /// A router over the given brokers and the WebhookSources in `webhooks`; not ready until
     /// [`Router::set_ready`].
     pub fn new(
         brokers: impl IntoIterator<Item = Arc<Broker>>,
-        webhooks: Vec<crate::webhook::WebhookRoute>,
+        webhooks: Arc<WebhookRoutes>,
     ) -> Self {
         let brokers: Vec<Arc<Broker>> = brokers.into_iter().collect();
-        let mut metrics = crate::metrics::registry(brokers.clone());
-        crate::metrics::register_webhooks(
-            &mut metrics,
-            webhooks
-                .iter()
-                .map(|w| (w.id.clone(), w.metrics()))
-                .collect(),
-        );
+        let metrics = crate::metrics::registry(brokers.clone());
         let brokers = brokers
             .into_iter()
             .map(|b| (format!("/{}/{}", b.namespace(), b.short_name()), b))
@@ -57,16 +52,13 @@ impl Router {
             brokers,
             ready: AtomicBool::new(false),
             metrics,
-            webhooks: webhooks.into_iter().map(|w| (w.path.clone(), w)).collect(),
+            webhooks,
         }
     }
 
-    /// Adds PingSources' counters (by `namespace/name`) to `/metrics`.
-    pub fn with_ping_metrics(
-        mut self,
-        pings: Vec<(String, Arc<ember_sources::ping::PingMetrics>)>,
-    ) -> Self {
-        crate::metrics::register_ping_sources(&mut self.metrics, pings);
+    /// Adds the counters of the sources `sources` runs to `/metrics`.
+    pub fn with_sources(mut self, sources: Arc<SourceManager>) -> Self {
+        crate::metrics::register_sources(&mut self.metrics, sources);
         self
     }
 

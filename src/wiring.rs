@@ -22,13 +22,13 @@ use http::Uri;
 
 pub use ember_api::config::Config;
 
-/// The kinds `ember run` runs today.
-pub const RUNNABLE: &[Kind] = &[
-    Kind::Broker,
-    Kind::Trigger,
-    Kind::PingSource,
-    Kind::WebhookSource,
-];
+/// The kinds `ember run` runs today: brokers, triggers and the registered source kinds.
+pub fn runnable(sources: &ember_sources::SourceKinds) -> Vec<Kind> {
+    [Kind::Broker, Kind::Trigger]
+        .into_iter()
+        .chain(sources.kinds())
+        .collect()
+}
 
 /// Append batches that may wait for a broker's log writer before ingress answers 503.
 pub const APPEND_QUEUE_CAPACITY: usize = 4096;
@@ -37,12 +37,14 @@ pub const APPEND_QUEUE_CAPACITY: usize = 4096;
 pub fn load(files: &[PathBuf]) -> anyhow::Result<Config> {
     let config = ember_api::config::load(files)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    // Kinds are only checked here: their routes are never served.
+    let sources = crate::sources::kinds(&Default::default());
     config
-        .ensure_runnable(RUNNABLE)
+        .ensure_runnable(&runnable(&sources))
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     check_filters(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    check_pings(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    crate::webhook::check(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    crate::sources::check(&config, &sources)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     Ok(config)
 }
 
@@ -73,34 +75,13 @@ pub fn check_filters(config: &Config) -> Result<(), ConfigErrors> {
     }
 }
 
-/// Checks every PingSource the way the scheduler will run it (cron syntax, time zone, data),
-/// located like any configuration error.
-pub fn check_pings(config: &Config) -> Result<(), ConfigErrors> {
-    let errors: Vec<ConfigError> = config
-        .ping_sources
+/// Field errors for a message: `spec.a: why; spec.b: why`.
+fn field_errors(errors: &[FieldError]) -> String {
+    errors
         .iter()
-        .filter_map(|p| {
-            let problem = crate::ping::config(&p.resource)
-                .and_then(|c| c.validate().map(|_| ()).map_err(|e| e.to_string()))
-                .err()?;
-            // The scheduler's messages start with the field (`spec.schedule: ...`).
-            let (field, reason) = match problem.split_once(": ") {
-                Some((f, r)) if f.starts_with("spec.") || f.starts_with("metadata.") => {
-                    (field_path("", f), r.to_owned())
-                }
-                _ => (FieldPath::root(), problem),
-            };
-            let id = ember_api::Resource::PingSource(p.resource.clone())
-                .id()
-                .to_string();
-            Some(p.origin.error(Some(id), FieldError::new(field, reason)))
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors(errors))
-    }
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `filters[2].any[0].cesql` below `root` as a field path.
@@ -181,7 +162,7 @@ pub fn brokers(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<BrokerPla
         let b = &located.resource;
         let settings = b
             .settings()
-            .map_err(|e| anyhow::anyhow!("broker {}: {e:?}", b.metadata.name))?;
+            .map_err(|e| anyhow::anyhow!("broker {}: {}", b.metadata.name, field_errors(&e)))?;
         let namespace = b.metadata.namespace.clone();
         let broker_delivery = b.spec.delivery.clone().unwrap_or_default();
         let mut triggers: Vec<TriggerConfig> = Vec::new();
@@ -283,7 +264,7 @@ fn trigger(t: &Trigger, broker_delivery: &DeliverySpec) -> anyhow::Result<Trigge
     let name = &t.metadata.name;
     let settings = t
         .settings()
-        .map_err(|e| anyhow::anyhow!("trigger {name}: {e:?}"))?;
+        .map_err(|e| anyhow::anyhow!("trigger {name}: {}", field_errors(&e)))?;
     let filter = compile_filter(t)?;
     let ns = &t.metadata.namespace;
     let subscriber = resolve(

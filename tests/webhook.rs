@@ -144,6 +144,54 @@ async fn redeliveries_are_dropped_within_the_dedup_window_across_a_restart() {
     ember.stop().await;
 }
 
+/// The WebhookSource of `yaml`.
+fn webhook_resource(yaml: &str) -> ember_api::Resource {
+    let config = ember_api::load_str("ember.yaml", yaml).unwrap();
+    config
+        .resources()
+        .into_iter()
+        .map(|(r, _)| r)
+        .find(|r| r.kind() == ember_api::Kind::WebhookSource)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_source_replaced_while_running_keeps_its_window_and_once_removed_is_404() {
+    let secrets = tempfile::tempdir().unwrap();
+    let sub = Subscriber::start().await;
+    let yaml = github_yaml(&secrets, &sub, "  dedupWindow: 10m\n");
+    let ember = TestEmber::start(&yaml).await;
+    let url = ember.url("/hooks/github");
+    let r = post(&url, &github_headers("d-1", SIGNATURE), PAYLOAD).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+
+    // A changed resource, as a reload would apply it.
+    let changed = webhook_resource(&github_yaml(&secrets, &sub, "  dedupWindow: 1h\n"));
+    let sink = ember
+        .ember
+        .sinks
+        .resolve(changed.sink().unwrap(), changed.namespace())
+        .unwrap();
+    ember.ember.sources.replace(&changed, sink).await.unwrap();
+    let r = post(&url, &github_headers("d-1", SIGNATURE), PAYLOAD).await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "a redelivery is acknowledged"
+    );
+    let broker = ember.ember.broker("default", "default").unwrap();
+    assert_eq!(broker.end_offset(), 1, "and dropped after the change too");
+
+    ember.ember.sources.remove(&changed.id()).await.unwrap();
+    let r = post(&url, &github_headers("d-2", SIGNATURE), PAYLOAD).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let metrics = common::request(http::Method::GET, &ember.url("/metrics"), &[], "").await;
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(!metrics.contains("default/github"), "{metrics}");
+    assert_eq!(broker.end_offset(), 1);
+    ember.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signatures_are_401_and_nothing_reaches_the_broker() {
     let (ember, sub, _secrets) = github_setup().await;

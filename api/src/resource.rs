@@ -208,6 +208,17 @@ impl Resource {
         out
     }
 
+    /// Where a source sends its events (`spec.sink`); `None` for kinds that are not sources.
+    pub fn sink(&self) -> Option<&Destination> {
+        match self {
+            Resource::PingSource(r) => Some(&r.spec.sink),
+            Resource::KafkaSource(r) => Some(&r.spec.sink),
+            Resource::RabbitmqSource(r) => Some(&r.spec.sink),
+            Resource::WebhookSource(r) => Some(&r.spec.sink),
+            Resource::Broker(_) | Resource::Trigger(_) | Resource::Service(_) => None,
+        }
+    }
+
     /// Checks the resource on its own (not against other resources); paths start at the
     /// resource's root (`metadata.name`, `spec.delivery.retry`).
     pub fn validate(&self) -> Vec<FieldError> {

@@ -435,3 +435,44 @@ fn not_yet_supported_is_one_list() {
         assert!(config::not_yet_supported(&r).is_empty());
     }
 }
+
+#[test]
+fn https_destinations_are_refused_until_supported() {
+    let text = "\
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t}
+spec:
+  broker: default
+  subscriber: {uri: 'https://example.com/hook'}
+---
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: tick}
+spec:
+  schedule: '@hourly'
+  sink: {uri: 'HTTPS://example.com/ticks'}
+---
+apiVersion: sources.ember.dev/v1alpha1
+kind: WebhookSource
+metadata: {name: hook}
+spec:
+  auth: {bearer: {tokenEnv: TOKEN}}
+  sink: {uri: 'https://example.com/events'}
+";
+    let cfg = load_str("https.yaml", text).expect("valid resources");
+    let err = cfg.ensure_runnable(&Kind::ALL).expect_err("https refused");
+    let text = err.to_string();
+    for want in [
+        "Trigger default/t: spec.subscriber.uri: not supported yet: https destinations",
+        "PingSource default/tick: spec.sink.uri: not supported yet: https destinations",
+        "WebhookSource default/hook: spec.sink.uri: not supported yet: https destinations",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert_eq!(err.len(), 3, "{text}");
+}

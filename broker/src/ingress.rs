@@ -50,9 +50,7 @@ fn retry_later(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 
 /// The error a listener's request body gives when it did not arrive in time; ingress answers
 /// it with 408 and closes the connection.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within the body read timeout")]
-pub struct BodyTimeout;
+pub use ember_event::http_binding::BodyTimeout;
 
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     e.is::<BodyTimeout>()

@@ -43,6 +43,13 @@ pub enum DecodeError {
     UnsupportedFormat(String),
 }
 
+/// The error a listener's request body gives when it did not arrive within the body read
+/// timeout. Whoever reads a body (broker ingress, a WebhookSource) recognises it among body
+/// errors and answers 408.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within the body read timeout")]
+pub struct BodyTimeout;
+
 /// The content mode of a request, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentMode {

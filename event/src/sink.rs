@@ -74,8 +74,9 @@ pub trait EventSink: Send + Sync {
     /// stamps them with one arrival time, as its HTTP ingress does for a batch request).
     fn send<'a>(&'a self, batch: &'a [&'a Prepared]) -> Answers<'a>;
 
-    /// `namespace/name` of a broker, or the receiver's URL: for logs, and to let sources that
-    /// share a destination share its batches.
+    /// `namespace/name` of a broker, or the receiver's URL: for logs. (Sources that share a
+    /// destination share its batches by the identity of the sink object, so whoever resolves
+    /// sinks hands out one object per destination.)
     fn name(&self) -> &str;
 }
 

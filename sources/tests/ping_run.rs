@@ -3,14 +3,18 @@
 //! missed-tick policies (counted and logged), and retries of a refusing sink; the source's
 //! counters follow.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use common::{PingEvent, read_prepared};
+use ember_event::CloudEvent;
+use ember_event::sink::{Answers, EventSink, Prepared, Refused};
 use ember_sources::ping::{
-    AnchoredClock, Clock, MissedTicks, PING_EVENT_TYPE, PingConfig, PingEvent, PingSink, SinkError,
-    TickStore, ValidPing, run,
+    AnchoredClock, Clock, MissedTicks, PING_EVENT_TYPE, PingConfig, TickStore, ValidPing, run,
 };
 use tokio::sync::watch;
 
@@ -42,6 +46,8 @@ struct RecordingSink {
     accepted: Arc<Mutex<Vec<Accepted>>>,
     attempts: Arc<Mutex<Vec<PingEvent>>>,
     refuse_first: Arc<AtomicUsize>,
+    /// Refusals for good (as a URL's 400) before any other answer.
+    reject_first: Arc<AtomicUsize>,
     down_until: Option<DateTime<Utc>>,
 }
 
@@ -52,6 +58,7 @@ impl RecordingSink {
             accepted: Arc::default(),
             attempts: Arc::default(),
             refuse_first: Arc::default(),
+            reject_first: Arc::default(),
             down_until: None,
         }
     }
@@ -65,21 +72,43 @@ impl RecordingSink {
     }
 }
 
-impl PingSink for RecordingSink {
-    async fn send(&self, event: PingEvent) -> Result<(), SinkError> {
+impl RecordingSink {
+    fn send_one(&self, prepared: &Prepared) -> Result<(), Refused> {
+        let event = read_prepared(prepared);
         self.attempts.lock().unwrap().push(event.clone());
+        if self
+            .reject_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Refused::never("answered 400 Bad Request"));
+        }
         let refuse = self
             .refuse_first
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if refuse || self.down_until.is_some_and(|t| self.clock.now() < t) {
-            return Err(SinkError::new("broker unavailable"));
+            return Err(Refused::later("broker unavailable", Duration::ZERO));
         }
         self.accepted
             .lock()
             .unwrap()
             .push((event, self.clock.now()));
         Ok(())
+    }
+}
+
+impl EventSink for RecordingSink {
+    fn prepare(&self, event: CloudEvent) -> Result<Prepared, Refused> {
+        Ok(Prepared::Event(Box::new(event)))
+    }
+
+    fn send<'a>(&'a self, batch: &'a [&'a Prepared]) -> Answers<'a> {
+        Box::pin(async move { batch.iter().map(|p| self.send_one(p)).collect() })
+    }
+
+    fn name(&self) -> &str {
+        "recording"
     }
 }
 
@@ -133,7 +162,7 @@ async fn run_for(
     let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn(run(
         ping.clone(),
-        sink.clone(),
+        Arc::new(sink.clone()),
         store.clone(),
         clock,
         shutdown,
@@ -522,13 +551,37 @@ async fn a_refused_tick_is_retried_with_the_same_id_not_skipped_or_duplicated() 
             .iter()
             .all(|e| e.id == attempts[0].id && e.time == attempts[0].time)
     );
-    // Backoff 100 ms, 200 ms, 400 ms.
-    assert_eq!(
-        sink.accepted.lock().unwrap()[0].1,
-        utc("2025-01-01T10:15:00.7Z")
+    // Jittered backoff within 100 ms, 200 ms, 400 ms: accepted within 0.7 s of its instant.
+    let accepted_at = sink.accepted.lock().unwrap()[0].1;
+    assert!(
+        (utc("2025-01-01T10:15:00Z")..=utc("2025-01-01T10:15:00.7Z")).contains(&accepted_at),
+        "{accepted_at}"
     );
     // Three refusals retried; 0.7 s after its instant is not late.
     assert_eq!(counters(&ping), (2, 0, 3, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tick_refused_for_good_is_dropped_and_recorded_and_the_next_one_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TickStore::open(dir.path()).unwrap();
+    let clock = AnchoredClock::starting_at(utc("2025-01-01T10:07:00Z"));
+    let sink = RecordingSink::new(clock);
+    sink.reject_first.store(1, Ordering::SeqCst);
+    let ping = ping("*/15 * * * *", None, MissedTicks::Skip);
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(20 * MIN)).await; // to 10:27
+    assert_eq!(sink.attempts.lock().unwrap().len(), 1, "not sent again");
+    assert!(sink.times().is_empty());
+    assert_eq!(
+        store.last_fired("default", "tick").unwrap(),
+        Some(utc("2025-01-01T10:15:00Z")),
+        "recorded, so it never fires again"
+    );
+    assert_eq!(counters(&ping), (0, 0, 0, 0));
+    assert_eq!(ping.metrics().dropped(), 1);
+    // The next tick fires as usual.
+    run_for(&ping, &sink, &store, clock, Duration::from_secs(10 * MIN)).await; // to 10:37
+    assert_eq!(sink.times(), times(&["2025-01-01T10:30:00Z"]));
 }
 
 #[tokio::test(start_paused = true)]
@@ -548,21 +601,35 @@ async fn ticks_due_while_the_sink_is_down_fire_in_order_once_it_recovers() {
         .iter()
         .map(|(e, at)| (e.time, *at))
         .collect();
-    // Attempts at :10, +0.1, +0.3, +0.7, +1.5, +3.1, +6.3, +12.7, +22.7, +32.7 (backoff capped at 10 s).
-    let recovered = utc("2025-01-01T10:00:42.7Z");
-    assert_eq!(
-        accepted,
-        vec![
-            (utc("2025-01-01T10:00:10Z"), recovered),
-            (utc("2025-01-01T10:00:20Z"), recovered),
-            (utc("2025-01-01T10:00:30Z"), recovered),
-            (utc("2025-01-01T10:00:40Z"), recovered),
-            (utc("2025-01-01T10:00:50Z"), utc("2025-01-01T10:00:50Z")),
-        ]
+    // Attempts from :10 with jittered waits bounded by 0.1 s doubling up to 10 s: the first
+    // after :37 comes within 10 s, and the ticks due meanwhile follow at once.
+    let recovered = accepted[0].1;
+    assert!(
+        (utc("2025-01-01T10:00:37Z")..=utc("2025-01-01T10:00:47Z")).contains(&recovered),
+        "{recovered}"
     );
+    let caught_up: Vec<_> = (1..=4)
+        .map(|tens| utc(&format!("2025-01-01T10:00:{tens}0Z")))
+        .filter(|t| *t <= recovered)
+        .map(|t| (t, recovered))
+        .collect();
+    assert_eq!(&accepted[..caught_up.len()], &caught_up[..]);
+    assert_eq!(
+        accepted.last(),
+        Some(&(utc("2025-01-01T10:00:50Z"), utc("2025-01-01T10:00:50Z"))),
+        "on time once recovered"
+    );
+    assert_eq!(accepted.len(), 5, "every tick once, in order: {accepted:?}");
+    // At most 0.1 + 0.2 + ... + 6.4 + 10 + 10 s of waiting lies between :10 and :37: at least
+    // nine refusals.
     let refused = sink.attempts.lock().unwrap().len() - accepted.len();
-    assert_eq!(refused, 9);
-    assert_eq!(counters(&ping), (5, 4, 9, 0));
+    assert!(refused >= 9, "{refused}");
+    let late = accepted
+        .iter()
+        .filter(|(t, at)| (*at - *t).to_std().unwrap() > Duration::from_secs(1))
+        .count() as u64;
+    assert!(late >= 3, "{accepted:?}");
+    assert_eq!(counters(&ping), (5, late, refused as u64, 0));
 }
 
 #[tokio::test(start_paused = true)]

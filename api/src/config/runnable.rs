@@ -46,6 +46,12 @@ pub fn not_yet_supported(resource: &Resource) -> Vec<FieldError> {
             ),
             None => {}
         }
+        if dest.uri.as_deref().is_some_and(|u| {
+            u.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        }) {
+            refuse(path.key("uri"), "https destinations");
+        }
         if dest.ca_certs.is_some() {
             refuse(path.key("CACerts"), "CACerts (custom CA certificates)");
         }

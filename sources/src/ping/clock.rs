@@ -71,12 +71,14 @@ impl Clock for SystemClock {
 /// A wall clock that follows tokio's clock from a fixed anchor: `now = base + (tokio now −
 /// base instant)`. Under `#[tokio::test(start_paused = true)]` it reads whatever instant the
 /// test has advanced to, so a test can start "at" any date and let days pass in milliseconds.
+#[cfg(feature = "test-util")]
 #[derive(Debug, Clone, Copy)]
 pub struct AnchoredClock {
     base: DateTime<Utc>,
     base_instant: Instant,
 }
 
+#[cfg(feature = "test-util")]
 impl AnchoredClock {
     /// A clock that reads `base` now (at tokio's current instant) and advances with tokio.
     pub fn starting_at(base: DateTime<Utc>) -> Self {
@@ -87,6 +89,7 @@ impl AnchoredClock {
     }
 }
 
+#[cfg(feature = "test-util")]
 impl Clock for AnchoredClock {
     fn now(&self) -> DateTime<Utc> {
         let elapsed = Instant::now() - self.base_instant;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use chrono_tz::Tz;
+use ember_api::FieldPath;
 
 use super::metrics::PingMetrics;
 use super::schedule::Schedule;
@@ -59,11 +60,11 @@ pub struct PingConfig {
     pub missed: MissedTicks,
 }
 
-/// Why a [`PingConfig`] was refused. The message starts with the field path.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a [`PingConfig`] was refused: [`field`](Self::field) says where, [`reason`](Self::reason)
+/// why; the message is the two, `spec.schedule: invalid cron expression …`.
+#[derive(Debug, PartialEq, Eq)]
 pub enum PingError {
     /// The schedule did not parse; `reason` names the part and why.
-    #[error("spec.schedule: invalid cron expression {schedule:?}: {reason}")]
     Schedule {
         /// The expression as written.
         schedule: String,
@@ -71,33 +72,23 @@ pub enum PingError {
         reason: String,
     },
     /// The schedule names its zone with `CRON_TZ=`/`TZ=` and `spec.timezone` is set too.
-    #[error(
-        "spec.timezone: must not be set when spec.schedule names a time zone with a CRON_TZ= or \
-         TZ= prefix (here {schedule:?}); set the zone in one place only"
-    )]
     TimezoneTwice {
         /// The schedule as written.
         schedule: String,
     },
     /// The time zone is not in the IANA database.
-    #[error("spec.timezone: unknown IANA time zone {timezone:?}")]
     Timezone {
         /// The zone name as written.
         timezone: String,
     },
     /// Both `data` and `dataBase64` were set.
-    #[error("spec.data, spec.dataBase64: only one of data and dataBase64 may be set")]
     DataAndDataBase64,
     /// `dataBase64` is not valid standard base64.
-    #[error("spec.dataBase64: invalid base64: {reason}")]
     DataBase64 {
         /// The decoder's explanation.
         reason: String,
     },
     /// The content type is JSON but the data is not.
-    #[error(
-        "{field}: contentType {content_type:?} is JSON but the data is not valid JSON: {reason}"
-    )]
     DataNotJson {
         /// `spec.data` or `spec.dataBase64`.
         field: &'static str,
@@ -107,7 +98,6 @@ pub enum PingError {
         reason: String,
     },
     /// A `ceOverrides` extension name is not a valid CloudEvents extension name.
-    #[error("spec.ceOverrides.extensions.{name}: {reason}")]
     Extension {
         /// The extension name as written.
         name: String,
@@ -115,6 +105,61 @@ pub enum PingError {
         reason: &'static str,
     },
 }
+
+impl PingError {
+    /// The field at fault, from the resource's root (`spec.schedule`).
+    pub fn field(&self) -> FieldPath {
+        let spec = FieldPath::root().key("spec");
+        match self {
+            PingError::Schedule { .. } => spec.key("schedule"),
+            PingError::TimezoneTwice { .. } | PingError::Timezone { .. } => spec.key("timezone"),
+            PingError::DataAndDataBase64 | PingError::DataBase64 { .. } => spec.key("dataBase64"),
+            PingError::DataNotJson { field, .. } => FieldPath::parse_keys(field),
+            PingError::Extension { name, .. } => {
+                spec.key("ceOverrides").key("extensions").key(name.clone())
+            }
+        }
+    }
+
+    /// Why the field is refused.
+    pub fn reason(&self) -> String {
+        match self {
+            PingError::Schedule { schedule, reason } => {
+                format!("invalid cron expression {schedule:?}: {reason}")
+            }
+            PingError::TimezoneTwice { schedule } => format!(
+                "must not be set when spec.schedule names a time zone with a CRON_TZ= or TZ= \
+                 prefix (here {schedule:?}); set the zone in one place only"
+            ),
+            PingError::Timezone { timezone } => format!("unknown IANA time zone {timezone:?}"),
+            PingError::DataAndDataBase64 => "only one of data and dataBase64 may be set".to_owned(),
+            PingError::DataBase64 { reason } => format!("invalid base64: {reason}"),
+            PingError::DataNotJson {
+                content_type,
+                reason,
+                ..
+            } => format!(
+                "contentType {content_type:?} is JSON but the data is not valid JSON: {reason}"
+            ),
+            PingError::Extension { reason, .. } => (*reason).to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for PingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Two fields: both named.
+            PingError::DataAndDataBase64 => write!(f, "spec.data, spec.dataBase64: ")?,
+            // Any name, as written (a field path would bracket an unusual one).
+            PingError::Extension { name, .. } => write!(f, "spec.ceOverrides.extensions.{name}: ")?,
+            _ => write!(f, "{}: ", self.field())?,
+        }
+        f.write_str(&self.reason())
+    }
+}
+
+impl std::error::Error for PingError {}
 
 /// CloudEvents context attributes (and `data`) that `ceOverrides` must not replace.
 const RESERVED_ATTRIBUTES: &[&str] = &[

@@ -16,7 +16,7 @@
 //! `@every d` fires every `d` (whole seconds, at least one) counted from the instant it is asked
 //! about: [`Schedule::next_after`]`(t)` is `t` rounded down to the second, plus `d`. The run loop
 //! asks about the last tick, so ticks keep a fixed interval; each start of Ember starts a new
-//! series from start-up, as robfig/cron does (see [`run_many`](super::run_many) for missed ticks).
+//! series from start-up, as robfig/cron does (see [`PingScheduler`](super::PingScheduler) for missed ticks).
 //!
 //! # Daylight saving time
 //! A schedule matches wall-clock times; a change of the zone's offset makes some wall-clock

@@ -78,7 +78,6 @@ type Entry = (u64, String);
 /// Ids seen within the last `window`, at most `capacity` of them.
 #[derive(Debug)]
 pub struct DedupWindow {
-    window: Duration,
     capacity: usize,
     seen: Arc<Mutex<Seen>>,
     journal: Option<Journal>,
@@ -87,8 +86,10 @@ pub struct DedupWindow {
     faults: WriteFaults,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Seen {
+    /// How long an id is remembered from its sighting.
+    window: Duration,
     // id → its sighting; `order` holds the same ids oldest first, for eviction.
     at: HashMap<String, Sighting>,
     order: VecDeque<(String, Instant)>,
@@ -126,9 +127,12 @@ impl DedupWindow {
     /// Remembers ids for `window`, at most `capacity` (at least 1) at once, in memory only.
     pub fn new(window: Duration, capacity: usize) -> Self {
         DedupWindow {
-            window,
             capacity: capacity.max(1),
-            seen: Arc::new(Mutex::new(Seen::default())),
+            seen: Arc::new(Mutex::new(Seen {
+                window,
+                at: HashMap::new(),
+                order: VecDeque::new(),
+            })),
             journal: None,
             #[cfg(test)]
             faults: WriteFaults::default(),
@@ -161,7 +165,6 @@ impl DedupWindow {
             file,
             len: good_len,
             lines,
-            window,
             seen: dedup.seen.clone(),
             failures: WriteFailures::default(),
             #[cfg(test)]
@@ -187,7 +190,7 @@ impl DedupWindow {
         let mut s = self.lock();
         for (ms, id) in entries {
             let age = Duration::from_millis(now_ms.saturating_sub(ms));
-            if age >= self.window || s.at.contains_key(&id) {
+            if age >= s.window || s.at.contains_key(&id) {
                 continue;
             }
             let sighting = Sighting {
@@ -211,7 +214,7 @@ impl DedupWindow {
         let mut s = self.lock();
         // Expire from the front: `order` is in sighting order.
         while let Some((_, at)) = s.order.front() {
-            if now.saturating_duration_since(*at) < self.window {
+            if now.saturating_duration_since(*at) < s.window {
                 break;
             }
             if let Some((old, at)) = s.order.pop_front() {
@@ -219,7 +222,7 @@ impl DedupWindow {
             }
         }
         if let Some(seen) = s.at.get(id)
-            && now.saturating_duration_since(seen.at) < self.window
+            && now.saturating_duration_since(seen.at) < s.window
         {
             return true;
         }
@@ -251,6 +254,13 @@ impl DedupWindow {
         if s.at.remove(id).is_some() {
             s.order.retain(|(i, _)| i != id);
         }
+    }
+
+    /// Changes how long ids are remembered, for the ids remembered already too (each still
+    /// counted from its first sighting): a WebhookSource whose `dedupWindow` changed keeps its
+    /// window, journal and all, with the new length.
+    pub fn set_window(&self, window: Duration) {
+        self.lock().window = window;
     }
 
     /// How many ids are remembered now.
@@ -306,7 +316,6 @@ struct Writer {
     /// The length of the journal's intact prefix.
     len: u64,
     lines: u64,
-    window: Duration,
     seen: Arc<Mutex<Seen>>,
     failures: WriteFailures,
     faults: WriteFaults,
@@ -418,7 +427,7 @@ impl Writer {
                 if let Some(seen) = s.at.get(id)
                     && seen.at == *at
                     && let Some(ms) = seen.confirmed
-                    && Duration::from_millis(now_ms.saturating_sub(ms)) < self.window
+                    && Duration::from_millis(now_ms.saturating_sub(ms)) < s.window
                 {
                     push_line(&mut live, ms, id);
                     lines += 1;

@@ -1,7 +1,10 @@
 //! Per-source counters: what became of each request, and how many events were dropped as
-//! redeliveries. Plain atomics, read at scrape time by the binary's `/metrics`.
+//! redeliveries. Plain atomics, read at scrape time by the binary's `/metrics` through
+//! [`SourceMetrics`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::metrics::{Counter, CounterFamily, SourceMetrics};
 
 /// What became of one request to a WebhookSource. Each request has exactly one outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,6 +97,34 @@ impl WebhookMetrics {
     /// Events dropped as redeliveries so far.
     pub fn duplicate_events(&self) -> u64 {
         self.duplicate_events.load(Ordering::Relaxed)
+    }
+}
+
+static REQUESTS: CounterFamily = CounterFamily {
+    name: "ember_webhook_requests",
+    help: "Requests to a WebhookSource by outcome: accepted, deduplicated (every event a redelivery), \
+           or refused as unauthorized, bad_request, too_large, rate_limited, unavailable, method_not_allowed, timed_out.",
+};
+static DUPLICATE_EVENTS: CounterFamily = CounterFamily {
+    name: "ember_webhook_duplicate_events",
+    help: "Events a WebhookSource dropped because their id was seen within its dedupWindow.",
+};
+
+impl SourceMetrics for WebhookMetrics {
+    fn counters(&self) -> Vec<Counter> {
+        Outcome::ALL
+            .into_iter()
+            .map(|o| Counter {
+                family: &REQUESTS,
+                labels: vec![("outcome", o.label())],
+                value: self.requests(o),
+            })
+            .chain(std::iter::once(Counter {
+                family: &DUPLICATE_EVENTS,
+                labels: Vec::new(),
+                value: self.duplicate_events(),
+            }))
+            .collect()
     }
 }
 

@@ -1,0 +1,124 @@
+//! Sources in the binary: which kinds `ember run` runs, and where their events go. Everything a
+//! kind does lives in `ember-sources`; here each kind is registered, each source's `sink` is
+//! resolved to an `EventSink` — a Broker of this Ember (appended in process) or a URL — and the
+//! sources of a configuration are checked (`ember validate`) and started.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use ember_api::config::Config;
+use ember_api::{ConfigError, ConfigErrors, Destination};
+use ember_broker::broker::Broker;
+use ember_broker::delivery::HttpClient;
+use ember_broker::sink::HttpSink;
+use ember_event::sink::EventSink;
+use ember_sources::ping::PingSourceKind;
+use ember_sources::webhook::{WebhookRoutes, WebhookSourceKind};
+use ember_sources::{SourceKinds, SourceManager};
+
+/// The source kinds Ember runs; WebhookSources are served through `routes`.
+pub fn kinds(routes: &Arc<WebhookRoutes>) -> SourceKinds {
+    let mut kinds = SourceKinds::default();
+    kinds
+        .register(PingSourceKind::new())
+        .register(WebhookSourceKind::new(routes.clone()));
+    kinds
+}
+
+/// Checks every source of `config` as running it would (secrets read, schedules parsed), so
+/// `ember validate` refuses what `ember run` would; errors are located like any configuration
+/// error.
+pub fn check(config: &Config, kinds: &SourceKinds) -> Result<(), ConfigErrors> {
+    let errors: Vec<ConfigError> = config
+        .resources()
+        .into_iter()
+        .filter_map(|(resource, origin)| {
+            let error = kinds.check(&resource)?.err()?;
+            Some(origin.error(Some(resource.id().to_string()), error))
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Resolves sources' sinks: one `EventSink` per broker and per URL, shared by every source that
+/// names it — so that PingSources with one destination share its batches.
+pub struct Sinks {
+    brokers: Vec<Arc<Broker>>,
+    client: HttpClient,
+    urls: Mutex<HashMap<String, Arc<HttpSink>>>,
+}
+
+impl Sinks {
+    /// Sinks among `brokers`, or URLs reached with `client`.
+    pub fn new(brokers: Vec<Arc<Broker>>, client: HttpClient) -> Self {
+        Self {
+            brokers,
+            client,
+            urls: Mutex::default(),
+        }
+    }
+
+    /// The sink `dest` names: its `uri`, or a `ref` to a Broker of this Ember (which must be
+    /// among the brokers).
+    pub fn resolve(
+        &self,
+        dest: &Destination,
+        own_namespace: &str,
+    ) -> anyhow::Result<Arc<dyn EventSink>> {
+        match (&dest.uri, &dest.reference) {
+            (Some(uri), _) => {
+                if uri
+                    .get(..8)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+                {
+                    anyhow::bail!("not supported yet: https destinations");
+                }
+                let mut urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(sink) = urls.get(uri) {
+                    return Ok(sink.clone());
+                }
+                let parsed = uri
+                    .parse()
+                    .with_context(|| format!("{uri:?} is not a URL"))?;
+                let sink = Arc::new(HttpSink::new(self.client.clone(), parsed));
+                urls.insert(uri.clone(), sink.clone());
+                Ok(sink)
+            }
+            (None, Some(r)) if r.kind == "Broker" => {
+                let ns = r.namespace_or(own_namespace);
+                let broker = self
+                    .brokers
+                    .iter()
+                    .find(|b| b.namespace() == ns && b.short_name() == r.name)
+                    .with_context(|| format!("no Broker {ns}/{}", r.name))?;
+                Ok(broker.clone())
+            }
+            _ => anyhow::bail!("use a uri or a ref to a Broker"),
+        }
+    }
+}
+
+/// Starts every source of `config` on `manager`, each into its resolved sink.
+pub async fn start(config: &Config, manager: &SourceManager, sinks: &Sinks) -> anyhow::Result<()> {
+    let mut sources = Vec::new();
+    for (resource, _) in config.resources() {
+        if manager.kinds().get(resource.kind()).is_none() {
+            continue;
+        }
+        let id = resource.id();
+        let dest = resource
+            .sink()
+            .with_context(|| format!("{id}: a source without a sink"))?;
+        let sink = sinks
+            .resolve(dest, resource.namespace())
+            .with_context(|| format!("{id}: spec.sink"))?;
+        sources.push((resource, sink));
+    }
+    manager.add_all(sources).await?;
+    Ok(())
+}
