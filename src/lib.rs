@@ -13,4 +13,5 @@ pub mod run;
 pub mod send;
 pub mod server;
 pub mod sources;
+pub mod topology;
 pub mod wiring;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use ember_broker::broker::Broker;
+use ember_broker::delivery::BrokerDirectory;
 use ember_broker::dispatch::DispatchStats;
 use ember_sources::{CounterFamily, SourceManager};
 use prometheus_client::collector::Collector;
@@ -16,16 +16,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-/// Collects broker and trigger metrics on each scrape.
-struct Brokers(Vec<Arc<Broker>>);
-
-impl std::fmt::Debug for Brokers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|b| b.name()))
-            .finish()
-    }
-}
+/// Collects broker and trigger metrics on each scrape, of the brokers open then.
+#[derive(Debug)]
+struct Brokers(BrokerDirectory);
 
 type Labels<'a> = [(&'static str, &'a str)];
 
@@ -53,7 +46,8 @@ fn family<'a>(
 
 impl Collector for Brokers {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let brokers = || self.0.iter();
+        let open = self.0.all();
+        let brokers = || open.iter();
         family(
             &mut encoder,
             "ember_broker_log_end_offset",
@@ -249,7 +243,7 @@ pub fn register_sources(registry: &mut Registry, sources: Arc<SourceManager>) {
 }
 
 /// The registry serving `/metrics` for these brokers.
-pub fn registry(brokers: Vec<Arc<Broker>>) -> Registry {
+pub fn registry(brokers: BrokerDirectory) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Brokers(brokers)));
     registry.register_collector(Box::new(Connections));

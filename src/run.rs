@@ -14,24 +14,16 @@
 //! 5. each log finishes its queued appends, syncs and closes; the process exits 0.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use ember_broker::broker::Broker;
-use ember_broker::delivery::{BrokerDirectory, http_client};
-use ember_sources::SourceManager;
-use ember_sources::webhook::WebhookRoutes;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::cli::ConfigArgs;
 use crate::connection::{ConnectionArgs, ConnectionLimits};
-use crate::server::{Router, serve};
-use crate::sources::Sinks;
-use crate::wiring::{self, Config};
+pub use crate::topology::Ember;
+use crate::wiring;
 
 /// Options of `ember run`.
 #[derive(Debug, clap::Args)]
@@ -84,7 +76,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let limits = ConnectionLimits::from(&args.connections);
-    let ember = Ember::start(
+    let mut reloads = crate::reload::Requests::watch(&args.config.files)?;
+    let mut ember = Ember::start(
         &config,
         &args.data_dir,
         listener,
@@ -92,121 +85,55 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.shutdown_grace,
     )
     .await?;
-    // Nothing below reads the configuration; free it with the rest of start-up's memory.
+    // Nothing below reads the configuration (a reload compares fingerprints); free it with the
+    // rest of start-up's memory.
     drop(config);
     crate::allocator::release_startup_memory();
     tracing::info!(
-        brokers = ember.brokers.len(),
+        brokers = ember.broker_count(),
         data_dir = %args.data_dir.display(),
         "ember is running; send events to http://{}/{{namespace}}/{{broker}}",
         ember.addr
     );
-    wait_for_signal().await;
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(cause) = reloads.next() => reload(&mut ember, &args, &cause).await,
+        }
+    }
     tracing::info!(grace = ?args.shutdown_grace, "shutting down");
     ember.stop().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// A running Ember: brokers open, dispatchers and sources running, the server accepting.
-pub struct Ember {
-    /// The address the server listens on.
-    pub addr: SocketAddr,
-    /// The open brokers.
-    pub brokers: Vec<Arc<Broker>>,
-    /// The running sources, by resource id: add, remove or replace one while the others run.
-    pub sources: Arc<SourceManager>,
-    /// Where sources' events go: a source's `sink` resolved to one of `brokers` or a URL.
-    pub sinks: Sinks,
-    shutdown: watch::Sender<bool>,
-    grace: Duration,
-    server: JoinHandle<()>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Ember {
-    /// Opens every broker of `config` below `data_dir` (recovering their logs), starts the
-    /// dispatchers and serves on `listener` within `limits`.
-    pub async fn start(
-        config: &Config,
-        data_dir: &Path,
-        listener: TcpListener,
-        limits: ConnectionLimits,
-        grace: Duration,
-    ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-        let plans = wiring::brokers(config, data_dir)?;
-        let mut brokers = Vec::with_capacity(plans.len());
-        for plan in plans {
-            let broker =
-                tokio::task::spawn_blocking(move || Broker::open(plan.broker, plan.triggers))
-                    .await
-                    .context("opening broker")??;
-            brokers.push(Arc::new(broker));
-        }
-        let addr = listener.local_addr()?;
-        let (shutdown, signal) = watch::channel(false);
-        let client = http_client();
-        let directory = BrokerDirectory::default();
-        for broker in &brokers {
-            directory.insert(broker.clone());
-        }
-        let mut tasks = Vec::new();
-        for broker in &brokers {
-            tasks.extend(broker.start(&client, &directory, &signal, grace));
-        }
-        // Sources: each into its sink, a broker of this Ember (appended directly) or a URL.
-        let routes = Arc::new(WebhookRoutes::new());
-        let sources = Arc::new(SourceManager::new(crate::sources::kinds(&routes), data_dir));
-        let sinks = Sinks::new(brokers.clone(), client.clone());
-        if let Err(e) = crate::sources::start(config, &sources, &sinks).await {
-            sources.shutdown().await;
-            return Err(e);
-        }
-        let router =
-            Arc::new(Router::new(brokers.iter().cloned(), routes).with_sources(sources.clone()));
-        router.set_ready(true);
-        let server = tokio::spawn(serve(listener, router, limits, signal, grace));
-        Ok(Self {
-            addr,
-            brokers,
-            sources,
-            sinks,
-            shutdown,
-            grace,
-            server,
-            tasks,
-        })
-    }
-
-    /// The broker `namespace/name`.
-    pub fn broker(&self, namespace: &str, name: &str) -> Option<&Arc<Broker>> {
-        self.brokers
-            .iter()
-            .find(|b| b.namespace() == namespace && b.short_name() == name)
-    }
-
-    /// Graceful shutdown, in the order described at the top of this module.
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.server.await;
-        // Requests still running past the grace hold their WebhookSource open: stop waiting for
-        // them after another grace (their dedup ids may then not reach the journal).
-        if tokio::time::timeout(self.grace, self.sources.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(grace = ?self.grace, "sources still stopping after the shutdown grace period");
-        }
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        for broker in &self.brokers {
-            if let Err(e) = broker.close().await {
-                tracing::error!(broker = %broker.name(), error = %e, "closing the log failed");
+/// Reloads the configuration files: a configuration that `ember validate` would refuse is not
+/// applied (its errors are logged as validate prints them) and the running one stays.
+async fn reload(ember: &mut Ember, args: &RunArgs, cause: &crate::reload::Cause) {
+    tracing::info!(
+        %cause,
+        "reloading the configuration (--listen and --data-dir are fixed for the life of the process; change them with a restart)"
+    );
+    let files = args.config.files.clone();
+    let loaded = tokio::task::spawn_blocking(move || wiring::load(&files)).await;
+    let config = match loaded {
+        Ok(Ok(config)) => config,
+        Ok(Err(e)) => {
+            for line in format!("{e:#}").lines() {
+                tracing::error!("configuration not applied: {line}");
             }
+            return;
         }
+        Err(e) => {
+            tracing::error!(error = %e, "configuration not applied: loading failed");
+            return;
+        }
+    };
+    match ember.reload(&config).await {
+        Ok(diff) => tracing::info!(changes = %diff, "configuration applied"),
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "configuration partly applied"),
     }
 }
 

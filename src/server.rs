@@ -5,14 +5,13 @@
 //! it stops accepting, lets requests in progress finish — an ingress request finishes when its
 //! events are durable — and returns when they are done or the grace period has passed.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ember_broker::broker::Broker;
+use ember_broker::delivery::BrokerDirectory;
 use ember_broker::ingress;
 use ember_sources::SourceManager;
 use ember_sources::webhook::WebhookRoutes;
@@ -27,8 +26,9 @@ use crate::connection::{self, ConnectionLimits, TimedBody};
 
 /// Routes requests to brokers and health endpoints.
 pub struct Router {
-    /// Keyed by ingress path, `/{namespace}/{name}`: a request's path is looked up as it is.
-    brokers: HashMap<String, Arc<Broker>>,
+    /// The open brokers, as brokers come and go: a request for one being removed finishes; the
+    /// next one is answered 404.
+    brokers: BrokerDirectory,
     ready: AtomicBool,
     metrics: prometheus_client::registry::Registry,
     /// WebhookSources by path, as their sources start and stop.
@@ -36,18 +36,10 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router over the given brokers and the WebhookSources in `webhooks`; not ready until
-    /// [`Router::set_ready`].
-    pub fn new(
-        brokers: impl IntoIterator<Item = Arc<Broker>>,
-        webhooks: Arc<WebhookRoutes>,
-    ) -> Self {
-        let brokers: Vec<Arc<Broker>> = brokers.into_iter().collect();
+    /// A router over the brokers of `brokers` and the WebhookSources in `webhooks`; not ready
+    /// until [`Router::set_ready`].
+    pub fn new(brokers: BrokerDirectory, webhooks: Arc<WebhookRoutes>) -> Self {
         let metrics = crate::metrics::registry(brokers.clone());
-        let brokers = brokers
-            .into_iter()
-            .map(|b| (format!("/{}/{}", b.namespace(), b.short_name()), b))
-            .collect();
         Self {
             brokers,
             ready: AtomicBool::new(false),
@@ -91,8 +83,8 @@ impl Router {
         if let Some(webhook) = self.webhooks.get(path) {
             return webhook.handle(req).await;
         }
-        if let Some(broker) = self.brokers.get(path) {
-            return ingress::handle(Some(broker), req).await;
+        if let Some(broker) = self.brokers.by_path(path) {
+            return ingress::handle(Some(&broker), req).await;
         }
         let mut segments = path.trim_start_matches('/').split('/');
         match (segments.next(), segments.next(), segments.next()) {

@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use ember_api::config::Config;
 use ember_api::{ConfigError, ConfigErrors, Destination};
-use ember_broker::broker::Broker;
-use ember_broker::delivery::HttpClient;
+use ember_broker::delivery::{BrokerDirectory, HttpClient};
 use ember_broker::sink::HttpSink;
 use ember_event::sink::EventSink;
 use ember_sources::ping::PingSourceKind;
@@ -48,14 +47,14 @@ pub fn check(config: &Config, kinds: &SourceKinds) -> Result<(), ConfigErrors> {
 /// Resolves sources' sinks: one `EventSink` per broker and per URL, shared by every source that
 /// names it — so that PingSources with one destination share its batches.
 pub struct Sinks {
-    brokers: Vec<Arc<Broker>>,
+    brokers: BrokerDirectory,
     client: HttpClient,
     urls: Mutex<HashMap<String, Arc<HttpSink>>>,
 }
 
 impl Sinks {
-    /// Sinks among `brokers`, or URLs reached with `client`.
-    pub fn new(brokers: Vec<Arc<Broker>>, client: HttpClient) -> Self {
+    /// Sinks among the open `brokers`, or URLs reached with `client`.
+    pub fn new(brokers: BrokerDirectory, client: HttpClient) -> Self {
         Self {
             brokers,
             client,
@@ -93,10 +92,9 @@ impl Sinks {
                 let ns = r.namespace_or(own_namespace);
                 let broker = self
                     .brokers
-                    .iter()
-                    .find(|b| b.namespace() == ns && b.short_name() == r.name)
+                    .get(ns, &r.name)
                     .with_context(|| format!("no Broker {ns}/{}", r.name))?;
-                Ok(broker.clone())
+                Ok(broker)
             }
             _ => anyhow::bail!("use a uri or a ref to a Broker"),
         }

@@ -148,6 +148,7 @@ fn filter_spec(f: &ApiFilter) -> FilterSpec {
 }
 
 /// A broker and its triggers, ready to open.
+#[derive(Debug, Clone)]
 pub struct BrokerPlan {
     /// The broker's settings.
     pub broker: BrokerConfig,
@@ -155,8 +156,20 @@ pub struct BrokerPlan {
     pub triggers: Vec<TriggerConfig>,
 }
 
-/// Resolves every broker of the configuration.
-pub fn brokers(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<BrokerPlan>> {
+/// The semaphores of `ember.dev/subscriber-max-in-flight`, by subscriber (host and port), kept
+/// across reloads: triggers that share a subscriber keep sharing one limit, and an unchanged
+/// limit keeps its semaphore (and the permits taken from it).
+#[derive(Debug, Default)]
+pub struct SubscriberLimits(
+    std::collections::HashMap<String, (u32, std::sync::Arc<tokio::sync::Semaphore>)>,
+);
+
+/// Resolves every broker of the configuration, sharing subscriber limits through `limits`.
+pub fn brokers(
+    config: &Config,
+    data_dir: &Path,
+    limits: &mut SubscriberLimits,
+) -> anyhow::Result<Vec<BrokerPlan>> {
     let mut plans = Vec::with_capacity(config.brokers.len());
     for located in &config.brokers {
         let b = &located.resource;
@@ -189,13 +202,17 @@ pub fn brokers(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<BrokerPla
             triggers,
         });
     }
-    share_subscriber_limits(&config.triggers, &mut plans);
+    share_subscriber_limits(&config.triggers, &mut plans, limits);
     Ok(plans)
 }
 
 /// Gives every trigger that delivers to a subscriber (host and port) named in some trigger's
 /// `ember.dev/subscriber-max-in-flight` one shared semaphore: the smallest limit given.
-fn share_subscriber_limits(triggers: &[ember_api::Located<Trigger>], plans: &mut [BrokerPlan]) {
+fn share_subscriber_limits(
+    triggers: &[ember_api::Located<Trigger>],
+    plans: &mut [BrokerPlan],
+    existing: &mut SubscriberLimits,
+) {
     use std::collections::HashMap;
     let authority = |d: &ember_broker::delivery::Destination| d.authority().unwrap_or_default();
     // By (namespace, name), so that ten thousand triggers do not cost a hundred million lookups.
@@ -219,20 +236,24 @@ fn share_subscriber_limits(triggers: &[ember_api::Located<Trigger>], plans: &mut
             }
         }
     }
-    let semaphores: HashMap<String, std::sync::Arc<tokio::sync::Semaphore>> = limits
+    let semaphores: HashMap<String, (u32, std::sync::Arc<tokio::sync::Semaphore>)> = limits
         .into_iter()
         .map(|(a, n)| {
-            (
-                a,
-                std::sync::Arc::new(tokio::sync::Semaphore::new(n as usize)),
-            )
+            let semaphore = match existing.0.get(&a) {
+                Some((same, semaphore)) if *same == n => semaphore.clone(),
+                _ => std::sync::Arc::new(tokio::sync::Semaphore::new(n as usize)),
+            };
+            (a, (n, semaphore))
         })
         .collect();
     for plan in plans.iter_mut() {
         for t in &mut plan.triggers {
-            t.subscriber_limit = semaphores.get(&authority(&t.subscriber)).cloned();
+            t.subscriber_limit = semaphores
+                .get(&authority(&t.subscriber))
+                .map(|(_, s)| s.clone());
         }
     }
+    existing.0 = semaphores;
 }
 
 /// What a destination names: its `uri`, or a Broker of this Ember by `ref` (appended to in

@@ -625,10 +625,9 @@ async fn a_full_append_queue_is_503_with_retry_after_and_nothing_is_lost() {
         )
         .unwrap(),
     );
-    let router = Arc::new(ember::server::Router::new(
-        [broker.clone()],
-        Default::default(),
-    ));
+    let directory = ember_broker::delivery::BrokerDirectory::default();
+    directory.insert(broker.clone());
+    let router = Arc::new(ember::server::Router::new(directory, Default::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/default/tiny", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::watch::channel(false);

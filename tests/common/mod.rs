@@ -60,6 +60,19 @@ impl TestEmber {
         }
     }
 
+    /// Replaces the configuration file with `yaml` and reloads it as `ember run` does on a
+    /// change: `Ok` with the changes applied, or the errors that kept it from applying.
+    pub async fn reload(&mut self, yaml: &str) -> Result<String, String> {
+        let file = self.config_dir.path().join("ember.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let config = ember::wiring::load(&[file]).map_err(|e| format!("{e:#}"))?;
+        self.ember
+            .reload(&config)
+            .await
+            .map(|diff| diff.to_string())
+            .map_err(|e| format!("{e:#}"))
+    }
+
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.ember.addr, path)

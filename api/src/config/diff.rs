@@ -5,11 +5,70 @@
 //! or its spec); where it was read from does not count. One dependency is followed: a Trigger
 //! inherits its Broker's `spec.delivery` field by field, so a Trigger whose Broker's delivery
 //! changed is changed too.
+//!
+//! A running Ember keeps only the [`Fingerprint`] of its configuration — a hash per resource —
+//! rather than the configuration itself: at ten thousand triggers the parsed documents would
+//! cost more memory than the triggers do.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 
 use super::Config;
 use crate::resource::{Kind, Resource, ResourceId};
+
+/// What [`ConfigDiff`] compares: a hash of every resource, and of every Broker's delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    resources: BTreeMap<ResourceId, u64>,
+    /// Each Trigger's Broker's `spec.delivery`, by the Trigger's id.
+    inherited: BTreeMap<ResourceId, u64>,
+}
+
+fn hash_of(value: &impl std::fmt::Debug) -> u64 {
+    // The Debug form is deterministic: resources hold ordered maps only.
+    let mut hasher = std::hash::DefaultHasher::new();
+    format!("{value:?}").hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Fingerprint {
+    /// The fingerprint of `config`.
+    pub fn of(config: &Config) -> Self {
+        let resources = config
+            .resources()
+            .into_iter()
+            .map(|(r, _)| {
+                let hash = hash_of(&r);
+                (r.id(), hash)
+            })
+            .collect();
+        let inherited = config
+            .triggers
+            .iter()
+            .map(|t| {
+                let t = &t.resource;
+                let delivery = config
+                    .broker(&t.metadata.namespace, &t.spec.broker)
+                    .map(|b| b.resource.spec.delivery.clone());
+                (Resource::Trigger(t.clone()).id(), hash_of(&delivery))
+            })
+            .collect();
+        Self {
+            resources,
+            inherited,
+        }
+    }
+
+    /// How many resources it covers.
+    pub fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// Whether it covers none.
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+}
 
 /// The difference between a running configuration and a new one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,43 +84,30 @@ pub struct ConfigDiff {
 impl ConfigDiff {
     /// The changes that take `old` to `new`.
     pub fn between(old: &Config, new: &Config) -> Self {
-        let index = |c: &Config| -> BTreeMap<ResourceId, Resource> {
-            c.resources()
-                .into_iter()
-                .map(|(r, _)| (r.id(), r))
-                .collect()
-        };
-        let (old_by_id, new_by_id) = (index(old), index(new));
+        Self::of_fingerprints(&Fingerprint::of(old), &Fingerprint::of(new))
+    }
+
+    /// The changes that take the configuration fingerprinted `old` to `new`.
+    pub fn of_fingerprints(old: &Fingerprint, new: &Fingerprint) -> Self {
         let mut diff = ConfigDiff::default();
-        for (id, resource) in &new_by_id {
-            match old_by_id.get(id) {
+        for (id, hash) in &new.resources {
+            match old.resources.get(id) {
                 None => {
                     diff.added.insert(id.clone());
                 }
-                Some(before) if before != resource => {
+                Some(before) if before != hash => {
+                    diff.changed.insert(id.clone());
+                }
+                // Triggers inherit their Broker's delivery settings.
+                Some(_) if old.inherited.get(id) != new.inherited.get(id) => {
                     diff.changed.insert(id.clone());
                 }
                 Some(_) => {}
             }
         }
-        for id in old_by_id.keys() {
-            if !new_by_id.contains_key(id) {
+        for id in old.resources.keys() {
+            if !new.resources.contains_key(id) {
                 diff.removed.insert(id.clone());
-            }
-        }
-        // Triggers inherit their Broker's delivery settings.
-        for trigger in &new.triggers {
-            let t = &trigger.resource;
-            let id = Resource::Trigger(t.clone()).id();
-            if diff.added.contains(&id) || diff.changed.contains(&id) {
-                continue;
-            }
-            let delivery = |c: &Config| {
-                c.broker(&t.metadata.namespace, &t.spec.broker)
-                    .map(|b| b.resource.spec.delivery.clone())
-            };
-            if delivery(old) != delivery(new) {
-                diff.changed.insert(id);
             }
         }
         diff

@@ -20,7 +20,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use diff::{ConfigDiff, KindDiff};
+pub use diff::{ConfigDiff, Fingerprint, KindDiff};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, load_str};
 pub use runnable::not_yet_supported;

@@ -356,6 +356,11 @@ impl Broker {
         self.triggers.find(trigger).map(|t| t.lane.detachments())
     }
 
+    /// Whether the broker runs a trigger of this name.
+    pub fn has_trigger(&self, trigger: &str) -> bool {
+        self.triggers.find(trigger).is_some()
+    }
+
     /// Events a trigger has matched and not yet finished (delivered, dead-lettered or dropped),
     /// by trigger name: what waits for its subscriber. Read without locks on the event path.
     pub fn pending_events(&self, trigger: &str) -> Option<u64> {

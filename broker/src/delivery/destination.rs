@@ -83,8 +83,29 @@ impl BrokerDirectory {
         Some(brokers.swap_remove(at))
     }
 
+    /// Every broker, in no particular order.
+    pub fn all(&self) -> Vec<Arc<Broker>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many brokers are open.
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no broker is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The broker whose ingress path is `path` (`/{namespace}/{name}`), if it is open.
+    pub fn by_path(&self, path: &str) -> Option<Arc<Broker>> {
+        let (namespace, name) = path.strip_prefix('/')?.split_once('/')?;
+        self.get(namespace, name)
+    }
+
     /// The broker `namespace/name`, if it is open. A scan without allocating a key: there are
-    /// few brokers, and this is read once per in-process delivery.
+    /// few brokers, and this is read once per request or in-process delivery.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Broker>> {
         let brokers = self.0.read().unwrap_or_else(|e| e.into_inner());
         brokers

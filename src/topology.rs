@@ -1,0 +1,370 @@
+//! The live topology: what runs for a configuration, and how it moves to the next one.
+//!
+//! [`Ember::start`] opens every broker (recovering its log), starts its dispatchers, starts the
+//! sources and serves. [`Ember::reload`] takes a new, fully validated configuration, diffs it
+//! against the running one by resource id ([`ConfigDiff`]) and touches only what changed, in an
+//! order that keeps every reference valid:
+//!
+//! 1. new Brokers open and start taking events;
+//! 2. changed Brokers take their new settings in place (durability, segment size, retention,
+//!    body limit, disk budget) — nothing is reopened, so no acknowledged event is at risk;
+//! 3. Triggers change broker by broker: new ones start at the end of the log, changed ones keep
+//!    their position, removed ones stop after their in-flight deliveries and lose their cursor;
+//! 4. sources are added, replaced (a WebhookSource hands its dedup window over, a PingSource
+//!    keeps its tick record by name) and removed;
+//! 5. removed Brokers stop taking events (404) once their in-flight requests finish, then stop
+//!    and close their log. Their data stays on disk: deleting data is never implicit.
+//!
+//! Ingress never refuses because of a reload: the listener, and every broker that stays, keep
+//! serving throughout.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ember_api::config::{ConfigDiff, Fingerprint};
+use ember_api::resource::{Kind, ResourceId};
+use ember_broker::broker::{Broker, TriggerChanges};
+use ember_broker::delivery::{BrokerDirectory, HttpClient, http_client};
+use ember_sources::SourceManager;
+use ember_sources::webhook::WebhookRoutes;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::connection::ConnectionLimits;
+use crate::server::{Router, serve};
+use crate::sources::Sinks;
+use crate::wiring::{self, BrokerPlan, Config, SubscriberLimits};
+
+/// A broker with its tasks.
+struct RunningBroker {
+    broker: Arc<Broker>,
+    /// Stops this broker's tasks (its dispatchers finish their in-flight deliveries first).
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A running Ember: brokers open, dispatchers and sources running, the server accepting.
+pub struct Ember {
+    /// The address the server listens on.
+    pub addr: SocketAddr,
+    /// The open brokers, by `namespace/name` (also how in-process destinations find them).
+    pub directory: BrokerDirectory,
+    /// The running sources, by resource id: add, remove or replace one while the others run.
+    pub sources: Arc<SourceManager>,
+    /// Where sources' events go: a source's `sink` resolved to a broker or a URL.
+    pub sinks: Sinks,
+    brokers: BTreeMap<String, RunningBroker>,
+    fingerprint: Fingerprint,
+    limits: SubscriberLimits,
+    data_dir: PathBuf,
+    client: HttpClient,
+    shutdown: watch::Sender<bool>,
+    grace: Duration,
+    server: JoinHandle<()>,
+}
+
+impl Ember {
+    /// Opens every broker of `config` below `data_dir` (recovering their logs), starts the
+    /// dispatchers and the sources, and serves on `listener` within `limits`.
+    pub async fn start(
+        config: &Config,
+        data_dir: &Path,
+        listener: TcpListener,
+        limits: ConnectionLimits,
+        grace: Duration,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let mut subscriber_limits = SubscriberLimits::default();
+        let plans = wiring::brokers(config, data_dir, &mut subscriber_limits)?;
+        let addr = listener.local_addr()?;
+        let (shutdown, signal) = watch::channel(false);
+        let client = http_client();
+        let directory = BrokerDirectory::default();
+        let mut brokers = BTreeMap::new();
+        for plan in plans {
+            let running = open(plan).await?;
+            directory.insert(running.broker.clone());
+            brokers.insert(running.broker.name().to_owned(), running);
+        }
+        for running in brokers.values_mut() {
+            running.start(&client, &directory, grace);
+        }
+        // Sources: each into its sink, a broker of this Ember (appended directly) or a URL.
+        let routes = Arc::new(WebhookRoutes::new());
+        let sources = Arc::new(SourceManager::new(crate::sources::kinds(&routes), data_dir));
+        let sinks = Sinks::new(directory.clone(), client.clone());
+        if let Err(e) = crate::sources::start(config, &sources, &sinks).await {
+            sources.shutdown().await;
+            return Err(e);
+        }
+        let router = Arc::new(Router::new(directory.clone(), routes).with_sources(sources.clone()));
+        router.set_ready(true);
+        let server = tokio::spawn(serve(listener, router, limits, signal, grace));
+        Ok(Self {
+            addr,
+            directory,
+            sources,
+            sinks,
+            brokers,
+            fingerprint: Fingerprint::of(config),
+            limits: subscriber_limits,
+            data_dir: data_dir.to_owned(),
+            client,
+            shutdown,
+            grace,
+            server,
+        })
+    }
+
+    /// The broker `namespace/name`, if it is open.
+    pub fn broker(&self, namespace: &str, name: &str) -> Option<Arc<Broker>> {
+        self.directory.get(namespace, name)
+    }
+
+    /// How many brokers are open.
+    pub fn broker_count(&self) -> usize {
+        self.brokers.len()
+    }
+
+    /// Moves to `config` (already validated in full), touching only what changed; see the
+    /// module doc for the order. Returns what changed.
+    pub async fn reload(&mut self, config: &Config) -> anyhow::Result<ConfigDiff> {
+        let fingerprint = Fingerprint::of(config);
+        let diff = ConfigDiff::of_fingerprints(&self.fingerprint, &fingerprint);
+        if diff.is_empty() {
+            return Ok(diff);
+        }
+        let plans = wiring::brokers(config, &self.data_dir, &mut self.limits)?;
+        let brokers = diff.of_kind(Kind::Broker);
+
+        // 1. New brokers, with their triggers.
+        for id in &brokers.added {
+            let plan = plan_of(&plans, id)?;
+            let mut running = open(plan.clone()).await?;
+            self.directory.insert(running.broker.clone());
+            running.start(&self.client, &self.directory, self.grace);
+            tracing::info!(broker = %running.broker.name(), "broker added");
+            self.brokers
+                .insert(running.broker.name().to_owned(), running);
+        }
+        // 2. Changed brokers' settings, in place.
+        for id in &brokers.changed {
+            let plan = plan_of(&plans, id)?;
+            if let Some(running) = self.brokers.get(&key(id)) {
+                running.broker.update_settings(&plan.broker);
+            }
+        }
+        // 3. Triggers, broker by broker (those of new brokers started with them).
+        let triggers = diff.of_kind(Kind::Trigger);
+        let mut changes: BTreeMap<String, TriggerChanges> = BTreeMap::new();
+        let broker_of = |id: &ResourceId, plans: &[BrokerPlan]| {
+            plans
+                .iter()
+                .find(|p| {
+                    p.broker.namespace == id.namespace
+                        && p.triggers.iter().any(|t| t.name == id.name)
+                })
+                .map(|p| format!("{}/{}", p.broker.namespace, p.broker.name))
+        };
+        for id in &triggers.added {
+            let Some(broker) = broker_of(id, &plans) else {
+                continue;
+            };
+            if brokers.added.iter().any(|b| key(b) == broker) {
+                continue;
+            }
+            changes
+                .entry(broker.clone())
+                .or_default()
+                .add
+                .push(trigger_config(&plans, &broker, &id.name)?);
+        }
+        for id in &triggers.changed {
+            let Some(broker) = broker_of(id, &plans) else {
+                continue;
+            };
+            if brokers.added.iter().any(|b| key(b) == broker) {
+                continue;
+            }
+            // A Trigger may move to another Broker: it leaves the old one and starts anew.
+            match self.broker_running_trigger(id) {
+                Some(old) if old != broker => {
+                    changes.entry(old).or_default().remove.push(id.name.clone());
+                    changes
+                        .entry(broker.clone())
+                        .or_default()
+                        .add
+                        .push(trigger_config(&plans, &broker, &id.name)?);
+                }
+                _ => changes
+                    .entry(broker.clone())
+                    .or_default()
+                    .replace
+                    .push(trigger_config(&plans, &broker, &id.name)?),
+            }
+        }
+        for id in &triggers.removed {
+            if let Some(broker) = self.broker_running_trigger(id) {
+                if brokers.removed.iter().any(|b| key(b) == broker) {
+                    continue;
+                }
+                changes
+                    .entry(broker)
+                    .or_default()
+                    .remove
+                    .push(id.name.clone());
+            }
+        }
+        for (broker, change) in changes {
+            if let Some(running) = self.brokers.get(&broker) {
+                running
+                    .broker
+                    .change_triggers(change)
+                    .await
+                    .with_context(|| format!("changing the triggers of broker {broker}"))?;
+            }
+        }
+        // 4. Sources.
+        self.reload_sources(config, &diff).await?;
+        // 5. Removed brokers: no new requests, in-flight ones finish, then stop and close.
+        for id in &brokers.removed {
+            if let Some(running) = self.brokers.remove(&key(id)) {
+                self.directory.remove(&id.namespace, &id.name);
+                running.stop().await;
+                tracing::info!(broker = %key(id), "broker removed; its data stays on disk");
+            }
+        }
+        self.fingerprint = fingerprint;
+        Ok(diff)
+    }
+
+    /// The broker (`namespace/name`) that runs the trigger `id`, if any.
+    fn broker_running_trigger(&self, id: &ResourceId) -> Option<String> {
+        self.brokers
+            .values()
+            .find(|r| r.broker.namespace() == id.namespace && r.broker.has_trigger(&id.name))
+            .map(|r| r.broker.name().to_owned())
+    }
+
+    async fn reload_sources(&self, config: &Config, diff: &ConfigDiff) -> anyhow::Result<()> {
+        let is_source = |id: &&ResourceId| self.sources.kinds().get(id.kind).is_some();
+        for id in diff.removed.iter().filter(is_source) {
+            self.sources
+                .remove(id)
+                .await
+                .with_context(|| format!("removing {id}"))?;
+        }
+        let resources = config.resources();
+        let find = |id: &ResourceId| {
+            resources
+                .iter()
+                .map(|(r, _)| r)
+                .find(|r| r.id() == *id)
+                .with_context(|| format!("{id} is not in the configuration"))
+        };
+        for (id, replace) in diff
+            .changed
+            .iter()
+            .filter(is_source)
+            .map(|id| (id, true))
+            .chain(diff.added.iter().filter(is_source).map(|id| (id, false)))
+        {
+            let resource = find(id)?;
+            let dest = resource
+                .sink()
+                .with_context(|| format!("{id}: a source without a sink"))?;
+            let sink = self
+                .sinks
+                .resolve(dest, resource.namespace())
+                .with_context(|| format!("{id}: spec.sink"))?;
+            if replace {
+                self.sources.replace(resource, sink).await
+            } else {
+                self.sources.add(resource, sink).await
+            }
+            .with_context(|| format!("starting {id}"))?;
+        }
+        Ok(())
+    }
+
+    /// Graceful shutdown: the server stops accepting and finishes its requests; the sources
+    /// stop; each broker's dispatchers finish their in-flight deliveries and write their
+    /// positions; the logs close.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        // Requests still running past the grace hold their WebhookSource open: stop waiting for
+        // them after another grace (their dedup ids may then not reach the journal).
+        if tokio::time::timeout(self.grace, self.sources.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.grace, "sources still stopping after the shutdown grace period");
+        }
+        let stops = self.brokers.into_values().map(RunningBroker::stop);
+        futures_util::future::join_all(stops).await;
+    }
+}
+
+impl RunningBroker {
+    /// Starts the broker's tasks.
+    fn start(&mut self, client: &HttpClient, directory: &BrokerDirectory, grace: Duration) {
+        let signal = self.shutdown.subscribe();
+        self.tasks = self.broker.start(client, directory, &signal, grace);
+    }
+
+    /// Stops the broker's tasks (dispatchers finish in-flight deliveries within the grace and
+    /// positions are written), then closes its log.
+    async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Err(e) = self.broker.close().await {
+            tracing::error!(broker = %self.broker.name(), error = %e, "closing the log failed");
+        }
+    }
+}
+
+/// Opens a broker (recovering its log) without starting it.
+async fn open(plan: BrokerPlan) -> anyhow::Result<RunningBroker> {
+    let broker = tokio::task::spawn_blocking(move || Broker::open(plan.broker, plan.triggers))
+        .await
+        .context("opening broker")??;
+    Ok(RunningBroker {
+        broker: Arc::new(broker),
+        shutdown: watch::channel(false).0,
+        tasks: Vec::new(),
+    })
+}
+
+/// `namespace/name` of a resource.
+fn key(id: &ResourceId) -> String {
+    format!("{}/{}", id.namespace, id.name)
+}
+
+fn plan_of<'a>(plans: &'a [BrokerPlan], id: &ResourceId) -> anyhow::Result<&'a BrokerPlan> {
+    plans
+        .iter()
+        .find(|p| p.broker.namespace == id.namespace && p.broker.name == id.name)
+        .with_context(|| format!("{id} is not in the configuration"))
+}
+
+fn trigger_config(
+    plans: &[BrokerPlan],
+    broker: &str,
+    name: &str,
+) -> anyhow::Result<ember_broker::dispatch::TriggerConfig> {
+    plans
+        .iter()
+        .find(|p| format!("{}/{}", p.broker.namespace, p.broker.name) == broker)
+        .and_then(|p| p.triggers.iter().find(|t| t.name == name))
+        .cloned()
+        .with_context(|| format!("trigger {name} of broker {broker} is not in the configuration"))
+}
