@@ -1,5 +1,11 @@
-//! The `ember` binary's library: the command line, loading configuration into running brokers,
-//! and the HTTP server. `main.rs` only parses arguments and calls [`cli::main`].
+//! The `ember` binary's library: the command line, the HTTP listener and its routing table,
+//! wiring the crates together for a configuration, and the live topology that moves a running
+//! Ember from one configuration to the next ([`topology`], [`reload`]). `main.rs` only parses
+//! arguments and calls [`cli::main`].
+//!
+//! Owns: wiring and the process (signals, listeners, reloads, `/metrics`). Never does: what a
+//! crate owns — no event parsing, delivery, filtering or source logic lives here; adding a source
+//! kind means registering it in [`sources`] and nothing more.
 
 pub mod allocator;
 pub mod cli;

@@ -5,7 +5,11 @@
 //! [`RabbitmqSource`], [`Service`] — plus Ember's [`WebhookSource`]. This crate holds their
 //! typed structs (shared by every crate and by the operator), their validation, the annotations
 //! Ember reads, duration parsing, and [`config::load`], which reads files and folders of
-//! multi-document YAML into a validated [`config::Config`] or a list of precise errors.
+//! multi-document YAML into a validated [`config::Config`] or a list of precise errors, and
+//! [`config::ConfigDiff`], what changed between two configurations.
+//!
+//! Owns: the resource model and its rules. Never does: I/O beyond reading configuration files,
+//! or run anything.
 
 #![warn(missing_docs)]
 

@@ -1,7 +1,8 @@
 //! Ember's trigger filters: which events a Trigger wants, and which Triggers want an event.
 //!
 //! This crate is pure: no I/O, no async, no knowledge of how events are stored. An event is seen
-//! through [`EventAttributes`], so the broker can filter its own encoding without copying it.
+//! through [`EventAttributes`] (implemented here for `ember-event`'s stored form), so the broker
+//! filters its own encoding without copying it.
 //!
 //! The broker compiles each Trigger once, when the configuration is loaded, from its legacy
 //! `filter.attributes` and its `filters` ([`FilterSpec`], the CloudEvents Subscriptions API

@@ -55,6 +55,9 @@
 //! journal has no cursor for in one write, then removes the files and the directory. A crash
 //! midway repeats the migration at the next open, where the journal's value wins (the files are
 //! removed only after the journal holds them, and nothing else writes before `open` returns).
+//!
+//! (Somewhat long on purpose: the journal's on-disk format, its guarantees and the store that
+//! keeps them are one unit; migration from the old layout is in `legacy`.)
 
 mod legacy;
 

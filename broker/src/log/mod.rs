@@ -74,6 +74,10 @@
 //! scanned with CRC checks and truncated after its last intact record, logging how many bytes
 //! were dropped. A tail whose header itself was torn (a crash while rolling) is rewritten
 //! empty. An empty directory starts a new log at offset 0. Details are in `recovery.rs`.
+//!
+//! (A long module on purpose: the log's contract — this design note — and its one public handle,
+//! [`EventLog`], belong together; the writer, reader, segments, recovery and fault handling are
+//! submodules.)
 
 mod error;
 #[cfg(any(test, feature = "test-util"))]

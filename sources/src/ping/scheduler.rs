@@ -7,6 +7,9 @@
 //! [`Backoff`] (bounds from 100 ms doubling to 10 s, never sooner than the sink asked), and
 //! recorded in the [`TickStore`] only once the sink has accepted it; a source never moves to its
 //! next tick before that record is durable.
+//!
+//! (One file on purpose: the agenda, the batching per destination and the control channel are
+//! one state machine driven by one loop; split, its invariants would span files.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

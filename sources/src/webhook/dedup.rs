@@ -39,6 +39,9 @@
 //! ends it; closing the window makes one last attempt. Failures are logged once per cause, and
 //! once more when writes succeed again. Ids confirmed while behind reach the disk only with
 //! that rewrite, so a crash before it lets their redeliveries through (never loses an event).
+//!
+//! (Somewhat long on purpose: the in-memory window and its journal keep one invariant — an id is
+//! on disk only once its event is durable — that is easiest to check in one place.)
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;

@@ -15,6 +15,9 @@
 //! and is also listed so the caller can refuse it up front. Nodes whose operands are all
 //! constants are folded unless folding fails. Nesting is bounded ([`MAX_DEPTH`], [`MAX_NESTING`])
 //! so that parsing, evaluating and dropping an expression never exhausts the stack.
+//!
+//! (One file on purpose: a recursive-descent parser reads best with all its productions side by
+//! side, in the grammar's order.)
 
 use std::borrow::Cow;
 
