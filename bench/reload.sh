@@ -13,7 +13,7 @@ SECS=${2:-20}
 cargo build --release --quiet -p ember -p ember-bench
 BIN=target/release
 WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}")
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 
 config() { # $1 triggers t1..tN, then $2 triggers n1..nM, all to the display subscriber
   printf 'apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: many, namespace: bench}\n'
@@ -31,7 +31,7 @@ echo "## machine: $(nproc) cores, $(uname -sr)"
 mkdir -p "$WORK/conf"
 config 10000 0 > "$WORK/conf/ember.yaml"
 "$EMBER" --log-format json display --listen 127.0.0.1:9201 > "$WORK/display.txt" 2>/dev/null &
-RUST_LOG=info "$EMBER" run -f "$WORK/conf" --data-dir "$WORK/data" --listen 127.0.0.1:8091 2> "$WORK/ember.log" &
+RUST_LOG=${RUST_LOG:-info} "$EMBER" run -f "$WORK/conf" --data-dir "$WORK/data" --listen 127.0.0.1:8091 2> "$WORK/ember.log" &
 EMBER_PID=$!
 wait_ready
 LOAD=(--url http://127.0.0.1:8091/bench/many --connections 32 --rate 10000 --seconds "$SECS")

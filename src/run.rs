@@ -131,7 +131,7 @@ async fn reload(ember: &mut Ember, args: &RunArgs, cause: &crate::reload::Cause)
             return;
         }
     };
-    match ember.reload(&config).await {
+    match ember.reload(config).await {
         Ok(diff) => tracing::info!(changes = %diff, "configuration applied"),
         Err(e) => tracing::error!(error = %format!("{e:#}"), "configuration partly applied"),
     }

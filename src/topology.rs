@@ -18,7 +18,7 @@
 //! Ingress never refuses because of a reload: the listener, and every broker that stays, keep
 //! serving throughout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +39,7 @@ use crate::connection::ConnectionLimits;
 use crate::server::{Router, serve};
 use crate::sources::Sinks;
 use crate::wiring::{self, BrokerPlan, Config, SubscriberLimits};
+use ember_broker::dispatch::TriggerConfig;
 
 /// A broker with its tasks.
 struct RunningBroker {
@@ -134,13 +135,32 @@ impl Ember {
 
     /// Moves to `config` (already validated in full), touching only what changed; see the
     /// module doc for the order. Returns what changed.
-    pub async fn reload(&mut self, config: &Config) -> anyhow::Result<ConfigDiff> {
-        let fingerprint = Fingerprint::of(config);
-        let diff = ConfigDiff::of_fingerprints(&self.fingerprint, &fingerprint);
+    ///
+    /// The work that grows with the configuration (fingerprints, diff, compiling every
+    /// trigger's filter) runs on a blocking thread, so that a reload of ten thousand triggers
+    /// never holds up a runtime worker that serves ingress.
+    pub async fn reload(&mut self, config: Config) -> anyhow::Result<ConfigDiff> {
+        let old = self.fingerprint.clone();
+        let data_dir = self.data_dir.clone();
+        let mut limits = std::mem::take(&mut self.limits);
+        let prepared = tokio::task::spawn_blocking(move || {
+            let fingerprint = Fingerprint::of(&config);
+            let diff = ConfigDiff::of_fingerprints(&old, &fingerprint);
+            let plans = if diff.is_empty() {
+                Ok(Vec::new())
+            } else {
+                wiring::brokers(&config, &data_dir, &mut limits)
+            };
+            (config, fingerprint, diff, plans, limits)
+        })
+        .await
+        .context("preparing the configuration")?;
+        let (config, fingerprint, diff, plans, limits) = prepared;
+        self.limits = limits;
+        let plans = plans?;
         if diff.is_empty() {
             return Ok(diff);
         }
-        let plans = wiring::brokers(config, &self.data_dir, &mut self.limits)?;
         let brokers = diff.of_kind(Kind::Broker);
 
         // 1. New brokers, with their triggers.
@@ -162,51 +182,48 @@ impl Ember {
         }
         // 3. Triggers, broker by broker (those of new brokers started with them).
         let triggers = diff.of_kind(Kind::Trigger);
-        let mut changes: BTreeMap<String, TriggerChanges> = BTreeMap::new();
-        let broker_of = |id: &ResourceId, plans: &[BrokerPlan]| {
-            plans
-                .iter()
-                .find(|p| {
-                    p.broker.namespace == id.namespace
-                        && p.triggers.iter().any(|t| t.name == id.name)
+        // Each trigger of the new configuration by (namespace, name): its broker and settings.
+        let planned: HashMap<(&str, &str), (String, &TriggerConfig)> = plans
+            .iter()
+            .flat_map(|p| {
+                let broker = format!("{}/{}", p.broker.namespace, p.broker.name);
+                p.triggers.iter().map(move |t| {
+                    (
+                        (p.broker.namespace.as_str(), t.name.as_str()),
+                        (broker.clone(), t),
+                    )
                 })
-                .map(|p| format!("{}/{}", p.broker.namespace, p.broker.name))
-        };
+            })
+            .collect();
+        let new_broker: HashSet<String> = brokers.added.iter().map(|id| key(id)).collect();
+        let mut changes: BTreeMap<String, TriggerChanges> = BTreeMap::new();
         for id in &triggers.added {
-            let Some(broker) = broker_of(id, &plans) else {
+            let Some((broker, t)) = planned.get(&(id.namespace.as_str(), id.name.as_str())) else {
                 continue;
             };
-            if brokers.added.iter().any(|b| key(b) == broker) {
-                continue;
+            if !new_broker.contains(broker) {
+                let change = changes.entry(broker.clone()).or_default();
+                change.add.push((*t).clone());
             }
-            changes
-                .entry(broker.clone())
-                .or_default()
-                .add
-                .push(trigger_config(&plans, &broker, &id.name)?);
         }
         for id in &triggers.changed {
-            let Some(broker) = broker_of(id, &plans) else {
+            let Some((broker, t)) = planned.get(&(id.namespace.as_str(), id.name.as_str())) else {
                 continue;
             };
-            if brokers.added.iter().any(|b| key(b) == broker) {
+            if new_broker.contains(broker) {
                 continue;
             }
             // A Trigger may move to another Broker: it leaves the old one and starts anew.
             match self.broker_running_trigger(id) {
-                Some(old) if old != broker => {
+                Some(old) if &old != broker => {
                     changes.entry(old).or_default().remove.push(id.name.clone());
-                    changes
-                        .entry(broker.clone())
-                        .or_default()
-                        .add
-                        .push(trigger_config(&plans, &broker, &id.name)?);
+                    let change = changes.entry(broker.clone()).or_default();
+                    change.add.push((*t).clone());
                 }
-                _ => changes
-                    .entry(broker.clone())
-                    .or_default()
-                    .replace
-                    .push(trigger_config(&plans, &broker, &id.name)?),
+                _ => {
+                    let change = changes.entry(broker.clone()).or_default();
+                    change.replace.push((*t).clone());
+                }
             }
         }
         for id in &triggers.removed {
@@ -231,7 +248,7 @@ impl Ember {
             }
         }
         // 4. Sources.
-        self.reload_sources(config, &diff).await?;
+        self.reload_sources(&config, &diff).await?;
         // 5. Removed brokers: no new requests, in-flight ones finish, then stop and close.
         for id in &brokers.removed {
             if let Some(running) = self.brokers.remove(&key(id)) {
@@ -241,6 +258,8 @@ impl Ember {
             }
         }
         self.fingerprint = fingerprint;
+        // Ten thousand parsed resources take a while to free, too.
+        tokio::task::spawn_blocking(move || drop((config, plans)));
         Ok(diff)
     }
 
@@ -354,17 +373,4 @@ fn plan_of<'a>(plans: &'a [BrokerPlan], id: &ResourceId) -> anyhow::Result<&'a B
         .iter()
         .find(|p| p.broker.namespace == id.namespace && p.broker.name == id.name)
         .with_context(|| format!("{id} is not in the configuration"))
-}
-
-fn trigger_config(
-    plans: &[BrokerPlan],
-    broker: &str,
-    name: &str,
-) -> anyhow::Result<ember_broker::dispatch::TriggerConfig> {
-    plans
-        .iter()
-        .find(|p| format!("{}/{}", p.broker.namespace, p.broker.name) == broker)
-        .and_then(|p| p.triggers.iter().find(|t| t.name == name))
-        .cloned()
-        .with_context(|| format!("trigger {name} of broker {broker} is not in the configuration"))
 }

@@ -51,6 +51,10 @@ pub struct NewLane {
     pub filter: ember_triggers::TriggerFilter,
     /// The lowest offset the trigger has not finished.
     pub position: u64,
+    /// A new trigger (no position of its own): it starts where the fan-out reads when the lane
+    /// is added, if that is past `position`, rather than reading the stretch between on its
+    /// own — a thousand triggers added at once would otherwise each read it.
+    pub fresh: bool,
 }
 
 /// Changes to the fan-out's lanes, applied between two batches.
@@ -137,9 +141,14 @@ impl Fanout {
         for new in add {
             let state = &new.lane.state;
             state.count_from(at);
-            if new.position >= at {
+            let mut position = new.position;
+            if new.fresh && position < at {
+                state.move_start(at);
+                position = at;
+            }
+            if position >= at {
                 // The fan-out reads past the trigger's position: no reader of its own.
-                state.start_attached(new.position);
+                state.start_attached(position);
             }
             if self.lanes.len() <= new.id {
                 self.lanes.resize_with(new.id + 1, || None);

@@ -67,7 +67,7 @@ impl TestEmber {
         std::fs::write(&file, yaml).unwrap();
         let config = ember::wiring::load(&[file]).map_err(|e| format!("{e:#}"))?;
         self.ember
-            .reload(&config)
+            .reload(config)
             .await
             .map(|diff| diff.to_string())
             .map_err(|e| format!("{e:#}"))

@@ -176,7 +176,7 @@ impl Broker {
         let new_names: Vec<String> = changes.add.iter().map(|t| t.name.clone()).collect();
         // 2. Cursors: the removed ones deleted, the changed ones at their final positions, the
         //    new ones at the end of the log — before anything starts.
-        let new_positions = {
+        let (new_positions, fresh) = {
             let removed: Vec<String> = removed.iter().map(|s| s.to_string()).collect();
             let stored: Vec<(String, u64)> =
                 stored.iter().map(|(n, p)| (n.to_string(), *p)).collect();
@@ -187,7 +187,8 @@ impl Broker {
                     stored.iter().map(|(n, p)| (n.as_str(), *p)).collect();
                 cursors.store(&stored)?;
                 let names: Vec<&str> = new_names.iter().map(String::as_str).collect();
-                cursors.resume(&names, end)
+                let fresh: Vec<bool> = names.iter().map(|n| cursors.load(n).is_none()).collect();
+                Ok::<_, std::io::Error>((cursors.resume(&names, end)?, fresh))
             })
             .await
             .map_err(|e| cursors_error(std::io::Error::other(e.to_string())))?
@@ -200,29 +201,31 @@ impl Broker {
 
         // 3. Start the new and changed triggers.
         let mut starting = Vec::new();
-        for (config, position) in changes.add.into_iter().zip(new_positions) {
-            starting.push((config, position));
+        for ((config, position), fresh) in changes.add.into_iter().zip(new_positions).zip(fresh) {
+            starting.push((config, position, fresh));
         }
         for config in changes.replace {
             let position = resume_at
                 .iter()
                 .find(|(n, _)| *n == config.name)
                 .map_or(end, |(_, p)| *p);
-            starting.push((config, position));
+            starting.push((config, position, false));
         }
         if starting.is_empty() {
             return Ok(());
         }
+        let mut fresh = Vec::with_capacity(starting.len());
         let states: Vec<Arc<TriggerState>> = starting
             .into_iter()
-            .map(|(config, position)| {
+            .map(|(config, position, is_fresh)| {
+                fresh.push(is_fresh);
                 let lane_id = self.next_lane.fetch_add(1, Ordering::Relaxed);
                 Arc::new(TriggerState::new(Arc::new(config), position, lane_id))
             })
             .collect();
         let mut receivers = Vec::with_capacity(states.len());
         let mut add = Vec::with_capacity(states.len());
-        for t in &states {
+        for (t, fresh) in states.iter().zip(fresh) {
             let (tx, rx) = lane_channel(&t.config);
             receivers.push(rx);
             add.push(NewLane {
@@ -233,9 +236,11 @@ impl Broker {
                 },
                 filter: t.config.filter.clone(),
                 position: t.lane.start(),
+                fresh,
             });
         }
         self.triggers.write().extend(states.iter().cloned());
+        let positions_before: Vec<u64> = states.iter().map(|t| t.lane.start()).collect();
         let (done, answer) = oneshot::channel();
         fanout
             .send(FanoutCommand::Update {
@@ -246,6 +251,24 @@ impl Broker {
             .await
             .map_err(|_| not_running())?;
         let from = answer.await.map_err(|_| not_running())?;
+        // New triggers the fan-out moved forward to where it reads: their cursors follow before
+        // anything is delivered, so a restart resumes them there too.
+        let moved: Vec<(String, u64)> = states
+            .iter()
+            .zip(&positions_before)
+            .filter(|(t, before)| t.lane.start() != **before)
+            .map(|(t, _)| (t.config.name.clone(), t.lane.start()))
+            .collect();
+        if !moved.is_empty() {
+            let cursors = self.cursors.clone();
+            tokio::task::spawn_blocking(move || {
+                let moved: Vec<(&str, u64)> = moved.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+                cursors.store(&moved)
+            })
+            .await
+            .map_err(|e| cursors_error(std::io::Error::other(e.to_string())))?
+            .map_err(cursors_error)?;
+        }
         let positions = {
             let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             let Some(running) = running.as_ref() else {

@@ -124,3 +124,55 @@ async fn triggers_near_the_end_share_the_fanout_and_one_far_behind_catches_up_al
     assert_eq!(position(&broker, "far"), end);
     assert_eq!(position(&broker, "near"), end);
 }
+
+#[tokio::test]
+async fn triggers_added_while_events_arrive_start_where_the_fanout_reads() {
+    let data = tempfile::tempdir().unwrap();
+    let broker = Arc::new(Broker::open(config(data.path()), vec![trigger("old")]).unwrap());
+    append(&broker, 1000).await;
+    let (stop, shutdown) = watch::channel(false);
+    let tasks = broker.start(
+        &http_client(),
+        &BrokerDirectory::default(),
+        &shutdown,
+        Duration::from_secs(1),
+    );
+    // Events keep arriving while the triggers are added, so the fan-out reads past the end
+    // the change saw: the new triggers start where it reads, with no catch-up of their own.
+    let feeding = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            loop {
+                append(&broker, 16).await;
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let end_before = broker.end_offset();
+    let add = (0..200).map(|i| trigger(&format!("new{i}"))).collect();
+    broker
+        .change_triggers(TriggerChanges {
+            add,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    feeding.abort();
+    for i in 0..200 {
+        let t = broker.triggers.find(&format!("new{i}")).unwrap();
+        assert!(
+            t.lane.is_live() && t.lane.is_attached(),
+            "new{i} reads its lane"
+        );
+        assert!(t.lane.start() >= end_before);
+        assert_eq!(
+            broker.cursors().load(&format!("new{i}")),
+            Some(t.lane.start())
+        );
+    }
+    stop.send(true).unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    broker.close().await.unwrap();
+}

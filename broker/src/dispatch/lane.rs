@@ -56,14 +56,14 @@ pub struct LaneState {
     /// The fan-out counts matches from this offset on; the backlog count those below.
     counted_from: AtomicU64,
     /// The trigger's position when it started: the backlog begins here.
-    start: u64,
+    start: AtomicU64,
 }
 
 impl LaneState {
     /// A lane whose dispatcher starts catching up from `position`.
     pub fn new(position: u64) -> Self {
         let state = Self {
-            start: position,
+            start: AtomicU64::new(position),
             ..Self::default()
         };
         state.low_water.store(position, SeqCst);
@@ -112,7 +112,15 @@ impl LaneState {
 
     /// The trigger's position when it started.
     pub fn start(&self) -> u64 {
-        self.start
+        self.start.load(SeqCst)
+    }
+
+    /// Moves a new trigger's start forward to `offset`, where the fan-out reads, so that it
+    /// needs no reader of its own to get there: a trigger added while the broker runs takes the
+    /// events accepted from then on. Call before the fan-out and the dispatcher run.
+    pub fn move_start(&self, offset: u64) {
+        self.start.store(offset, SeqCst);
+        self.low_water.store(offset, SeqCst);
     }
 
     /// Events matched and not yet finished (delivered, dead-lettered or dropped).
@@ -124,7 +132,7 @@ impl LaneState {
     pub(crate) fn matched_by_fanout(&self, offset: u64) {
         // The fan-out may start before a trigger's position (it starts at the earliest trigger
         // near the end of the log): what lies before the position is finished already.
-        if offset >= self.start && offset >= self.counted_from.load(SeqCst) {
+        if offset >= self.start() && offset >= self.counted_from.load(SeqCst) {
             self.pending.fetch_add(1, SeqCst);
         }
     }
@@ -132,7 +140,7 @@ impl LaneState {
     /// Called by the broker's backlog count for each matching event at `offset`, below where
     /// the fan-out started, that the trigger had not finished at start-up.
     pub(crate) fn matched_in_backlog(&self, offset: u64) {
-        if offset >= self.start && offset < self.counted_from.load(SeqCst) {
+        if offset >= self.start() && offset < self.counted_from.load(SeqCst) {
             self.pending.fetch_add(1, SeqCst);
         }
     }
@@ -264,8 +272,16 @@ pub(crate) async fn recv(reader: &mut Option<CatchUpReader>) -> Option<CatchUp> 
     }
 }
 
+/// How many catch-up reads run at once, process-wide. Thousands of triggers may catch up
+/// together (at start-up after a pause, or added in one reload); each read is a blocking-pool
+/// thread decoding up to [`READ_BATCH_BYTES`], and unbounded they would crowd out ingress.
+const CONCURRENT_CATCH_UP_READS: usize = 4;
+static CATCH_UP_READS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(CONCURRENT_CATCH_UP_READS);
+
 /// Reads one batch of committed records now (empty when caught up), off the async runtime.
 async fn read_now(mut reader: LogReader) -> Option<(LogReader, Vec<(u64, Bytes)>)> {
+    let _turn = CATCH_UP_READS.acquire().await.ok()?;
     tokio::task::spawn_blocking(move || {
         let batch = reader.read_batch(READ_BATCH_RECORDS, READ_BATCH_BYTES);
         batch.ok().map(|b| (reader, b))
