@@ -72,6 +72,7 @@ pub fn validate(args: &ConfigArgs) -> anyhow::Result<()> {
 /// `ember run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = wiring::load(&args.config.files)?;
+    report(&config);
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -117,7 +118,7 @@ async fn reload(ember: &mut Ember, args: &RunArgs, cause: &crate::reload::Cause)
         "reloading the configuration (--listen and --data-dir are fixed for the life of the process; change them with a restart)"
     );
     let files = args.config.files.clone();
-    let loaded = tokio::task::spawn_blocking(move || wiring::load(&files)).await;
+    let loaded = tokio::task::spawn_blocking(move || wiring::load(&files).inspect(report)).await;
     let config = match loaded {
         Ok(Ok(config)) => config,
         Ok(Err(e)) => {
@@ -134,6 +135,16 @@ async fn reload(ember: &mut Ember, args: &RunArgs, cause: &crate::reload::Cause)
     match ember.reload(config).await {
         Ok(diff) => tracing::info!(changes = %diff, "configuration applied"),
         Err(e) => tracing::error!(error = %format!("{e:#}"), "configuration partly applied"),
+    }
+}
+
+/// Logs the configuration's notices and, for each resource that is not Ready, why.
+fn report(config: &wiring::Config) {
+    for line in wiring::remarks(config, &config.readiness()) {
+        match line.strip_prefix("warning: ") {
+            Some(w) => tracing::warn!("{w}"),
+            None => tracing::info!("{}", line.trim_start_matches("notice: ")),
+        }
     }
 }
 

@@ -4,10 +4,11 @@
 //! sources of a configuration are checked (`ember validate`) and started.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use ember_api::config::Config;
+use ember_api::config::{Config, Target};
 use ember_api::{ConfigError, ConfigErrors, Destination};
 use ember_broker::delivery::{BrokerDirectory, HttpClient};
 use ember_broker::sink::HttpSink;
@@ -49,55 +50,77 @@ pub fn check(config: &Config, kinds: &SourceKinds) -> Result<(), ConfigErrors> {
 pub struct Sinks {
     brokers: BrokerDirectory,
     client: HttpClient,
+    /// Ember's listener, which a Broker `ref` with a relative `uri` resolves against.
+    ingress: SocketAddr,
     urls: Mutex<HashMap<String, Arc<HttpSink>>>,
 }
 
 impl Sinks {
     /// Sinks among the open `brokers`, or URLs reached with `client`.
-    pub fn new(brokers: BrokerDirectory, client: HttpClient) -> Self {
+    pub fn new(brokers: BrokerDirectory, client: HttpClient, ingress: SocketAddr) -> Self {
         Self {
             brokers,
             client,
+            ingress,
             urls: Mutex::default(),
         }
     }
 
-    /// The sink `dest` names: its `uri`, or a `ref` to a Broker of this Ember (which must be
-    /// among the brokers).
+    /// The sink `dest` names, as [`Config::target`] resolves it: a URL, or a Broker of this
+    /// Ember (which must be among the brokers) — with a relative `uri`, the URL it resolves to
+    /// against the Broker's address.
     pub fn resolve(
         &self,
+        config: &Config,
         dest: &Destination,
         own_namespace: &str,
     ) -> anyhow::Result<Arc<dyn EventSink>> {
-        match (&dest.uri, &dest.reference) {
-            (Some(uri), _) => {
-                if uri
-                    .get(..8)
-                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-                {
-                    anyhow::bail!("not supported yet: https destinations");
-                }
-                let mut urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(sink) = urls.get(uri) {
-                    return Ok(sink.clone());
-                }
-                let parsed = uri
-                    .parse()
-                    .with_context(|| format!("{uri:?} is not a URL"))?;
-                let sink = Arc::new(HttpSink::new(self.client.clone(), parsed));
-                urls.insert(uri.clone(), sink.clone());
-                Ok(sink)
-            }
-            (None, Some(r)) if r.kind == "Broker" => {
-                let ns = r.namespace_or(own_namespace);
+        let target = config
+            .target(dest, own_namespace)
+            .map_err(|why| anyhow::anyhow!("{}: {}", why.reason, why.message))?;
+        match target {
+            Target::Url(uri) => self.url(&uri),
+            Target::Broker {
+                namespace,
+                name,
+                uri: None,
+            } => {
                 let broker = self
                     .brokers
-                    .get(ns, &r.name)
-                    .with_context(|| format!("no Broker {ns}/{}", r.name))?;
+                    .get(&namespace, &name)
+                    .with_context(|| format!("no Broker {namespace}/{name}"))?;
                 Ok(broker)
             }
-            _ => anyhow::bail!("use a uri or a ref to a Broker"),
+            Target::Broker {
+                namespace, name, ..
+            } => self.url(
+                &dest
+                    .resolve_against(&format!("http://{}/{namespace}/{name}", self.ingress))
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            Target::Service {
+                namespace, name, ..
+            } => anyhow::bail!("Service {namespace}/{name}: not supported yet: serving"),
         }
+    }
+
+    fn url(&self, uri: &str) -> anyhow::Result<Arc<dyn EventSink>> {
+        if uri
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        {
+            anyhow::bail!("not supported yet: https destinations");
+        }
+        let mut urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sink) = urls.get(uri) {
+            return Ok(sink.clone());
+        }
+        let parsed = uri
+            .parse()
+            .with_context(|| format!("{uri:?} is not a URL"))?;
+        let sink = Arc::new(HttpSink::new(self.client.clone(), parsed));
+        urls.insert(uri.to_owned(), sink.clone());
+        Ok(sink)
     }
 }
 
@@ -113,7 +136,7 @@ pub async fn start(config: &Config, manager: &SourceManager, sinks: &Sinks) -> a
             .sink()
             .with_context(|| format!("{id}: a source without a sink"))?;
         let sink = sinks
-            .resolve(dest, resource.namespace())
+            .resolve(config, dest, resource.namespace())
             .with_context(|| format!("{id}: spec.sink"))?;
         sources.push((resource, sink));
     }

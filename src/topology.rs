@@ -15,6 +15,10 @@
 //! 5. removed Brokers stop taking events (404) once their in-flight requests finish, then stop
 //!    and close their log. Their data stays on disk: deleting data is never implicit.
 //!
+//! Only what is Ready runs (`Config::runnable`): a Trigger whose Broker, or a source whose sink,
+//! is not defined yet waits outside the running set; the diff is taken over that set, so it
+//! starts the moment a reload brings its referent, and stops if the referent goes.
+//!
 //! Ingress never refuses because of a reload: the listener, and every broker that stays, keep
 //! serving throughout.
 
@@ -81,9 +85,11 @@ impl Ember {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        // What runs: every Broker, and each other resource whose references resolve.
+        let config = &config.runnable(&config.readiness());
         let mut subscriber_limits = SubscriberLimits::default();
-        let plans = wiring::brokers(config, data_dir, &mut subscriber_limits)?;
         let addr = listener.local_addr()?;
+        let plans = wiring::brokers(config, data_dir, addr, &mut subscriber_limits)?;
         let (shutdown, signal) = watch::channel(false);
         let client = http_client();
         let directory = BrokerDirectory::default();
@@ -99,7 +105,7 @@ impl Ember {
         // Sources: each into its sink, a broker of this Ember (appended directly) or a URL.
         let routes = Arc::new(WebhookRoutes::new());
         let sources = Arc::new(SourceManager::new(crate::sources::kinds(&routes), data_dir));
-        let sinks = Sinks::new(directory.clone(), client.clone());
+        let sinks = Sinks::new(directory.clone(), client.clone(), addr);
         if let Err(e) = crate::sources::start(config, &sources, &sinks).await {
             sources.shutdown().await;
             return Err(e);
@@ -142,14 +148,16 @@ impl Ember {
     pub async fn reload(&mut self, config: Config) -> anyhow::Result<ConfigDiff> {
         let old = self.fingerprint.clone();
         let data_dir = self.data_dir.clone();
+        let addr = self.addr;
         let mut limits = std::mem::take(&mut self.limits);
         let prepared = tokio::task::spawn_blocking(move || {
+            let config = config.runnable(&config.readiness());
             let fingerprint = Fingerprint::of(&config);
             let diff = ConfigDiff::of_fingerprints(&old, &fingerprint);
             let plans = if diff.is_empty() {
                 Ok(Vec::new())
             } else {
-                wiring::brokers(&config, &data_dir, &mut limits)
+                wiring::brokers(&config, &data_dir, addr, &mut limits)
             };
             (config, fingerprint, diff, plans, limits)
         })
@@ -300,7 +308,7 @@ impl Ember {
                 .with_context(|| format!("{id}: a source without a sink"))?;
             let sink = self
                 .sinks
-                .resolve(dest, resource.namespace())
+                .resolve(config, dest, resource.namespace())
                 .with_context(|| format!("{id}: spec.sink"))?;
             if replace {
                 self.sources.replace(resource, sink).await

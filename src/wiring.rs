@@ -2,6 +2,7 @@
 //! [`BrokerConfig`] and [`TriggerConfig`]s; delivery settings resolve Trigger over Broker over
 //! Ember's defaults, field by field.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -21,6 +22,7 @@ use ember_triggers::{FilterSpec, TriggerFilter};
 use http::Uri;
 
 pub use ember_api::config::Config;
+use ember_api::config::Target;
 
 /// The kinds `ember run` runs today: brokers, triggers and the registered source kinds.
 pub fn runnable(sources: &ember_sources::SourceKinds) -> Vec<Kind> {
@@ -168,6 +170,7 @@ pub struct SubscriberLimits(
 pub fn brokers(
     config: &Config,
     data_dir: &Path,
+    ingress: SocketAddr,
     limits: &mut SubscriberLimits,
 ) -> anyhow::Result<Vec<BrokerPlan>> {
     let mut plans = Vec::with_capacity(config.brokers.len());
@@ -181,7 +184,7 @@ pub fn brokers(
         let mut triggers: Vec<TriggerConfig> = Vec::new();
         for t in config.triggers.iter().map(|l| &l.resource) {
             if t.metadata.namespace == namespace && t.spec.broker == b.metadata.name {
-                triggers.push(trigger(t, &broker_delivery)?);
+                triggers.push(trigger(config, t, &broker_delivery, ingress)?);
             }
         }
         plans.push(BrokerPlan {
@@ -256,43 +259,64 @@ fn share_subscriber_limits(
     existing.0 = semaphores;
 }
 
-/// What a destination names: its `uri`, or a Broker of this Ember by `ref` (appended to in
-/// process, entering it as through its ingress: TTL decremented, arrival time stamped).
-fn resolve(
+/// What a destination names, as [`Config::target`] resolves it: a URL, or a Broker of this
+/// Ember (appended to in process, entering it as through its ingress: TTL decremented, arrival
+/// time stamped). A Broker `ref` with a relative `uri` is the URL that resolves to against the
+/// Broker's address on `ingress`, Ember's listener.
+pub fn destination(
+    config: &Config,
     dest: &Destination,
     own_namespace: &str,
-    field: &str,
+    ingress: SocketAddr,
 ) -> anyhow::Result<BrokerDestination> {
-    match (&dest.uri, &dest.reference) {
-        (Some(uri), _) => {
-            if uri.starts_with("https://") {
-                bail!("{field}: not supported yet: https destinations");
-            }
-            let uri: Uri = uri
-                .parse()
-                .with_context(|| format!("{field}: {uri:?} is not a URL"))?;
-            Ok(BrokerDestination::Http(uri))
+    let url = |u: &str| -> anyhow::Result<BrokerDestination> {
+        if u.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        {
+            bail!("not supported yet: https destinations");
         }
-        (None, Some(r)) if r.kind == "Broker" => Ok(BrokerDestination::Broker {
-            namespace: r.namespace_or(own_namespace).to_owned(),
-            name: r.name.clone(),
-        }),
-        _ => bail!("{field}: only uri destinations and refs to a Broker resolve today"),
+        let uri: Uri = u.parse().with_context(|| format!("{u:?} is not a URL"))?;
+        Ok(BrokerDestination::Http(uri))
+    };
+    match config
+        .target(dest, own_namespace)
+        .map_err(|why| anyhow::anyhow!("{}: {}", why.reason, why.message))?
+    {
+        Target::Url(u) => url(&u),
+        Target::Broker {
+            namespace,
+            name,
+            uri: None,
+        } => Ok(BrokerDestination::Broker { namespace, name }),
+        Target::Broker {
+            namespace,
+            name,
+            uri: Some(_),
+        } => url(&dest
+            .resolve_against(&format!("http://{ingress}/{namespace}/{name}"))
+            .map_err(anyhow::Error::msg)?),
+        Target::Service {
+            namespace, name, ..
+        } => {
+            bail!("Service {namespace}/{name}: not supported yet: serving")
+        }
     }
 }
 
-fn trigger(t: &Trigger, broker_delivery: &DeliverySpec) -> anyhow::Result<TriggerConfig> {
+fn trigger(
+    config: &Config,
+    t: &Trigger,
+    broker_delivery: &DeliverySpec,
+    ingress: SocketAddr,
+) -> anyhow::Result<TriggerConfig> {
     let name = &t.metadata.name;
     let settings = t
         .settings()
         .map_err(|e| anyhow::anyhow!("trigger {name}: {}", field_errors(&e)))?;
     let filter = compile_filter(t)?;
     let ns = &t.metadata.namespace;
-    let subscriber = resolve(
-        &t.spec.subscriber,
-        ns,
-        &format!("trigger {name}: spec.subscriber"),
-    )?;
+    let subscriber = destination(config, &t.spec.subscriber, ns, ingress)
+        .with_context(|| format!("trigger {name}: spec.subscriber"))?;
     let delivery = t
         .spec
         .delivery
@@ -322,11 +346,10 @@ fn trigger(t: &Trigger, broker_delivery: &DeliverySpec) -> anyhow::Result<Trigge
             Some(ApiFormat::Binary) | None => DeliveryFormat::Binary,
         },
         dead_letter: match &delivery.dead_letter_sink {
-            Some(dls) => Some(resolve(
-                dls,
-                ns,
-                &format!("trigger {name}: delivery.deadLetterSink"),
-            )?),
+            Some(dls) => Some(
+                destination(config, dls, ns, ingress)
+                    .with_context(|| format!("trigger {name}: delivery.deadLetterSink"))?,
+            ),
             None => None,
         },
         subscriber_limit: None,
@@ -340,14 +363,51 @@ fn trigger(t: &Trigger, broker_delivery: &DeliverySpec) -> anyhow::Result<Trigge
 
 /// A one-line-per-resource description of a valid configuration (`ember validate`).
 pub fn summary(config: &Config) -> String {
+    let readiness = config.readiness();
+    let not_ready = readiness.not_ready().count();
     let mut out = format!("configuration is valid: {} resource(s)", config.len());
+    if not_ready > 0 {
+        out.push_str(&format!(", {not_ready} not Ready yet (warnings below)"));
+    }
     for (resource, origin) in config.resources() {
+        let id = resource.id();
+        let failed: Vec<&str> = readiness
+            .checks(&id)
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.reason.as_str())
+            .collect();
         out.push_str(&format!(
-            "\n  {} ({}: document {})",
-            resource.id(),
+            "\n  {id} ({}: document {}){}",
             origin.file.display(),
-            origin.document
+            origin.document,
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(": not Ready ({})", failed.join(", "))
+            }
         ));
     }
+    for line in remarks(config, &readiness) {
+        out.push_str(&format!("\n{line}"));
+    }
+    out
+}
+
+/// What `ember validate` prints and `ember run` logs besides errors: `notice: ...` (a kind
+/// ignored, a resource applied over an earlier document, a broker class run on the embedded
+/// log) and `warning: ...` (a resource not Ready because what it refers to is not defined).
+pub fn remarks(config: &Config, readiness: &ember_api::config::Readiness) -> Vec<String> {
+    let mut out: Vec<String> = config
+        .notices
+        .iter()
+        .map(|n| format!("notice: {n}"))
+        .collect();
+    out.extend(
+        config
+            .warnings(readiness)
+            .into_iter()
+            .map(|w| format!("warning: {w}")),
+    );
     out
 }

@@ -166,11 +166,13 @@ async fn a_webhook_source_replaced_while_running_keeps_its_window_and_once_remov
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
 
     // A changed resource, as a reload would apply it.
-    let changed = webhook_resource(&github_yaml(&secrets, &sub, "  dedupWindow: 1h\n"));
+    let changed_yaml = github_yaml(&secrets, &sub, "  dedupWindow: 1h\n");
+    let changed = webhook_resource(&changed_yaml);
+    let config = ember_api::config::load_str("changed.yaml", &changed_yaml).unwrap();
     let sink = ember
         .ember
         .sinks
-        .resolve(changed.sink().unwrap(), changed.namespace())
+        .resolve(&config, changed.sink().unwrap(), changed.namespace())
         .unwrap();
     ember.ember.sources.replace(&changed, sink).await.unwrap();
     let r = post(&url, &github_headers("d-1", SIGNATURE), PAYLOAD).await;

@@ -60,14 +60,11 @@ pub struct BrokerSpec {
     pub delivery: Option<DeliverySpec>,
 }
 
-/// Which implementation backs a broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BrokerClass {
-    /// Ember's embedded durable log (also what `MTChannelBasedBroker` maps to).
-    Ember,
-    /// A Kafka topic per broker.
-    Kafka,
-}
+/// Ember's own broker class: the embedded durable log.
+pub const EMBER_CLASS: &str = "Ember";
+
+/// Knative's default broker class; Ember runs it on its embedded log, as its own.
+pub const KNATIVE_DEFAULT_CLASS: &str = "MTChannelBasedBroker";
 
 /// When the broker acknowledges an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,10 +76,11 @@ pub enum Durability {
 }
 
 /// A Broker's annotations, parsed and defaulted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerSettings {
-    /// From `eventing.knative.dev/broker.class` (default `Ember`).
-    pub class: BrokerClass,
+    /// From `eventing.knative.dev/broker.class` (default `Ember`, or the class set by a
+    /// `config-br-defaults` ConfigMap): any non-empty name, as in Knative.
+    pub class: String,
     /// From `ember.dev/durability` (default `fsync`).
     pub durability: Durability,
     /// From `ember.dev/segment-bytes` (default 64 MiB).
@@ -98,7 +96,7 @@ pub struct BrokerSettings {
 impl Default for BrokerSettings {
     fn default() -> Self {
         BrokerSettings {
-            class: BrokerClass::Ember,
+            class: EMBER_CLASS.to_owned(),
             durability: Durability::Fsync,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             retention: DEFAULT_RETENTION,
@@ -108,16 +106,27 @@ impl Default for BrokerSettings {
     }
 }
 
-/// Parses a broker class annotation value.
-pub fn parse_broker_class(v: &str) -> Result<BrokerClass, String> {
-    match v {
-        "Ember" | "MTChannelBasedBroker" => Ok(BrokerClass::Ember),
-        "Kafka" => Ok(BrokerClass::Kafka),
-        other => Err(format!(
-            "unknown broker class {other:?}; expected Ember (default), MTChannelBasedBroker \
-             (run as Ember) or Kafka"
-        )),
+impl BrokerSettings {
+    /// The class when Ember has no backend of it and runs the broker on its embedded log
+    /// instead (a `Kafka`, `RabbitMQBroker`, `NatsJetStreamBroker`... broker brought from a
+    /// cluster works on a laptop); `None` for Ember's own class and Knative's default
+    /// (`MTChannelBasedBroker`), which the embedded log implements.
+    pub fn stand_in_for(&self) -> Option<&str> {
+        (self.class != EMBER_CLASS && self.class != KNATIVE_DEFAULT_CLASS)
+            .then_some(self.class.as_str())
     }
+}
+
+/// Parses a broker class annotation value: Knative only requires it to be non-empty.
+pub fn parse_broker_class(v: &str) -> Result<String, String> {
+    if v.trim().is_empty() {
+        return Err(
+            "must not be empty (Ember's own class is Ember; Knative's default, \
+                    MTChannelBasedBroker, also runs on Ember's embedded log)"
+                .into(),
+        );
+    }
+    Ok(v.to_owned())
 }
 
 fn parse_durability(v: &str) -> Result<Durability, String> {
@@ -157,7 +166,14 @@ impl Broker {
         let a = &self.metadata.annotations;
         let m = FieldPath::root().key("metadata");
         let d = BrokerSettings::default();
-        let class = annotations::read(a, BROKER_CLASS, &m, errs, d.class, parse_broker_class);
+        let class = annotations::read(
+            a,
+            BROKER_CLASS,
+            &m,
+            errs,
+            d.class.clone(),
+            parse_broker_class,
+        );
         let durability = annotations::read(a, DURABILITY, &m, errs, d.durability, parse_durability);
         let max_event_bytes =
             annotations::read(a, MAX_EVENT_BYTES, &m, errs, d.max_event_bytes, |v| {

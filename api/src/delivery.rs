@@ -13,15 +13,16 @@ use crate::duration::parse_iso8601;
 use crate::field::{Errors, FieldPath};
 use crate::meta::KReference;
 
-/// Where events are sent: a `ref` to an addressable object or a `uri` (Ember requires exactly
-/// one of the two for now).
+/// Where events are sent: a `ref` to an addressable object, an absolute `uri`, or both — a
+/// `ref` with a relative `uri` (`/insert`), resolved against the ref's address as Knative does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Destination {
     /// A reference to an addressable object (a Broker, a Service, ...).
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<KReference>,
-    /// An absolute `http://` or `https://` URL.
+    /// An absolute `http://` or `https://` URL; with a `ref`, a relative one (a path, query
+    /// or fragment) resolved against the ref's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
     /// PEM-encoded CA certificates to trust when the destination uses TLS.
@@ -43,25 +44,25 @@ impl Destination {
 
     /// Checks the destination; `path` is where it sits (e.g. `spec.subscriber`).
     pub(crate) fn validate_into(&self, path: &FieldPath, errs: &mut Errors) {
-        match (&self.reference, &self.uri) {
-            (None, None) => errs.push(path, "one of uri or ref is required"),
-            (Some(_), Some(_)) => errs.push(
-                path,
-                "both uri and ref are set; Ember does not resolve a uri relative to a ref yet, \
-                 set exactly one of them",
-            ),
-            _ => {}
-        }
         if let Some(r) = &self.reference {
             r.validate_into(&path.key("ref"), errs);
         }
-        if let Some(uri) = &self.uri
-            && let Err(why) = check_http_url(uri)
-        {
-            errs.push(
-                &path.key("uri"),
-                format!("must be an absolute http:// or https:// URL, got {uri:?}: {why}"),
-            );
+        match (&self.reference, &self.uri) {
+            (None, None) => errs.push(path, "one of uri or ref is required"),
+            (None, Some(uri)) => {
+                if let Err(why) = check_http_url(uri) {
+                    errs.push(
+                        &path.key("uri"),
+                        format!("must be an absolute http:// or https:// URL, got {uri:?}: {why}"),
+                    );
+                }
+            }
+            (Some(_), Some(uri)) => {
+                if let Err(why) = check_relative_uri(uri) {
+                    errs.push(&path.key("uri"), why);
+                }
+            }
+            (Some(_), None) => {}
         }
         if let Some(ca) = &self.ca_certs
             && !ca.contains("-----BEGIN CERTIFICATE-----")
@@ -77,6 +78,38 @@ impl Destination {
             errs.push(&path.key("audience"), "must not be empty when given");
         }
     }
+}
+
+impl Destination {
+    /// The address events go to, given the address `base` the `ref` resolves to: `base`
+    /// itself, or the relative `uri` resolved against it (RFC 3986, as Knative's resolver:
+    /// `/insert` against `http://h/ns/svc` is `http://h/insert`, `insert` is
+    /// `http://h/ns/insert`).
+    pub fn resolve_against(&self, base: &str) -> Result<String, String> {
+        let base = url::Url::parse(base).map_err(|e| format!("{base:?} is not a URL: {e}"))?;
+        match self.uri.as_deref() {
+            None | Some("") => Ok(base.to_string()),
+            Some(relative) => base
+                .join(relative)
+                .map(|u| u.to_string())
+                .map_err(|e| format!("{relative:?} does not resolve against {base}: {e}")),
+        }
+    }
+}
+
+/// Why `uri` cannot be a `uri` beside a `ref` (a relative reference: path, query or fragment),
+/// or `Ok`.
+fn check_relative_uri(uri: &str) -> Result<(), String> {
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{uri:?} contains whitespace or control characters"));
+    }
+    if url::Url::parse(uri).is_ok() || uri.starts_with("//") {
+        return Err(format!(
+            "with a ref, uri must be relative (a path such as /insert, resolved against the \
+             ref's address), got the absolute {uri:?}; use either an absolute uri or a ref"
+        ));
+    }
+    Ok(())
 }
 
 /// Why `uri` is not an absolute `http://` or `https://` URL with a host, or `Ok`.

@@ -25,7 +25,7 @@ pub mod serving;
 pub mod sources;
 pub mod trigger;
 
-pub use broker::{Broker, BrokerClass, BrokerSettings, BrokerSpec, Durability};
+pub use broker::{Broker, BrokerSettings, BrokerSpec, Durability};
 pub use config::{Config, ConfigError, ConfigErrors, Located, Origin, load, load_str};
 pub use delivery::{BackoffPolicy, DeliveryFormat, DeliverySpec, Destination};
 pub use field::{FieldError, FieldPath};

@@ -235,7 +235,7 @@ fn lines_end_at_a_lone_cr_as_they_do_for_yaml() {
     let errors = load_str(FILE, two).expect_err("an unknown kind");
     assert!(
         errors.to_string().starts_with(
-            r#"damaged.yaml: document 2 (line 6): Nope default/b: kind: unknown kind "Nope""#
+            "damaged.yaml: document 2 (line 6): Nope default/b: kind: Ember does not run Nope"
         ),
         "{errors}"
     );

@@ -12,12 +12,14 @@ use std::sync::Arc;
 
 use serde_yaml_ng::Value;
 
+use super::defaults::{self, BrokerDefaults};
 use super::documents::{self, Document};
 use super::error::{ConfigError, ConfigErrors};
+use super::kubernetes::{self, ConfigMap, Other, Secret};
 use super::locate::locate;
 use super::parse::{self, TypedError, typed};
 use super::validate;
-use super::{Config, Origin};
+use super::{Config, Located, Origin};
 use crate::field::FieldPath;
 use crate::meta::DEFAULT_NAMESPACE;
 use crate::resource::{Kind, Resource, ResourceId};
@@ -90,6 +92,22 @@ fn expand(path: &Path, errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
     files
 }
 
+/// What one document turned out to be.
+enum Outcome {
+    /// A resource Ember runs.
+    Resource(Box<Parsed>),
+    /// A Secret.
+    Secret(Box<Secret>),
+    /// A ConfigMap.
+    ConfigMap(ConfigMap),
+    /// A Namespace.
+    Namespace(String),
+    /// Accepted and ignored: the resource and the notice to give.
+    Ignored(Option<String>, String),
+    /// A `List`: its items, as documents of their own.
+    List(Vec<Document>),
+}
+
 /// A document parsed into a resource, or at least identified.
 pub(super) struct Parsed {
     pub resource: Option<Resource>,
@@ -106,8 +124,10 @@ fn load_texts(
     let mut found: Vec<((usize, usize, usize), ConfigError)> =
         errors.into_iter().map(|e| ((0, 0, 0), e)).collect();
     let mut parsed = Vec::new();
+    let mut config = Config::default();
     for (seq, (file, text)) in files.into_iter().enumerate() {
-        for doc in documents::split(&text) {
+        let mut docs: std::collections::VecDeque<Document> = documents::split(&text).into();
+        while let Some(doc) = docs.pop_front() {
             let origin = Origin {
                 file: file.clone(),
                 document: doc.index,
@@ -117,7 +137,37 @@ fn load_texts(
                 text: Arc::from(doc.text.as_str()),
             };
             match parse_document(&doc, &origin) {
-                Ok(p) => parsed.push(p),
+                Ok(Outcome::Resource(p)) => parsed.push(*p),
+                Ok(Outcome::Secret(secret)) => {
+                    if let Err(why) = secret.check() {
+                        let e = origin.error(
+                            Some(format!(
+                                "Secret {}/{}",
+                                secret.metadata.namespace, secret.metadata.name
+                            )),
+                            crate::field::FieldError::new(FieldPath::parse_keys("data"), why),
+                        );
+                        found.push(((seq + 1, doc.index, e.line.unwrap_or(0)), e));
+                    }
+                    config.secrets.push(Located {
+                        resource: *secret,
+                        origin,
+                    });
+                }
+                Ok(Outcome::ConfigMap(map)) => config.config_maps.push(Located {
+                    resource: map,
+                    origin,
+                }),
+                Ok(Outcome::Namespace(ns)) => config.namespaces.push(ns),
+                Ok(Outcome::Ignored(label, notice)) => config.notices.push(origin.error(
+                    label,
+                    crate::field::FieldError::new(FieldPath::parse_keys("kind"), notice),
+                )),
+                Ok(Outcome::List(items)) => {
+                    for item in items.into_iter().rev() {
+                        docs.push_front(item);
+                    }
+                }
                 Err(failed) => {
                     let (p, e) = *failed;
                     found.push(((seq + 1, doc.index, e.line.unwrap_or(0)), e));
@@ -128,6 +178,16 @@ fn load_texts(
             }
         }
     }
+    // The same resource twice: the later document applies over the earlier, as `kubectl apply`
+    // of the files in this order would.
+    let parsed = later_wins(parsed, &mut config.notices);
+    let defaults = broker_defaults(&config, &mut found);
+    let mut parsed = parsed;
+    for p in &mut parsed {
+        if let (Some(d), Some(Resource::Broker(b))) = (&defaults, &mut p.resource) {
+            d.apply(b);
+        }
+    }
     for (origin, e) in validate::validate(&parsed) {
         let (seq, doc) = origin.sort_key();
         found.push(((seq, doc, e.line.unwrap_or(0)), e));
@@ -136,13 +196,102 @@ fn load_texts(
         found.sort_by_key(|(k, _)| *k);
         return Err(ConfigErrors(found.into_iter().map(|(_, e)| e).collect()));
     }
-    let mut config = Config::default();
     for p in parsed {
         if let Some(r) = p.resource {
             config.push(r, p.origin);
         }
     }
+    for b in &config.brokers {
+        if let Ok(settings) = b.settings()
+            && let Some(class) = settings.stand_in_for()
+        {
+            let path = crate::annotations::annotation_path(
+                &FieldPath::parse_keys("metadata"),
+                crate::annotations::BROKER_CLASS,
+            );
+            let notice = b.origin.error(
+                Some(format!(
+                    "Broker {}/{}",
+                    b.metadata.namespace, b.metadata.name
+                )),
+                crate::field::FieldError::new(
+                    path,
+                    format!(
+                        "class {class:?} runs on Ember's embedded log (Ember has no {class} \
+                         backend)"
+                    ),
+                ),
+            );
+            config.notices.push(notice);
+        }
+    }
     Ok(config)
+}
+
+/// Keeps the last document of each resource (by kind, namespace and name), in the place of the
+/// first, with a notice naming both.
+fn later_wins(parsed: Vec<Parsed>, notices: &mut Vec<ConfigError>) -> Vec<Parsed> {
+    use std::collections::HashMap;
+    let mut slot: HashMap<ResourceId, usize> = HashMap::new();
+    let mut out: Vec<Option<Parsed>> = Vec::with_capacity(parsed.len());
+    for p in parsed {
+        let Some(id) = p.id.clone() else {
+            out.push(Some(p));
+            continue;
+        };
+        match slot.get(&id) {
+            Some(&i) => {
+                if let Some(earlier) = &out[i] {
+                    notices.push(p.origin.error(
+                        Some(id.to_string()),
+                        crate::field::FieldError::new(
+                            FieldPath::parse_keys("metadata.name"),
+                            format!(
+                                "applied over the earlier {id} in {} document {} (line {}), as \
+                                 kubectl apply would",
+                                earlier.origin.file.display(),
+                                earlier.origin.document,
+                                earlier.origin.line
+                            ),
+                        ),
+                    ));
+                }
+                out[i] = Some(p);
+            }
+            None => {
+                slot.insert(id, out.len());
+                out.push(Some(p));
+            }
+        }
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// Knative's broker defaults, if the configuration has a `config-br-defaults` ConfigMap in
+/// `knative-eventing`; its errors go to `found`.
+fn broker_defaults(
+    config: &Config,
+    found: &mut Vec<((usize, usize, usize), ConfigError)>,
+) -> Option<BrokerDefaults> {
+    let map = config.config_maps.iter().rev().find(|m| {
+        m.metadata.name == defaults::NAME && m.metadata.namespace == defaults::NAMESPACE
+    })?;
+    match BrokerDefaults::parse(&map.resource) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            let (seq, doc) = map.origin.sort_key();
+            let e = map.origin.error(
+                Some(format!(
+                    "ConfigMap {}/{}",
+                    defaults::NAMESPACE,
+                    defaults::NAME
+                )),
+                e,
+            );
+            found.push(((seq, doc, e.line.unwrap_or(0)), e));
+            None
+        }
+    }
 }
 
 fn doc_error(
@@ -176,7 +325,7 @@ fn str_field<'a>(map: &'a Value, key: &str) -> Option<&'a str> {
 type Failed = Box<(Option<Parsed>, ConfigError)>;
 
 /// Parses one document. On failure, returns the error and whatever could be identified.
-fn parse_document(doc: &Document, origin: &Origin) -> Result<Parsed, Failed> {
+fn parse_document(doc: &Document, origin: &Origin) -> Result<Outcome, Failed> {
     let value: Value = match serde_yaml_ng::from_str(&doc.text) {
         Ok(v) => v,
         Err(e) => {
@@ -241,14 +390,15 @@ fn parse_document(doc: &Document, origin: &Origin) -> Result<Parsed, Failed> {
             None,
         );
     };
-    let Some(kind) = Kind::from_name(kind_name) else {
-        return fail(
-            "kind",
-            format!(
-                "unknown kind {kind_name:?}; supported kinds: {}",
-                Kind::supported_list()
-            ),
-            None,
+    let kubernetes_service = kind_name == "Service" && api_version == Some("v1");
+    let Some(kind) = Kind::from_name(kind_name).filter(|_| !kubernetes_service) else {
+        return other_kind(
+            doc,
+            origin,
+            &value,
+            api_version.unwrap_or(""),
+            kind_name,
+            fail,
         );
     };
     let id = name.map(|n| ResourceId {
@@ -294,11 +444,11 @@ fn parse_document(doc: &Document, origin: &Origin) -> Result<Parsed, Failed> {
         Kind::Service => typed(doc).map(Resource::Service),
     };
     match typed {
-        Ok(resource) => Ok(Parsed {
+        Ok(resource) => Ok(Outcome::Resource(Box::new(Parsed {
             id: Some(resource.id()),
             resource: Some(resource),
             origin: origin.clone(),
-        }),
+        }))),
         Err(TypedError { path, line, reason }) => {
             // The locator knows block layouts better than serde's marks; serde's line wins
             // when the locator cannot follow the whole path.
@@ -317,5 +467,67 @@ fn parse_document(doc: &Document, origin: &Origin) -> Result<Parsed, Failed> {
             });
             Err(Box::new((p, e)))
         }
+    }
+}
+
+/// A document of a kind that is not one Ember runs (see the `kubernetes` module).
+fn other_kind(
+    doc: &Document,
+    origin: &Origin,
+    value: &Value,
+    api_version: &str,
+    kind: &str,
+    fail: impl Fn(&str, String, Option<ResourceId>) -> Result<Outcome, Failed>,
+) -> Result<Outcome, Failed> {
+    let meta = value.get("metadata");
+    let name = meta.and_then(|m| str_field(m, "name"));
+    let namespace = meta
+        .and_then(|m| str_field(m, "namespace"))
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE);
+    let label = name.map(|n| format!("{kind} {namespace}/{n}"));
+    let typed_error = |e: TypedError| {
+        let line = e.line.map(|l| doc.file_line(l));
+        Err(Box::new((
+            None,
+            doc_error(doc, label.clone(), Some(&e.path), line, e.reason, origin),
+        )))
+    };
+    match kubernetes::other(api_version, kind) {
+        Other::Secret => match typed::<Secret>(doc) {
+            Ok(s) => Ok(Outcome::Secret(Box::new(s))),
+            Err(e) => typed_error(e),
+        },
+        Other::ConfigMap => match typed::<ConfigMap>(doc) {
+            Ok(m) => Ok(Outcome::ConfigMap(m)),
+            Err(e) => typed_error(e),
+        },
+        Other::Namespace => Ok(Outcome::Namespace(
+            value
+                .get("metadata")
+                .and_then(|m| str_field(m, "name"))
+                .unwrap_or_default()
+                .to_owned(),
+        )),
+        Other::Ignored(notice) => Ok(Outcome::Ignored(label, notice)),
+        Other::List => {
+            let Some(items) = value.get("items").and_then(Value::as_sequence) else {
+                return fail("items", "a List holds its documents in items".into(), None);
+            };
+            let mut docs = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let path = FieldPath::parse_keys("items").index(i);
+                let line = line_of(doc, &path).unwrap_or(doc.start_line);
+                let text = serde_yaml_ng::to_string(item).unwrap_or_default();
+                docs.push(Document {
+                    index: doc.index,
+                    first_line: line,
+                    start_line: line,
+                    text,
+                });
+            }
+            Ok(Outcome::List(docs))
+        }
+        Other::Refused(why) => fail("kind", why, None),
     }
 }

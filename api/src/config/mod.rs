@@ -7,12 +7,15 @@
 //! problem found, each located by file, document, line, resource and field.
 //! [`Config::ensure_runnable`] then refuses what parses but does not run yet.
 
+pub mod defaults;
 mod diff;
 mod documents;
 mod error;
+pub mod kubernetes;
 mod load;
 mod locate;
 mod parse;
+mod resolve;
 mod runnable;
 mod validate;
 
@@ -22,7 +25,9 @@ use std::sync::Arc;
 
 pub use diff::{ConfigDiff, Fingerprint, KindDiff};
 pub use error::{ConfigError, ConfigErrors};
+pub use kubernetes::{ConfigMap, Secret};
 pub use load::{load, load_str};
+pub use resolve::{Check, Readiness, Target, Unresolved};
 pub use runnable::not_yet_supported;
 
 use crate::broker::Broker;
@@ -116,6 +121,15 @@ pub struct Config {
     pub webhook_sources: Vec<Located<WebhookSource>>,
     /// Services.
     pub services: Vec<Located<Service>>,
+    /// Secrets (`v1`), for the references to them; never logged.
+    pub secrets: Vec<Located<Secret>>,
+    /// ConfigMaps (`v1`); Ember reads Knative's `config-br-defaults`.
+    pub config_maps: Vec<Located<ConfigMap>>,
+    /// Namespaces declared with `kind: Namespace`.
+    pub namespaces: Vec<String>,
+    /// What was accepted with a remark (kinds ignored, a resource applied over an earlier
+    /// document), located like errors; `ember validate` prints them, `ember run` logs them.
+    pub notices: Vec<ConfigError>,
 }
 
 impl Config {
@@ -199,6 +213,25 @@ impl Config {
         self.brokers
             .iter()
             .find(|b| b.metadata.namespace == namespace && b.metadata.name == name)
+    }
+
+    /// The Secret `namespace/name`.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&Located<Secret>> {
+        self.secrets
+            .iter()
+            .rev()
+            .find(|s| s.metadata.namespace == namespace && s.metadata.name == name)
+    }
+
+    /// The value under `key` of the Secret `namespace/name`; the error never holds a value.
+    pub fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>, String> {
+        match self.secret(namespace, name) {
+            Some(s) => s.value(key),
+            None => Err(format!(
+                "no Secret {namespace}/{name} in the configuration (add a Secret document, v1, \
+                 with data or stringData)"
+            )),
+        }
     }
 
     /// The triggers of broker `namespace/name`, in file order.

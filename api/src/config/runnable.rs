@@ -6,8 +6,6 @@
 
 use super::Config;
 use super::error::{ConfigError, ConfigErrors};
-use crate::annotations::{BROKER_CLASS, annotation_path};
-use crate::broker::BrokerClass;
 use crate::field::{FieldError, FieldPath};
 use crate::resource::{Kind, Resource};
 
@@ -18,34 +16,7 @@ pub fn not_yet_supported(resource: &Resource) -> Vec<FieldError> {
     let mut refuse = |path: FieldPath, what: &str| {
         out.push(FieldError::new(path, format!("not supported yet: {what}")));
     };
-    match resource {
-        Resource::Broker(b) if b.settings().is_ok_and(|s| s.class == BrokerClass::Kafka) => {
-            refuse(
-                annotation_path(&FieldPath::root().key("metadata"), BROKER_CLASS),
-                "broker class Kafka (use Ember, the default)",
-            );
-        }
-        _ => {}
-    }
     for (path, dest) in resource.destinations() {
-        match &dest.reference {
-            // A Broker resolves to its ingress on Ember's own listener.
-            Some(r) if r.kind == "Broker" => {}
-            Some(r) if r.kind == "Service" && r.api_version.starts_with("serving.knative.dev/") => {
-                refuse(
-                    path.key("ref"),
-                    "refs to a Service (serving is not available yet; use uri)",
-                )
-            }
-            Some(r) => refuse(
-                path.key("ref"),
-                &format!(
-                    "refs to a {} (only Broker refs resolve today; use uri)",
-                    r.kind
-                ),
-            ),
-            None => {}
-        }
         if dest.uri.as_deref().is_some_and(|u| {
             u.get(..8)
                 .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
