@@ -30,9 +30,19 @@ pub fn kinds(routes: &Arc<WebhookRoutes>) -> SourceKinds {
 /// `ember validate` refuses what `ember run` would; errors are located like any configuration
 /// error.
 pub fn check(config: &Config, kinds: &SourceKinds) -> Result<(), ConfigErrors> {
+    // A source whose Secret is not in the configuration is not Ready (a warning, as in
+    // Knative), not refused; it does not run, so its secret is not read.
+    let readiness = config.readiness();
+    let waits_for_secret = |r: &ember_api::Resource| {
+        readiness
+            .checks(&r.id())
+            .iter()
+            .any(|c| !c.ok && c.reason == "SecretNotFound")
+    };
     let errors: Vec<ConfigError> = config
         .resources()
         .into_iter()
+        .filter(|(resource, _)| !waits_for_secret(resource))
         .filter_map(|(resource, origin)| {
             let error = kinds.check(&resource)?.err()?;
             Some(origin.error(Some(resource.id().to_string()), error))

@@ -112,3 +112,52 @@ async fn a_ref_with_a_relative_uri_resolves_against_the_refs_address() {
     assert!(eventually(Duration::from_secs(10), || sub.ids() == ["r1"]).await);
     ember.stop().await;
 }
+
+/// A `kind: List` (as `kubectl get -o yaml` prints) holding a Broker, a Trigger, a Secret and a
+/// WebhookSource whose bearer token is a key of that Secret.
+fn listed(token_b64: &str, sub: &Subscriber) -> String {
+    format!(
+        "apiVersion: v1\nkind: List\nitems:\n\
+         - apiVersion: eventing.knative.dev/v1\n  kind: Broker\n  metadata: {{name: default}}\n\
+         - apiVersion: eventing.knative.dev/v1\n  kind: Trigger\n  metadata: {{name: all}}\n  \
+           spec: {{broker: default, subscriber: {{uri: \"{}\"}}}}\n\
+         - apiVersion: v1\n  kind: Secret\n  metadata: {{name: hook-token}}\n  type: Opaque\n  \
+           data: {{token: {token_b64}}}\n\
+         - apiVersion: v1\n  kind: ServiceAccount\n  metadata: {{name: ignored}}\n\
+         - apiVersion: sources.ember.dev/v1alpha1\n  kind: WebhookSource\n  metadata: {{name: hook}}\n  \
+           spec:\n    path: /hooks/in\n    auth: {{bearer: {{tokenKeyRef: {{name: hook-token, key: token}}}}}}\n    \
+           sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}\n",
+        sub.uri()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_with_a_secret_document_runs_and_a_changed_secret_applies_on_reload() {
+    let sub = Subscriber::start().await;
+    // "s3cret\n" and "0ther\n": a trailing line break is dropped, as from a file.
+    let mut ember = TestEmber::start(&listed("czNjcmV0Cg==", &sub)).await;
+    let with = |token: &'static str| {
+        vec![
+            ("authorization", token),
+            ("content-type", "application/json"),
+        ]
+    };
+    let url = ember.url("/hooks/in");
+    assert_eq!(
+        post(&url, &with("Bearer wrong"), "{}").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(post(&url, &with("Bearer s3cret"), "{}").await.status.is_success());
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 1).await);
+
+    // The Secret changes: the source that uses it restarts with the new value.
+    let diff = ember.reload(&listed("MHRoZXIK", &sub)).await.expect("applies");
+    assert_eq!(diff, "changed WebhookSource default/hook");
+    assert_eq!(
+        post(&url, &with("Bearer s3cret"), "{}").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(post(&url, &with("Bearer 0ther"), "{}").await.status.is_success());
+    assert!(eventually(Duration::from_secs(10), || sub.count() == 2).await);
+    ember.stop().await;
+}

@@ -201,6 +201,7 @@ fn load_texts(
             config.push(r, p.origin);
         }
     }
+    config.resolve_secret_values();
     for b in &config.brokers {
         if let Ok(settings) = b.settings()
             && let Some(class) = settings.stand_in_for()

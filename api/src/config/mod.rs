@@ -17,6 +17,7 @@ mod locate;
 mod parse;
 mod resolve;
 mod runnable;
+mod secrets;
 mod validate;
 
 use std::ops::Deref;
@@ -29,6 +30,7 @@ pub use kubernetes::{ConfigMap, Secret};
 pub use load::{load, load_str};
 pub use resolve::{Check, Readiness, Target, Unresolved};
 pub use runnable::not_yet_supported;
+pub use secrets::{SecretRef, secret_refs};
 
 use crate::broker::Broker;
 use crate::delivery::DeliverySpec;

@@ -215,7 +215,9 @@ impl Config {
                 Ok(_) => Check::ok("SinkProvided", "SinkProvided", "the sink resolves"),
                 Err(why) => Check::failed("SinkProvided", FieldPath::parse_keys("spec.sink"), why),
             };
-            out.insert(resource.id(), vec![check]);
+            let mut checks = vec![check];
+            checks.extend(self.secret_checks(&resource));
+            out.insert(resource.id(), checks);
         }
         for b in &self.brokers {
             let mut checks = Vec::new();

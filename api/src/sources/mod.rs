@@ -23,8 +23,9 @@ pub use rabbitmq::{
     RabbitmqSource, RabbitmqSourceSpec,
 };
 pub use webhook::{
-    BasicAuth, BearerAuth, HmacAlgorithm, HmacAuth, HmacEncoding, IdRule, RateLimit, SecretSource,
-    SignedSecret, TypeRule, WebhookAuth, WebhookSource, WebhookSourceSpec,
+    BasicAuth, BearerAuth, HmacAlgorithm, HmacAuth, HmacEncoding, IdRule, RateLimit,
+    SecretKeyRef, SecretSource, SecretValue, SignedSecret, TypeRule, WebhookAuth, WebhookSource,
+    WebhookSourceSpec,
 };
 
 /// Attributes added to, or overriding, every event a source produces.

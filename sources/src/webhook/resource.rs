@@ -17,7 +17,7 @@ use super::DEFAULT_MAX_BODY_BYTES;
 use super::auth::{DEFAULT_TOLERANCE, HmacAlgorithm, HmacEncoding, WebhookAuth};
 use super::mapping::{IdRule, TypeRule, WebhookMapping};
 use super::rate::RateLimiter;
-use super::secret::{read_secret_env, read_secret_file};
+use super::secret::{read_secret_env, read_secret_file, read_secret_key};
 
 /// A WebhookSource converted the way it is served, short of its sink and its dedup journal.
 #[derive(Debug)]
@@ -50,6 +50,7 @@ fn secret_field(source: &SecretSource, scheme: &str, noun: &str) -> String {
     match source {
         SecretSource::File(_) => format!("auth.{scheme}.{noun}File"),
         SecretSource::Env(_) => format!("auth.{scheme}.{noun}Env"),
+        SecretSource::KeyRef(_) => format!("auth.{scheme}.{noun}KeyRef"),
     }
 }
 
@@ -59,6 +60,8 @@ fn secret(source: &SecretSource, scheme: &str, noun: &str) -> Result<Vec<u8>, Fi
     let read = match source {
         SecretSource::File(path) => read_secret_file(path),
         SecretSource::Env(var) => read_secret_env(var),
+        // Filled in from the configuration's Secret documents when it was loaded.
+        SecretSource::KeyRef(r) => read_secret_key(r),
     };
     read.map_err(|e| field_error(&secret_field(source, scheme, noun), e.to_string()))
 }

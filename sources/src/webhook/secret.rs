@@ -45,6 +45,14 @@ pub enum SecretError {
     /// The secret holds only whitespace.
     #[error("{0} holds only whitespace; a webhook secret must not")]
     Blank(String),
+    /// The Secret document, or its key, is not in the configuration.
+    #[error("no Secret {name} with key {key:?} in the configuration")]
+    NoSecret {
+        /// The Secret's name.
+        name: String,
+        /// The key.
+        key: String,
+    },
 }
 
 /// A Standard Webhooks secret that does not decode (a configuration error, found before
@@ -75,6 +83,16 @@ pub fn read_secret_env(var: &str) -> Result<Vec<u8>, SecretError> {
     usable(value.into_encoded_bytes(), || {
         format!("environment variable {var}")
     })
+}
+
+/// A secret taken from a Secret document's key (resolved when the configuration was loaded):
+/// the same rules as a file's.
+pub fn read_secret_key(r: &ember_api::sources::SecretKeyRef) -> Result<Vec<u8>, SecretError> {
+    let value = r.value.as_ref().ok_or_else(|| SecretError::NoSecret {
+        name: r.name.clone(),
+        key: r.key.clone(),
+    })?;
+    usable(value.0.clone(), || format!("Secret {} key {:?}", r.name, r.key))
 }
 
 /// `bytes` without trailing line breaks, unless nothing but whitespace is left.

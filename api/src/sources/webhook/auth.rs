@@ -1,7 +1,8 @@
-//! How a WebhookSource authenticates callers: one scheme, and secrets from files or
-//! environment variables.
+//! How a WebhookSource authenticates callers: one scheme, and secrets from files, environment
+//! variables or `Secret` documents of the configuration.
 //!
-//! Each scheme's YAML shape (`{secretFile | secretEnv, tolerance}`, ...) is parsed through a
+//! Each scheme's YAML shape (`{secretFile | secretEnv | secretKeyRef, tolerance}`, ...) is
+//! parsed through a
 //! raw struct and converted into a typed value, so that "both secretFile and secretEnv" or
 //! "two schemes" are refused while parsing, with the field's path.
 
@@ -19,13 +20,53 @@ pub enum SecretSource {
     File(PathBuf),
     /// An environment variable holding the secret.
     Env(String),
+    /// A key of a `Secret` document (v1) of the configuration, as Kubernetes' `secretKeyRef`.
+    KeyRef(SecretKeyRef),
+}
+
+/// `{name, key}`: the key `key` of the Secret `name` in the source's namespace. The loader
+/// fills in its value from the configuration's Secret documents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    pub name: String,
+    /// The key within it.
+    pub key: String,
+    /// The value, once resolved (never serialized, never printed).
+    #[serde(skip)]
+    pub value: Option<SecretValue>,
+}
+
+/// A secret's bytes. Its `Debug` form shows a digest, never the value — enough for a change of
+/// the Secret to change the resource's fingerprint (and so restart it on reload).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(pub Vec<u8>);
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.0.hash(&mut h);
+        write!(f, "SecretValue(redacted, digest {:016x})", h.finish())
+    }
+}
+
+impl SecretSource {
+    /// The Secret key it refers to, if it is a `…KeyRef`.
+    pub fn key_ref_mut(&mut self) -> Option<&mut SecretKeyRef> {
+        match self {
+            SecretSource::KeyRef(r) => Some(r),
+            _ => None,
+        }
+    }
 }
 
 /// A signing secret and the allowed clock skew, for signature schemes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawSignedSecret", into = "RawSignedSecret")]
 pub struct SignedSecret {
-    /// The signing secret: `secretFile` or `secretEnv`.
+    /// The signing secret: `secretFile`, `secretEnv` or `secretKeyRef`.
     pub secret: SecretSource,
     /// How old a signed timestamp may be (e.g. `5m`); the scheme's default when omitted.
     pub tolerance: Option<String>,
@@ -39,6 +80,8 @@ struct RawSignedSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     secret_env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret_key_ref: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     tolerance: Option<String>,
 }
 
@@ -49,6 +92,7 @@ impl TryFrom<RawSignedSecret> for SignedSecret {
             secret: exactly_one(vec![
                 ("secretFile", r.secret_file.map(SecretSource::File)),
                 ("secretEnv", r.secret_env.map(SecretSource::Env)),
+                ("secretKeyRef", r.secret_key_ref.map(SecretSource::KeyRef)),
             ])?,
             tolerance: r.tolerance,
         })
@@ -57,19 +101,21 @@ impl TryFrom<RawSignedSecret> for SignedSecret {
 
 impl From<SignedSecret> for RawSignedSecret {
     fn from(s: SignedSecret) -> Self {
-        let (secret_file, secret_env) = split_secret(s.secret);
+        let (secret_file, secret_env, secret_key_ref) = split_secret(s.secret);
         RawSignedSecret {
             secret_file,
             secret_env,
+            secret_key_ref,
             tolerance: s.tolerance,
         }
     }
 }
 
-fn split_secret(s: SecretSource) -> (Option<PathBuf>, Option<String>) {
+fn split_secret(s: SecretSource) -> (Option<PathBuf>, Option<String>, Option<SecretKeyRef>) {
     match s {
-        SecretSource::File(f) => (Some(f), None),
-        SecretSource::Env(e) => (None, Some(e)),
+        SecretSource::File(f) => (Some(f), None, None),
+        SecretSource::Env(e) => (None, Some(e), None),
+        SecretSource::KeyRef(r) => (None, None, Some(r)),
     }
 }
 
@@ -107,7 +153,7 @@ pub struct HmacAuth {
     pub encoding: HmacEncoding,
     /// Text before the signature in the header, e.g. `sha256=`.
     pub prefix: Option<String>,
-    /// The key: `secretFile` or `secretEnv`.
+    /// The key: `secretFile`, `secretEnv` or `secretKeyRef`.
     pub secret: SecretSource,
 }
 
@@ -126,6 +172,8 @@ struct RawHmac {
     secret_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     secret_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret_key_ref: Option<SecretKeyRef>,
 }
 
 impl TryFrom<RawHmac> for HmacAuth {
@@ -139,6 +187,7 @@ impl TryFrom<RawHmac> for HmacAuth {
             secret: exactly_one(vec![
                 ("secretFile", r.secret_file.map(SecretSource::File)),
                 ("secretEnv", r.secret_env.map(SecretSource::Env)),
+                ("secretKeyRef", r.secret_key_ref.map(SecretSource::KeyRef)),
             ])?,
         })
     }
@@ -146,7 +195,7 @@ impl TryFrom<RawHmac> for HmacAuth {
 
 impl From<HmacAuth> for RawHmac {
     fn from(h: HmacAuth) -> Self {
-        let (secret_file, secret_env) = split_secret(h.secret);
+        let (secret_file, secret_env, secret_key_ref) = split_secret(h.secret);
         RawHmac {
             header: h.header,
             algorithm: h.algorithm,
@@ -154,6 +203,7 @@ impl From<HmacAuth> for RawHmac {
             prefix: h.prefix,
             secret_file,
             secret_env,
+            secret_key_ref,
         }
     }
 }
@@ -162,7 +212,7 @@ impl From<HmacAuth> for RawHmac {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawBearer", into = "RawBearer")]
 pub struct BearerAuth {
-    /// The expected token: `tokenFile` or `tokenEnv`.
+    /// The expected token: `tokenFile`, `tokenEnv` or `tokenKeyRef`.
     pub token: SecretSource,
 }
 
@@ -173,6 +223,8 @@ struct RawBearer {
     token_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     token_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_key_ref: Option<SecretKeyRef>,
 }
 
 impl TryFrom<RawBearer> for BearerAuth {
@@ -182,6 +234,7 @@ impl TryFrom<RawBearer> for BearerAuth {
             token: exactly_one(vec![
                 ("tokenFile", r.token_file.map(SecretSource::File)),
                 ("tokenEnv", r.token_env.map(SecretSource::Env)),
+                ("tokenKeyRef", r.token_key_ref.map(SecretSource::KeyRef)),
             ])?,
         })
     }
@@ -189,10 +242,11 @@ impl TryFrom<RawBearer> for BearerAuth {
 
 impl From<BearerAuth> for RawBearer {
     fn from(b: BearerAuth) -> Self {
-        let (token_file, token_env) = split_secret(b.token);
+        let (token_file, token_env, token_key_ref) = split_secret(b.token);
         RawBearer {
             token_file,
             token_env,
+            token_key_ref,
         }
     }
 }
@@ -203,7 +257,7 @@ impl From<BearerAuth> for RawBearer {
 pub struct BasicAuth {
     /// The expected user name.
     pub username: String,
-    /// The expected password: `passwordFile` or `passwordEnv`.
+    /// The expected password: `passwordFile`, `passwordEnv` or `passwordKeyRef`.
     pub password: SecretSource,
 }
 
@@ -216,6 +270,8 @@ struct RawBasic {
     password_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     password_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_key_ref: Option<SecretKeyRef>,
 }
 
 impl TryFrom<RawBasic> for BasicAuth {
@@ -226,6 +282,7 @@ impl TryFrom<RawBasic> for BasicAuth {
             password: exactly_one(vec![
                 ("passwordFile", r.password_file.map(SecretSource::File)),
                 ("passwordEnv", r.password_env.map(SecretSource::Env)),
+                ("passwordKeyRef", r.password_key_ref.map(SecretSource::KeyRef)),
             ])?,
         })
     }
@@ -233,11 +290,12 @@ impl TryFrom<RawBasic> for BasicAuth {
 
 impl From<BasicAuth> for RawBasic {
     fn from(b: BasicAuth) -> Self {
-        let (password_file, password_env) = split_secret(b.password);
+        let (password_file, password_env, password_key_ref) = split_secret(b.password);
         RawBasic {
             username: b.username,
             password_file,
             password_env,
+            password_key_ref,
         }
     }
 }
@@ -263,6 +321,42 @@ pub enum WebhookAuth {
 }
 
 impl WebhookAuth {
+    /// The secret the scheme checks callers against.
+    pub fn secret(&self) -> &SecretSource {
+        match self {
+            WebhookAuth::Github(s)
+            | WebhookAuth::Stripe(s)
+            | WebhookAuth::Slack(s)
+            | WebhookAuth::StandardWebhooks(s) => &s.secret,
+            WebhookAuth::Hmac(h) => &h.secret,
+            WebhookAuth::Bearer(b) => &b.token,
+            WebhookAuth::Basic(b) => &b.password,
+        }
+    }
+
+    /// The secret the scheme checks callers against, to resolve.
+    pub fn secret_mut(&mut self) -> &mut SecretSource {
+        match self {
+            WebhookAuth::Github(s)
+            | WebhookAuth::Stripe(s)
+            | WebhookAuth::Slack(s)
+            | WebhookAuth::StandardWebhooks(s) => &mut s.secret,
+            WebhookAuth::Hmac(h) => &mut h.secret,
+            WebhookAuth::Bearer(b) => &mut b.token,
+            WebhookAuth::Basic(b) => &mut b.password,
+        }
+    }
+
+    /// The field naming the scheme's secret, under `spec.auth.{scheme}`: `secretKeyRef`,
+    /// `tokenKeyRef` or `passwordKeyRef` for a Secret key.
+    pub fn key_ref_field(&self) -> &'static str {
+        match self {
+            WebhookAuth::Bearer(_) => "tokenKeyRef",
+            WebhookAuth::Basic(_) => "passwordKeyRef",
+            _ => "secretKeyRef",
+        }
+    }
+
     /// The scheme's name as written in YAML.
     pub fn scheme(&self) -> &'static str {
         match self {

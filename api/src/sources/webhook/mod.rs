@@ -21,8 +21,8 @@ use crate::sources::rabbitmq::is_env_name;
 use crate::sources::{check_extension_name, exactly_one};
 
 pub use auth::{
-    BasicAuth, BearerAuth, HmacAlgorithm, HmacAuth, HmacEncoding, SecretSource, SignedSecret,
-    WebhookAuth,
+    BasicAuth, BearerAuth, HmacAlgorithm, HmacAuth, HmacEncoding, SecretKeyRef, SecretSource,
+    SecretValue, SignedSecret, WebhookAuth,
 };
 
 /// The API version of WebhookSource.
@@ -193,6 +193,13 @@ fn check_secret(path: &FieldPath, env_field: &str, s: &SecretSource, errs: &mut 
             &path.key(env_field),
             format!("{e:?} is not an environment variable name"),
         ),
+        SecretSource::KeyRef(r) => {
+            let field = path.key(env_field.replace("Env", "KeyRef"));
+            crate::meta::check_dns_subdomain(&field.key("name"), &r.name, errs);
+            if r.key.is_empty() {
+                errs.push(&field.key("key"), "required: the key within the Secret");
+            }
+        }
         _ => {}
     }
 }
