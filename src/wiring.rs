@@ -18,7 +18,7 @@ use ember_broker::delivery::policy::{BackoffPolicy, DeliveryPolicy};
 use ember_broker::delivery::{DeliveryFormat, Destination as BrokerDestination};
 use ember_broker::dispatch::TriggerConfig;
 use ember_broker::log::Durability;
-use ember_triggers::{FilterSpec, TriggerFilter};
+use ember_triggers::{Comparison, FilterSpec, TriggerFilter};
 use http::Uri;
 
 pub use ember_api::config::Config;
@@ -120,28 +120,11 @@ pub fn compile_filter(t: &Trigger) -> Result<TriggerFilter, ember_triggers::Filt
 /// The configuration's filter element as the filter engine's spec. An `exact`/`prefix`/
 /// `suffix` element naming several attributes means all of them.
 fn filter_spec(f: &ApiFilter) -> FilterSpec {
-    let each = |map: &std::collections::BTreeMap<String, String>,
-                make: fn(String, String) -> FilterSpec| {
-        let mut specs: Vec<FilterSpec> = map
-            .iter()
-            .map(|(k, v)| make(k.clone(), v.clone()))
-            .collect();
-        if specs.len() == 1 {
-            specs.remove(0)
-        } else {
-            FilterSpec::All(specs)
-        }
-    };
+    // An exact/prefix/suffix element may name several attributes: every one must match.
     match f {
-        ApiFilter::Exact(m) => each(m, |attribute, value| FilterSpec::Exact { attribute, value }),
-        ApiFilter::Prefix(m) => each(m, |attribute, value| FilterSpec::Prefix {
-            attribute,
-            value,
-        }),
-        ApiFilter::Suffix(m) => each(m, |attribute, value| FilterSpec::Suffix {
-            attribute,
-            value,
-        }),
+        ApiFilter::Exact(m) => FilterSpec::attributes(Comparison::Exact, m.clone()),
+        ApiFilter::Prefix(m) => FilterSpec::attributes(Comparison::Prefix, m.clone()),
+        ApiFilter::Suffix(m) => FilterSpec::attributes(Comparison::Suffix, m.clone()),
         ApiFilter::All(v) => FilterSpec::All(v.iter().map(filter_spec).collect()),
         ApiFilter::Any(v) => FilterSpec::Any(v.iter().map(filter_spec).collect()),
         ApiFilter::Not(inner) => FilterSpec::Not(Box::new(filter_spec(inner))),

@@ -42,7 +42,9 @@ pub struct Trigger {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TriggerSpec {
-    /// The name of the Broker, in the Trigger's namespace, whose events this Trigger receives.
+    /// The name of the Broker, in the Trigger's namespace, whose events this Trigger receives;
+    /// `default` when omitted, as Knative defaults it.
+    #[serde(default = "default_broker")]
     pub broker: String,
     /// Legacy exact-match filter on event attributes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,14 +75,19 @@ pub struct TriggerFilter {
 
 /// One SubscriptionsAPI filter expression (one element of `spec.filters`, or nested inside
 /// `all`, `any` and `not`).
+///
+/// `exact`, `prefix` and `suffix` name one attribute or several; with several, every one must
+/// pass, as in the Subscriptions API's own `{"exact": {"type": ..., "subject": ...}}`. They
+/// must name at least one, and no value may be empty (the Subscriptions API forbids empty
+/// names and values).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawFilter", into = "RawFilter")]
 pub enum Filter {
-    /// `exact: {attribute: value}`: the attribute equals the value.
+    /// `exact: {attribute: value, ...}`: every attribute equals its value.
     Exact(BTreeMap<String, String>),
-    /// `prefix: {attribute: value}`: the attribute starts with the value.
+    /// `prefix: {attribute: value, ...}`: every attribute starts with its value.
     Prefix(BTreeMap<String, String>),
-    /// `suffix: {attribute: value}`: the attribute ends with the value.
+    /// `suffix: {attribute: value, ...}`: every attribute ends with its value.
     Suffix(BTreeMap<String, String>),
     /// `all: [...]`: every nested filter matches.
     All(Vec<Filter>),
@@ -180,16 +187,31 @@ impl Filter {
         let here = path.key(self.dialect());
         match self {
             Filter::Exact(m) | Filter::Prefix(m) | Filter::Suffix(m) => {
-                if m.len() != 1 {
+                let dialect = self.dialect();
+                if m.is_empty() {
+                    // An empty conjunction holds for every event: almost surely a mistake.
                     errs.push(
                         &here,
                         format!(
-                            "must have exactly one attribute, found {}; combine several with all",
-                            m.len()
+                            "must name at least one attribute, e.g. {dialect}: {{type: \
+                             com.example.created}}; an empty {dialect} tests nothing and would \
+                             let every event through"
                         ),
                     );
                 }
                 check_attribute_names(&here, m, errs);
+                for (k, v) in m {
+                    if v.is_empty() {
+                        errs.push(
+                            &here,
+                            format!(
+                                "the value for attribute {k:?} must not be empty (the \
+                                 Subscriptions API forbids it; to require only that the \
+                                 attribute is present, use cesql: \"EXISTS {k}\")"
+                            ),
+                        );
+                    }
+                }
             }
             Filter::All(v) | Filter::Any(v) => {
                 for (i, f) in v.iter().enumerate() {
@@ -347,4 +369,95 @@ impl Trigger {
         }
         errs.into_vec()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trigger whose `filters` is the YAML list `filters`, parsed as a user writes it.
+    fn with_filters(filters: &str) -> Trigger {
+        let list: Vec<Filter> = serde_yaml_ng::from_str(filters).expect("filters parse");
+        let mut t = Trigger::new("orders", "default", "http://localhost:9000/");
+        t.spec.filters = list;
+        t
+    }
+
+    fn errors(t: &Trigger) -> Vec<String> {
+        t.validate().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn exact_prefix_and_suffix_accept_several_attributes() {
+        let t = with_filters(
+            "- exact: {type: com.github.push, subject: https://github.com/cloudevents/spec}\n\
+             - prefix: {type: com.github., subject: https://github.com/cloudevents}\n\
+             - any:\n    - suffix: {type: .created, subject: /cloudevents/spec}\n\
+             - not: {exact: {type: a, source: b, region: eu}}\n",
+        );
+        assert_eq!(errors(&t), Vec::<String>::new());
+        let Filter::Exact(m) = &t.spec.filters[0] else {
+            panic!("an exact element, got {:?}", t.spec.filters[0]);
+        };
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["subject"], "https://github.com/cloudevents/spec");
+    }
+
+    #[test]
+    fn an_element_with_no_attribute_is_refused_with_its_field_and_why() {
+        for dialect in ["exact", "prefix", "suffix"] {
+            let t = with_filters(&format!(
+                "- all:\n    - exact: {{type: a}}\n    - {dialect}: {{}}\n"
+            ));
+            let errs = errors(&t);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            let want =
+                format!("spec.filters[0].all[1].{dialect}: must name at least one attribute");
+            assert!(errs[0].starts_with(&want), "{}", errs[0]);
+            assert!(errs[0].contains("let every event through"), "{}", errs[0]);
+        }
+    }
+
+    #[test]
+    fn every_attribute_of_an_element_is_checked_on_its_own() {
+        let t = with_filters("- exact: {type: a, Source: b, region: \"\", subject: c}\n");
+        assert_eq!(
+            errors(&t),
+            [
+                "spec.filters[0].exact: key \"Source\" must match ^[a-z][a-z0-9]*$",
+                "spec.filters[0].exact: the value for attribute \"region\" must not be empty \
+                 (the Subscriptions API forbids it; to require only that the attribute is \
+                 present, use cesql: \"EXISTS region\")",
+            ]
+        );
+        let t = with_filters("- not: {suffix: {type: \"\"}}\n");
+        let errs = errors(&t);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("spec.filters[0].not.suffix: the value for attribute \"type\""),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn legacy_attributes_keep_empty_values_meaning_any_value() {
+        let mut t = Trigger::new("orders", "default", "http://localhost:9000/");
+        t.spec.filter = Some(TriggerFilter {
+            attributes: [("type".to_owned(), String::new())].into(),
+        });
+        assert_eq!(errors(&t), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_several_attribute_element_round_trips_through_yaml() {
+        let t = with_filters("- suffix: {type: .created, subject: /spec}\n");
+        let yaml = serde_yaml_ng::to_string(&t.spec.filters).expect("serializes");
+        let back: Vec<Filter> = serde_yaml_ng::from_str(&yaml).expect("parses back");
+        assert_eq!(back, t.spec.filters);
+    }
+}
+
+fn default_broker() -> String {
+    "default".to_owned()
 }

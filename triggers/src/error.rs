@@ -23,8 +23,19 @@ pub enum FilterProblem {
     EmptyValue {
         /// `exact`, `prefix` or `suffix`.
         dialect: &'static str,
-        /// The attribute the element tests.
+        /// The attribute whose value is empty.
         attribute: String,
+    },
+    /// An `exact`, `prefix` or `suffix` element naming no attribute: it would test nothing and
+    /// so let every event through.
+    #[error(
+        "{dialect} must name at least one attribute, e.g. {dialect}: {{type: \
+         com.example.created}}; an empty {dialect} tests nothing and would let every event \
+         through"
+    )]
+    NoAttributes {
+        /// `exact`, `prefix` or `suffix`.
+        dialect: &'static str,
     },
     /// A CESQL expression that does not parse, or calls a function that does not exist; the
     /// text is the engine's message (it starts with the column).

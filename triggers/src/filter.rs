@@ -5,6 +5,7 @@
 use crate::cesql::Expression;
 use crate::condition::{Condition, Sql};
 use crate::error::{FilterError, FilterProblem};
+use crate::spec::Comparison;
 use crate::{AttributesFilter, EventAttributes, FilterSpec, is_valid_attribute_name};
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use std::sync::Arc;
 /// - `exact`/`prefix`/`suffix` compare the attribute's canonical string form
 ///   ([`EventAttributes::attribute`]: an Integer `5` is `"5"`), case-sensitively, and are false
 ///   when the event lacks the attribute, so `not` of such a test is true;
+/// - an `exact`/`prefix`/`suffix` element naming several attributes holds when every one of
+///   them passes (so `not` of it holds when at least one fails, or is missing);
 /// - legacy `filter.attributes`: exact matches ANDed, `""` matches any non-empty value, a
 ///   missing attribute never matches;
 /// - an empty `all`, an empty `any`, an empty `cesql` string and a `not` of any of these are
@@ -23,9 +26,10 @@ use std::sync::Arc;
 ///   (so `any: [exact, any: []]` is just the `exact`), and a filter made only of them passes
 ///   everything — in particular `any: []` passes, and so does `not: {any: []}`;
 /// - a CESQL expression matches when it evaluates to true without error;
-/// - attribute names must match `^[a-z][a-z0-9]*$`, `exact`/`prefix`/`suffix` values must not
-///   be empty, and a CESQL expression must parse and call only built-in functions with their
-///   arity (the spec would make an unknown call false at runtime): otherwise
+/// - attribute names must match `^[a-z][a-z0-9]*$`, an `exact`/`prefix`/`suffix` element must
+///   name at least one attribute and none of its values may be empty (the Subscriptions API
+///   forbids empty names and values), and a CESQL expression must parse and call only built-in
+///   functions with their arity (the spec would make an unknown call false at runtime): otherwise
 ///   [`TriggerFilter::compile`] fails with the path of the offending field (Knative skips such
 ///   elements at runtime instead, failing open).
 #[derive(Debug, Clone)]
@@ -124,16 +128,32 @@ fn compile_one(spec: &FilterSpec) -> Result<Option<Condition>, FilterError> {
     let dialect = spec.dialect();
     Ok(match spec {
         FilterSpec::Exact { attribute, value } => {
-            let (attribute, value) = attribute_test(dialect, attribute, value)?;
-            Some(Condition::Exact { attribute, value })
+            Some(attribute_test(Comparison::Exact, attribute, value)?)
         }
         FilterSpec::Prefix { attribute, value } => {
-            let (attribute, value) = attribute_test(dialect, attribute, value)?;
-            Some(Condition::Prefix { attribute, value })
+            Some(attribute_test(Comparison::Prefix, attribute, value)?)
         }
         FilterSpec::Suffix { attribute, value } => {
-            let (attribute, value) = attribute_test(dialect, attribute, value)?;
-            Some(Condition::Suffix { attribute, value })
+            Some(attribute_test(Comparison::Suffix, attribute, value)?)
+        }
+        FilterSpec::Attributes {
+            comparison,
+            attributes,
+        } => {
+            if attributes.is_empty() {
+                // An empty conjunction holds for every event: almost surely a mistake.
+                return Err(FilterError::new(
+                    dialect,
+                    FilterProblem::NoAttributes { dialect },
+                ));
+            }
+            let tests = attributes
+                .iter()
+                .map(|(attribute, value)| attribute_test(*comparison, attribute, value))
+                .collect::<Result<Vec<_>, _>>()?;
+            // A conjunction: at the top level its tests join the other conjuncts, so the
+            // index can anchor on any of them; inside `any` or `not` it stays one part.
+            Some(Condition::all(tests))
         }
         FilterSpec::All(specs) => {
             let parts = compile_list(specs).map_err(|e| e.within(dialect))?;
@@ -161,12 +181,14 @@ fn compile_one(spec: &FilterSpec) -> Result<Option<Condition>, FilterError> {
     })
 }
 
-/// Checks an `exact`/`prefix`/`suffix` element's attribute name and value.
+/// Checks and compiles one attribute of an `exact`/`prefix`/`suffix` element; errors are
+/// located at the element (`exact`) and name the attribute.
 fn attribute_test(
-    dialect: &'static str,
+    comparison: Comparison,
     attribute: &str,
     value: &str,
-) -> Result<(Box<str>, Box<str>), FilterError> {
+) -> Result<Condition, FilterError> {
+    let dialect = comparison.dialect();
     if !is_valid_attribute_name(attribute) {
         return Err(FilterError::new(
             dialect,
@@ -182,5 +204,10 @@ fn attribute_test(
             },
         ));
     }
-    Ok((attribute.into(), value.into()))
+    let (attribute, value) = (attribute.into(), value.into());
+    Ok(match comparison {
+        Comparison::Exact => Condition::Exact { attribute, value },
+        Comparison::Prefix => Condition::Prefix { attribute, value },
+        Comparison::Suffix => Condition::Suffix { attribute, value },
+    })
 }

@@ -47,7 +47,7 @@ pub use attributes::{AttributesFilter, is_valid_attribute_name};
 pub use error::{FilterError, FilterProblem};
 pub use filter::TriggerFilter;
 pub use index::TriggerIndex;
-pub use spec::FilterSpec;
+pub use spec::{Comparison, FilterSpec};
 
 use std::borrow::Cow;
 

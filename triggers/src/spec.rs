@@ -7,10 +7,15 @@
 
 /// One element of a Trigger's `filters` list: exactly one dialect.
 ///
-/// Knative allows one attribute per `exact`/`prefix`/`suffix` element; an element written with
-/// several attributes can be given as an [`FilterSpec::All`] of one-attribute elements, which
-/// means the same. An element with no dialect at all is, in Knative, no condition: give it as
-/// `All(vec![])`. Two dialects in one element are for the configuration loader to refuse.
+/// An `exact`, `prefix` or `suffix` element names one attribute or several, and every one must
+/// pass (the Subscriptions API's `{"exact": {"type": "com.github.push", "subject": "..."}}`).
+/// [`FilterSpec::Attributes`] is such an element as written; [`FilterSpec::Exact`],
+/// [`FilterSpec::Prefix`] and [`FilterSpec::Suffix`] are its one-attribute forms. An
+/// [`FilterSpec::All`] of one-attribute elements means the same as one element naming them
+/// all, but errors are then located inside the `all`. An element naming no attribute is
+/// refused by the compiler. An element with no dialect at all is, in Knative, no condition:
+/// give it as `All(vec![])`. Two dialects in one element are for the configuration loader to
+/// refuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterSpec {
     /// `exact: {attribute: value}`: the attribute's string form equals `value` (case-sensitive).
@@ -33,6 +38,15 @@ pub enum FilterSpec {
         attribute: String,
         /// The suffix; must not be empty.
         value: String,
+    },
+    /// `exact`, `prefix` or `suffix` naming any number of attributes, e.g.
+    /// `exact: {type: com.example.created, source: /shop}`: every attribute passes the
+    /// comparison with its value. Must name at least one attribute; no value may be empty.
+    Attributes {
+        /// `exact`, `prefix` or `suffix`.
+        comparison: Comparison,
+        /// (name, value) pairs, in the order written.
+        attributes: Vec<(String, String)>,
     },
     /// `all: [...]`: every nested filter matches.
     All(Vec<FilterSpec>),
@@ -69,6 +83,24 @@ impl FilterSpec {
         }
     }
 
+    /// `exact`, `prefix` or `suffix` with several attributes, e.g.
+    /// `FilterSpec::attributes(Comparison::Exact, [("type", "t"), ("source", "s")])` for
+    /// `exact: {type: t, source: s}`; also takes a `&BTreeMap<String, String>`.
+    pub fn attributes<I, K, V>(comparison: Comparison, attributes: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self::Attributes {
+            comparison,
+            attributes: attributes
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
     /// `cesql: "..."`.
     pub fn cesql(expression: impl Into<String>) -> Self {
         Self::Cesql(expression.into())
@@ -80,10 +112,34 @@ impl FilterSpec {
             Self::Exact { .. } => "exact",
             Self::Prefix { .. } => "prefix",
             Self::Suffix { .. } => "suffix",
+            Self::Attributes { comparison, .. } => comparison.dialect(),
             Self::All(_) => "all",
             Self::Any(_) => "any",
             Self::Not(_) => "not",
             Self::Cesql(_) => "cesql",
+        }
+    }
+}
+
+/// How an `exact`, `prefix` or `suffix` element compares an attribute's string form with a
+/// value (case-sensitively).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Comparison {
+    /// The attribute equals the value.
+    Exact,
+    /// The attribute starts with the value.
+    Prefix,
+    /// The attribute ends with the value.
+    Suffix,
+}
+
+impl Comparison {
+    /// The dialect's name as it appears in YAML: `exact`, `prefix` or `suffix`.
+    pub fn dialect(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Prefix => "prefix",
+            Self::Suffix => "suffix",
         }
     }
 }

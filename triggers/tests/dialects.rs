@@ -4,7 +4,8 @@
 
 use ember_triggers::cesql::Expression;
 use ember_triggers::{
-    AttributeValue, AttributesFilter, EventAttributes, FilterProblem, FilterSpec, TriggerFilter,
+    AttributeValue, AttributesFilter, Comparison, EventAttributes, FilterProblem, FilterSpec,
+    TriggerFilter,
 };
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -243,9 +244,99 @@ fn non_string_attributes_compare_by_their_canonical_string() {
     assert!(legacy.matches(&event));
 }
 
+/// `exact: {type: ..., region: ...}`, as the Subscriptions API's own example writes it.
+fn exact_type_and_region() -> FilterSpec {
+    FilterSpec::attributes(
+        Comparison::Exact,
+        [
+            ("type", "com.example.order.created"),
+            ("region", "eu-west-1"),
+        ],
+    )
+}
+
 #[test]
-fn several_attributes_in_one_element_mean_all_of_them() {
-    // The binary expands `exact: {type: a, region: b}` into an `all` of one-attribute elements.
+fn an_element_with_several_attributes_matches_only_when_every_one_does() {
+    let f = one(exact_type_and_region());
+    assert!(f.matches(&order_created()));
+    assert!(!f.matches(&order_created().with("region", "us-east-1")));
+    assert!(!f.matches(&order_created().with("type", "com.example.order.deleted")));
+    let without_region = Event::default().with("type", "com.example.order.created");
+    assert!(
+        !f.matches(&without_region),
+        "a missing attribute fails its test"
+    );
+
+    let prefixes = one(FilterSpec::attributes(
+        Comparison::Prefix,
+        [("type", "com.example."), ("source", "https://shop.")],
+    ));
+    assert!(prefixes.matches(&order_created()));
+    assert!(!prefixes.matches(&order_created().with("source", "http://shop.example")));
+
+    let suffixes = one(FilterSpec::attributes(
+        Comparison::Suffix,
+        [("type", ".created"), ("subject", "/42"), ("region", "-1")],
+    ));
+    assert!(suffixes.matches(&order_created()));
+    assert!(!suffixes.matches(&order_created().with("subject", "orders/7")));
+}
+
+#[test]
+fn a_several_attribute_element_is_one_unit_inside_any_and_not() {
+    // any: [exact: {type, region}, exact: {subject}] is (type AND region) OR subject.
+    let any = one(FilterSpec::Any(vec![
+        exact_type_and_region(),
+        FilterSpec::exact("subject", "orders/7"),
+    ]));
+    assert!(any.matches(&order_created()));
+    assert!(!any.matches(&order_created().with("region", "us-east-1")));
+    assert!(
+        any.matches(
+            &order_created()
+                .with("region", "us-east-1")
+                .with("subject", "orders/7")
+        )
+    );
+
+    // not: {exact: {type, region}} holds as soon as one of them fails.
+    let not = one(!exact_type_and_region());
+    assert!(!not.matches(&order_created()));
+    assert!(not.matches(&order_created().with("region", "us-east-1")));
+    assert!(not.matches(&Event::default().with("type", "com.example.order.created")));
+}
+
+#[test]
+fn an_element_naming_one_attribute_means_its_one_attribute_form() {
+    let events = [
+        order_created(),
+        order_created().with("type", "com.example.order.deleted"),
+        Event::default(),
+    ];
+    for (several, single) in [
+        (
+            FilterSpec::attributes(Comparison::Exact, [("type", "com.example.order.created")]),
+            FilterSpec::exact("type", "com.example.order.created"),
+        ),
+        (
+            FilterSpec::attributes(Comparison::Prefix, [("type", "com.example.order.c")]),
+            FilterSpec::prefix("type", "com.example.order.c"),
+        ),
+        (
+            FilterSpec::attributes(Comparison::Suffix, [("type", "created")]),
+            FilterSpec::suffix("type", "created"),
+        ),
+    ] {
+        let (several, single) = (one(several), one(single));
+        for event in &events {
+            assert_eq!(several.matches(event), single.matches(event));
+        }
+    }
+}
+
+#[test]
+fn an_all_of_one_attribute_elements_means_the_same() {
+    // What a configuration loader may give for `exact: {type: a, region: b}`.
     let f = one(FilterSpec::All(vec![
         FilterSpec::exact("type", "com.example.order.created"),
         FilterSpec::exact("region", "eu-west-1"),
@@ -381,6 +472,47 @@ fn empty_exact_prefix_and_suffix_values_are_refused() {
             )
         );
     }
+}
+
+#[test]
+fn an_element_naming_no_attribute_is_refused_with_its_path_and_why() {
+    for comparison in [Comparison::Exact, Comparison::Prefix, Comparison::Suffix] {
+        let dialect = comparison.dialect();
+        let empty = FilterSpec::attributes(comparison, no_attributes());
+        let err = TriggerFilter::from_filters(&[
+            FilterSpec::exact("type", "t"),
+            FilterSpec::Any(vec![FilterSpec::exact("source", "s"), !empty]),
+        ])
+        .unwrap_err();
+        assert_eq!(err.path(), format!("filters[1].any[1].not.{dialect}"));
+        assert_eq!(err.problem(), &FilterProblem::NoAttributes { dialect });
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "filters[1].any[1].not.{dialect}: {dialect} must name at least one attribute, \
+                 e.g. {dialect}: {{type: com.example.created}}; an empty {dialect} tests \
+                 nothing and would let every event through"
+            )
+        );
+    }
+}
+
+#[test]
+fn each_attribute_of_a_several_attribute_element_is_checked_at_the_element() {
+    let bad_name = FilterSpec::attributes(Comparison::Prefix, [("type", "a"), ("Source", "s")]);
+    let err = TriggerFilter::from_filters(&[bad_name]).unwrap_err();
+    assert_eq!(err.path(), "filters[0].prefix");
+    assert_eq!(
+        err.problem(),
+        &FilterProblem::InvalidAttributeName("Source".to_owned())
+    );
+
+    let empty_value = FilterSpec::attributes(Comparison::Suffix, [("type", "a"), ("region", "")]);
+    let err = TriggerFilter::from_filters(&[FilterSpec::All(vec![empty_value])]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "filters[0].all[0].suffix: suffix value for attribute \"region\" must not be empty"
+    );
 }
 
 // ---- cesql ----

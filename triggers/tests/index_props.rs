@@ -9,7 +9,9 @@
 //! leniently such as `'05' = prio` or `'TRUE' = flag`, integer and boolean literals), over the
 //! same small alphabet, including strings that read as integers and booleans.
 
-use ember_triggers::{AttributeValue, EventAttributes, FilterSpec, TriggerFilter, TriggerIndex};
+use ember_triggers::{
+    AttributeValue, Comparison, EventAttributes, FilterSpec, TriggerFilter, TriggerIndex,
+};
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
@@ -181,11 +183,40 @@ fn cesql() -> impl Strategy<Value = FilterSpec> {
     prop_oneof![4 => expression, 1 => fixed].prop_map(FilterSpec::cesql)
 }
 
+/// An `exact`, `prefix` or `suffix` element naming one to four attributes, as a map is
+/// written (distinct names), or in the all-of-one-attribute-elements form a loader may give.
+fn several_attributes() -> impl Strategy<Value = FilterSpec> {
+    let comparison = prop::sample::select(vec![
+        Comparison::Exact,
+        Comparison::Exact,
+        Comparison::Prefix,
+        Comparison::Suffix,
+    ]);
+    (
+        comparison,
+        btree_map(attribute_name(), value(), 1..5),
+        any::<bool>(),
+    )
+        .prop_map(|(comparison, attributes, as_all)| {
+            if as_all {
+                FilterSpec::All(
+                    attributes
+                        .into_iter()
+                        .map(|a| FilterSpec::attributes(comparison, [a]))
+                        .collect(),
+                )
+            } else {
+                FilterSpec::attributes(comparison, attributes)
+            }
+        })
+}
+
 fn filter_spec() -> impl Strategy<Value = FilterSpec> {
     let leaf = prop_oneof![
         4 => (attribute_name(), value()).prop_map(|(a, v)| FilterSpec::exact(a, v)),
         2 => (attribute_name(), value()).prop_map(|(a, v)| FilterSpec::prefix(a, v)),
         2 => (attribute_name(), value()).prop_map(|(a, v)| FilterSpec::suffix(a, v)),
+        3 => several_attributes(),
         2 => cesql(),
     ];
     leaf.prop_recursive(3, 16, 3, |inner| {
@@ -362,6 +393,106 @@ fn thousands_of_cesql_triggers_are_anchored_and_match_like_brute_force() {
         total > 500 * 10,
         "the events should match many triggers, matched {total}"
     );
+}
+
+/// Triggers whose elements name several attributes, at the top level and inside `any`.
+fn many_several_attribute_triggers(rng: &mut Rng, n: usize) -> Vec<TriggerFilter> {
+    let exact =
+        |pairs: &[(&str, &str)]| FilterSpec::attributes(Comparison::Exact, pairs.iter().copied());
+    (0..n)
+        .map(|i| {
+            let t = type_name(rng.below(TYPES));
+            let u = type_name(rng.below(TYPES));
+            let region = ["eu-west-1", "us-east-1", "ap-south-1"][rng.below(3)];
+            let source = ["https://shop.example", "https://admin.example"][rng.below(2)];
+            let spec = match i % 5 {
+                0 => exact(&[("type", &t), ("region", region)]),
+                1 => exact(&[("source", source), ("region", region)]),
+                2 => FilterSpec::attributes(
+                    Comparison::Prefix,
+                    [
+                        ("type", &t[..rng.below(t.len() - 1) + 1]),
+                        ("region", &region[..3]),
+                    ],
+                ),
+                3 => FilterSpec::Any(vec![
+                    exact(&[("type", &t), ("region", region)]),
+                    exact(&[("type", &u), ("source", source)]),
+                ]),
+                // No attribute in both parts: evaluated for every event.
+                _ => FilterSpec::Any(vec![
+                    exact(&[("type", &t), ("region", region)]),
+                    exact(&[("source", source), ("subject", "s")]),
+                ]),
+            };
+            TriggerFilter::from_filters(&[spec]).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn thousands_of_several_attribute_triggers_are_anchored_and_match_like_brute_force() {
+    let mut rng = Rng(0xfeed_5eed_0bad_f00d);
+    let triggers = many_several_attribute_triggers(&mut rng, 5_000);
+    let index: TriggerIndex<usize> = triggers.iter().cloned().enumerate().collect();
+    // Only the `any` whose parts share no attribute (1 in 5) is evaluated for every event.
+    assert_eq!(index.unanchored_len(), 1_000);
+
+    let mut total = 0;
+    for _ in 0..500 {
+        let region = ["eu-west-1", "us-east-1", "ap-south-1", ""][rng.below(4)];
+        let source = ["https://shop.example", "https://admin.example"][rng.below(2)];
+        let event = Event {
+            strings: [
+                Some(type_name(rng.below(TYPES + 20))),
+                Some(source.to_owned()),
+                (rng.below(4) == 0).then(|| "s".to_owned()),
+                (!region.is_empty()).then(|| region.to_owned()),
+            ],
+            prio: None,
+            flag: None,
+        };
+        let expected = brute_force(&triggers, &event);
+        total += expected.len();
+        assert_eq!(indexed(&index, &event), expected);
+    }
+    assert!(
+        total > 500 * 20,
+        "the events should match many triggers, matched {total}"
+    );
+}
+
+#[test]
+fn an_exact_element_with_type_and_source_matches_only_events_with_both() {
+    let both = FilterSpec::attributes(Comparison::Exact, [("type", "a"), ("source", "b")]);
+    let triggers = vec![
+        TriggerFilter::from_filters(std::slice::from_ref(&both)).unwrap(),
+        TriggerFilter::from_filters(&[FilterSpec::exact("type", "a")]).unwrap(),
+        TriggerFilter::from_filters(&[FilterSpec::Any(vec![
+            both.clone(),
+            FilterSpec::exact("type", "c"),
+        ])])
+        .unwrap(),
+        TriggerFilter::from_filters(&[!both]).unwrap(),
+    ];
+    let index: TriggerIndex<usize> = triggers.iter().cloned().enumerate().collect();
+    assert_eq!(index.unanchored_len(), 1, "only the not");
+    let event = |type_: Option<&str>, source: Option<&str>| Event {
+        strings: [type_.map(Into::into), source.map(Into::into), None, None],
+        prio: None,
+        flag: None,
+    };
+    for (event, want) in [
+        (event(Some("a"), Some("b")), vec![0, 1, 2]),
+        (event(Some("a"), Some("x")), vec![1, 3]),
+        (event(Some("a"), None), vec![1, 3]),
+        (event(Some("x"), Some("b")), vec![3]),
+        (event(Some("c"), Some("b")), vec![2, 3]),
+        (event(None, Some("b")), vec![3]),
+    ] {
+        assert_eq!(indexed(&index, &event), want, "{event:?}");
+        assert_eq!(brute_force(&triggers, &event), want, "{event:?}");
+    }
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //!
 //! Each trigger's compiled condition is split (see `plan`) into an *anchor* — one exact (or
 //! one-of-several exact), prefix or suffix test on an attribute that must hold for the trigger
-//! to match: a top-level `exact`, `any` of exacts on one attribute, `prefix` or `suffix`, or a
+//! to match: a top-level `exact`, `prefix` or `suffix` (or one attribute of such an element
+//! naming several), an `any` whose every part requires an exact value of one attribute, or a
 //! test that a top-level CESQL expression requires (`type = 'x' AND …`, `type IN (…)`,
 //! `type LIKE 'x%'`; see `cesql::required`) — and a *residual*, the rest of the condition (a
 //! CESQL expression stays whole in it). Anchors are indexed per attribute: exact values in a
@@ -39,15 +40,17 @@ pub(crate) struct Span {
 /// broker chooses it (an index into its own table, a name, an `Arc`).
 ///
 /// Each trigger is filed under one test its filter requires — an exact value (preferably of
-/// `type`; an `any` of exact values of one attribute counts), else its longest prefix, else its
-/// longest suffix, taken from the legacy attributes, the top level of `filters`, or the
-/// top-level AND chain of a CESQL expression there (`attr = 'lit'`, `attr IN ('a', 'b')`,
-/// `attr LIKE 'lit%'`, `attr LIKE '%lit'`) — and only the rest of its filter (a CESQL
-/// expression in full) is evaluated, and only when the event has that value. Triggers with no
-/// such test (a top-level `any` over several attributes, `not`, CESQL whose AND chain has no
-/// such comparison, e.g. an OR chain, no filter) are evaluated for every event. Per event, the cost is one attribute read and one hash lookup
-/// per indexed attribute, one binary search per attribute with prefix or suffix tests, plus
-/// the candidates' residual filters and the unindexed triggers.
+/// `type`; an `any` whose every part requires an exact value of one attribute counts, e.g.
+/// `any: [exact: {type: a, source: s}, exact: {type: b}]`), else its longest prefix, else its
+/// longest suffix, taken from the legacy attributes, the top level of `filters` (each attribute
+/// of an element naming several counts), or the top-level AND chain of a CESQL expression there
+/// (`attr = 'lit'`, `attr IN ('a', 'b')`, `attr LIKE 'lit%'`, `attr LIKE '%lit'`) — and only the
+/// rest of its filter (a CESQL expression in full) is evaluated, and only when the event has
+/// that value. Triggers with no such test (a top-level `any` over several attributes, `not`,
+/// CESQL whose AND chain has no such comparison, e.g. an OR chain, no filter) are evaluated for
+/// every event. Per event, the cost is one attribute read and one hash lookup per indexed
+/// attribute, one binary search per attribute with prefix or suffix tests, plus the
+/// candidates' residual filters and the unindexed triggers.
 ///
 /// Immutable once built; build a new one when the configuration changes.
 #[derive(Debug)]

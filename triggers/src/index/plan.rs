@@ -3,9 +3,13 @@
 //! A trigger can only match an event for which every top-level conjunct of its condition holds,
 //! so one conjunct that is an `exact`, `prefix` or `suffix` test can serve as its *anchor*: the
 //! index finds the trigger through the anchor's (attribute, value) and then evaluates only the
-//! remaining conjuncts (the *residual*). An `any` of `exact` tests on one attribute is an anchor
-//! too, with several values: an event has one value per attribute, so it finds the trigger at
-//! most once.
+//! remaining conjuncts (the *residual*). An `exact`, `prefix` or `suffix` element naming
+//! several attributes is a conjunction too, so at the top level each of its tests is a conjunct
+//! of its own. An `any` whose every part requires an exact value of one attribute (a part that
+//! is that `exact` test, or a conjunction such as a several-attribute `exact` element that
+//! includes it) is an anchor too, with several values: an event has one value per attribute,
+//! so it finds the trigger at most once. The `any` leaves the residual only when every part is
+//! the bare test.
 //!
 //! A CESQL conjunct offers the tests its expression requires (`Expression::required_conditions`,
 //! whose module states the rules and why they are sound: `attr = 'lit'`, `attr IN ('a', 'b')`,
@@ -138,9 +142,16 @@ fn candidates(conjunct: &Condition) -> Vec<Offer<'_>> {
         Condition::Suffix { attribute, value } => {
             vec![whole(AnchorKind::Suffix, attribute, value)]
         }
-        Condition::Any(parts) => same_attribute_exacts(parts)
-            .map(|(attribute, values)| Offer::new(AnchorKind::Exact, attribute, values, true))
+        Condition::Any(parts) => required_exacts(parts)
             .into_iter()
+            .map(|shared| {
+                Offer::new(
+                    AnchorKind::Exact,
+                    shared.attribute,
+                    shared.values,
+                    shared.is_whole_conjunct,
+                )
+            })
             .collect(),
         Condition::Cesql(Sql(expression)) => expression
             .required_conditions()
@@ -158,22 +169,50 @@ fn candidates(conjunct: &Condition) -> Vec<Offer<'_>> {
     }
 }
 
-/// The attribute and the values, when every part is an `exact` test on that same attribute.
-fn same_attribute_exacts(parts: &[Condition]) -> Option<(&str, Vec<&str>)> {
-    let mut shared = None;
-    let mut values = Vec::with_capacity(parts.len());
-    for part in parts {
-        let Condition::Exact { attribute, value } = part else {
-            return None;
-        };
-        match shared {
-            None => shared = Some(&**attribute),
-            Some(a) if a == &**attribute => {}
-            Some(_) => return None,
-        }
-        values.push(&**value);
-    }
-    shared.map(|attribute| (attribute, values))
+/// An exact test every part of an `any` requires, each part with its own value.
+struct SharedExact<'c> {
+    attribute: &'c str,
+    /// One per part, in order.
+    values: Vec<&'c str>,
+    /// Whether every part is the bare `exact` test, so the `any` holds exactly when the test
+    /// does.
+    is_whole_conjunct: bool,
+}
+
+/// For each attribute on which every part of an `any` requires an exact value, that attribute
+/// and the values: the `any` can only hold when the event's attribute is one of them.
+fn required_exacts(parts: &[Condition]) -> Vec<SharedExact<'_>> {
+    let Some(first) = parts.first() else {
+        return Vec::new();
+    };
+    exacts_required_by(first)
+        .filter_map(|(attribute, _)| {
+            let mut values = Vec::with_capacity(parts.len());
+            for part in parts {
+                let (_, value) = exacts_required_by(part).find(|(a, _)| *a == attribute)?;
+                values.push(value);
+            }
+            Some(SharedExact {
+                attribute,
+                values,
+                is_whole_conjunct: parts.iter().all(|p| matches!(p, Condition::Exact { .. })),
+            })
+        })
+        .collect()
+}
+
+/// The (attribute, value) exact tests `part` cannot hold without: the part itself when it is
+/// one, or the `exact` conjuncts of a conjunction (conjunctions are kept flat, see
+/// [`Condition::all`]).
+fn exacts_required_by(part: &Condition) -> impl Iterator<Item = (&str, &str)> {
+    let conjuncts = match part {
+        Condition::All(conjuncts) => &conjuncts[..],
+        other => std::slice::from_ref(other),
+    };
+    conjuncts.iter().filter_map(|c| match c {
+        Condition::Exact { attribute, value } => Some((&**attribute, &**value)),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -236,6 +275,106 @@ mod tests {
         assert_eq!((kind, &*attribute), (AnchorKind::Exact, "type"));
         assert_eq!(values, ["a", "b"]);
         assert!(plan_of(&[FilterSpec::Any(vec![])]).residual.is_true());
+    }
+
+    #[test]
+    fn a_several_attribute_element_anchors_on_one_attribute_and_keeps_the_others() {
+        use crate::Comparison;
+        let element = FilterSpec::attributes(
+            Comparison::Exact,
+            [("source", "s"), ("type", "t"), ("region", "eu")],
+        );
+        let plan = plan_of(std::slice::from_ref(&element));
+        let anchor = plan.anchor.expect("anchored");
+        assert_eq!(
+            (anchor.kind, &*anchor.attribute),
+            (AnchorKind::Exact, "type")
+        );
+        let Condition::All(rest) = plan.residual else {
+            panic!("the other two attributes remain");
+        };
+        let rest: Vec<&str> = rest
+            .iter()
+            .map(|c| match c {
+                Condition::Exact { attribute, .. } => &**attribute,
+                other => panic!("an exact test, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(rest, ["source", "region"]);
+
+        let prefixes = FilterSpec::attributes(
+            Comparison::Prefix,
+            [("source", "https://"), ("type", "com.example.")],
+        );
+        assert_eq!(
+            anchor_of(&[prefixes]),
+            Some((
+                AnchorKind::Prefix,
+                "type".to_owned(),
+                vec!["com.example.".to_owned()]
+            ))
+        );
+    }
+
+    #[test]
+    fn an_any_whose_every_part_requires_an_exact_value_of_one_attribute_anchors_on_it() {
+        use crate::Comparison;
+        let exact = |pairs: &[(&str, &str)]| {
+            FilterSpec::attributes(Comparison::Exact, pairs.iter().copied())
+        };
+        // any: [exact: {type: a, source: s}, exact: {type: b}, all: [exact: {type: c}, ...]]
+        let any = FilterSpec::Any(vec![
+            exact(&[("type", "a"), ("source", "s")]),
+            FilterSpec::exact("type", "b"),
+            FilterSpec::All(vec![
+                FilterSpec::exact("type", "c"),
+                FilterSpec::prefix("subject", "x"),
+            ]),
+        ]);
+        let plan = plan_of(std::slice::from_ref(&any));
+        let anchor = plan.anchor.expect("anchored");
+        assert_eq!(
+            (anchor.kind, &*anchor.attribute),
+            (AnchorKind::Exact, "type")
+        );
+        let values: Vec<&str> = anchor.values.iter().map(|v| &**v).collect();
+        assert_eq!(values, ["a", "b", "c"]);
+        assert!(
+            matches!(plan.residual, Condition::Any(_)),
+            "the any is more than its anchor, so it is evaluated in full"
+        );
+
+        // Every part names both attributes: either can anchor; `type` is preferred.
+        let both = FilterSpec::Any(vec![
+            exact(&[("source", "s"), ("type", "a")]),
+            exact(&[("type", "b"), ("source", "r")]),
+        ]);
+        assert_eq!(
+            anchor_of(&[both]),
+            Some((
+                AnchorKind::Exact,
+                "type".to_owned(),
+                vec!["a".to_owned(), "b".to_owned()]
+            ))
+        );
+
+        // No attribute in every part, or a part that only negates or prefixes: no anchor.
+        for any in [
+            FilterSpec::Any(vec![
+                exact(&[("type", "a"), ("source", "s")]),
+                FilterSpec::exact("region", "eu"),
+            ]),
+            FilterSpec::Any(vec![
+                exact(&[("type", "a"), ("source", "s")]),
+                !FilterSpec::exact("type", "b"),
+            ]),
+            FilterSpec::Any(vec![
+                exact(&[("type", "a"), ("source", "s")]),
+                FilterSpec::prefix("type", "b"),
+            ]),
+        ] {
+            assert!(anchor_of(std::slice::from_ref(&any)).is_none(), "{any:?}");
+        }
     }
 
     #[test]
