@@ -186,6 +186,10 @@ impl Filter {
     fn validate_into(&self, path: &FieldPath, errs: &mut Errors) {
         let here = path.key(self.dialect());
         match self {
+            // Several attributes in one element: all must match, as the CloudEvents
+            // Subscriptions API defines (and its own example writes). Knative's webhook
+            // refuses more than one ("Exact can have only one key-value"); the two disagree,
+            // and Ember follows the spec: such a Trigger loads here and would not in Knative.
             Filter::Exact(m) | Filter::Prefix(m) | Filter::Suffix(m) => {
                 let dialect = self.dialect();
                 if m.is_empty() {
