@@ -73,15 +73,6 @@ impl Kind {
     pub fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
     }
-
-    /// `Broker (eventing.knative.dev/v1), Trigger (...), ...`: for error messages.
-    pub fn supported_list() -> String {
-        Kind::ALL
-            .iter()
-            .map(|k| format!("{k} ({})", k.api_versions().join(", ")))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 impl fmt::Display for Kind {

@@ -144,6 +144,12 @@ pub(super) fn other(api_version: &str, kind: &str) -> Other {
     }
 }
 
+/// The kinds Ember reads, for messages.
+pub const KINDS: &str = "Ember runs Broker, Trigger (eventing.knative.dev/v1), PingSource, \
+                         KafkaSource, RabbitmqSource (sources.knative.dev), WebhookSource \
+                         (sources.ember.dev/v1alpha1) and Service (serving.knative.dev/v1); it \
+                         reads Secret, ConfigMap and Namespace (v1)";
+
 /// The one message for a kind Ember does not run: what it is, and what to use instead.
 pub fn unclaimed(api_version: &str, kind: &str) -> String {
     let instead = match kind {
@@ -172,10 +178,7 @@ pub fn unclaimed(api_version: &str, kind: &str) -> String {
         }
         _ => "",
     };
-    let runs = "Ember runs Broker, Trigger (eventing.knative.dev/v1), PingSource, KafkaSource, \
-                RabbitmqSource (sources.knative.dev), WebhookSource (sources.ember.dev/v1alpha1) \
-                and Service (serving.knative.dev/v1); it reads Secret, ConfigMap and Namespace \
-                (v1)";
+    let runs = KINDS;
     let what = if api_version.is_empty() {
         kind.to_owned()
     } else {

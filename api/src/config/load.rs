@@ -387,7 +387,7 @@ fn parse_document(doc: &Document, origin: &Origin) -> Result<Outcome, Failed> {
         };
         return fail(
             "kind",
-            format!("{why}; supported kinds: {}", Kind::supported_list()),
+            format!("{why}: every document names its kind; {}", kubernetes::KINDS),
             None,
         );
     };
