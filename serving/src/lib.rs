@@ -1,8 +1,24 @@
-//! Ember's serving: Knative-style Services whose revisions Ember starts from zero when events
-//! wait for them and scales by queue depth.
+//! Ember's serving: Knative Services whose revisions run as local processes, woken from zero
+//! by the first request or event and reached at a stable address while revisions change.
 //!
-//! This crate will own Service/Configuration/Revision/Route, the runtimes (local processes, and
-//! Kubernetes in operator mode), the activator that holds requests while a revision wakes, and
-//! the autoscaler. It is independent of the broker: the broker delivers to a revision through
-//! its route's URL and reports queue depth through a narrow interface. Nothing is implemented
-//! yet: `ember run` refuses `Service` with `not supported yet`.
+//! - [`revision`]: what a revision runs, from a Service's template;
+//! - [`history`]: revisions numbered and kept in the data directory;
+//! - [`process`]: the process runtime, under Knative's runtime contract;
+//! - [`activator`]: per revision, the queue that holds requests while an instance starts, the
+//!   per-instance concurrency limit and the simple scaler;
+//! - [`route`]: traffic splits, tags and `Host` names;
+//! - [`proxy`]: streaming a request to an instance and its response back;
+//! - [`manager`]: [`Serving`], the Services that run and the way in to them.
+//!
+//! It never depends on the broker: the binary hands it requests from its listener and from
+//! triggers whose subscriber is a Service.
+
+pub mod activator;
+pub mod history;
+pub mod manager;
+pub mod process;
+pub mod proxy;
+pub mod revision;
+pub mod route;
+
+pub use manager::{Applied, RequestError, Serving};

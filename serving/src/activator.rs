@@ -1,0 +1,499 @@
+//! The activator, in process: one per revision. It hands each request (an HTTP request at a
+//! route, or a trigger's delivery) an instance with room for it, holds it in a bounded queue
+//! while none has room — waking the revision from zero the moment the first one waits — and
+//! scales instances with the work waiting and in flight.
+//!
+//! - `containerConcurrency` is a hard per-instance limit (0 = none); among the instances with
+//!   room, the least loaded gets the request.
+//! - Wake from zero is pushed: the first waiting request wakes the scaler, which starts an
+//!   instance at once; there is no polling tick on that path.
+//! - Scaling (the simple policy): instances wanted = what the work in flight and waiting needs
+//!   at `containerConcurrency` each (100 when unlimited), within `min-scale`..`max-scale`; up at
+//!   once, down — to zero too — once the revision has been idle for the scale-to-zero grace
+//!   period. An instance leaving finishes its requests first.
+//! - An instance that dies is replaced; a start that fails is retried with backoff (1 s doubling
+//!   to 30 s) while work waits, and fails the requests waiting for it (a trigger's delivery then
+//!   follows its retry and dead-letter policy) — with the exit status and the last output.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::process::{Instance, StartError};
+use crate::revision::RevisionSpec;
+
+/// Requests that may wait for an instance of one revision; more are refused (503).
+pub const QUEUE_CAPACITY: usize = 1000;
+
+/// Why a request got no instance.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ActivateError {
+    /// The queue is full.
+    #[error("revision {0}: {QUEUE_CAPACITY} requests already wait for an instance")]
+    Overloaded(String),
+    /// The revision could not start an instance while the request waited.
+    #[error("revision {revision}: no instance could start: {reason}")]
+    Failed {
+        /// The revision.
+        revision: String,
+        /// Why the last start failed.
+        reason: String,
+    },
+    /// No instance had room within the request's timeout.
+    #[error("revision {0}: no instance within the request timeout")]
+    Timeout(String),
+    /// The revision is being removed.
+    #[error("revision {0} is stopping")]
+    Stopped(String),
+}
+
+/// One instance as the activator sees it.
+struct Slot {
+    instance: Arc<Instance>,
+    in_flight: u32,
+    draining: bool,
+}
+
+#[derive(Default)]
+struct State {
+    slots: Vec<Slot>,
+    /// Instances being started.
+    starting: u32,
+    /// Requests waiting for room.
+    waiting: usize,
+    /// Requests in flight at instances.
+    in_flight: usize,
+    /// Bumped on each failed start; a waiter that saw it move, with nothing ready or starting,
+    /// gives up with `last_failure`.
+    failure_epoch: u64,
+    last_failure: Option<String>,
+    failures_in_row: u32,
+    /// No start before this (backoff after failures).
+    next_start: Option<Instant>,
+    /// When work was last in flight or waiting.
+    last_busy: Option<Instant>,
+    /// When the first request started waiting with nothing running (for cold-start time).
+    cold_since: Option<Instant>,
+    /// Whether an instance was ever ready (Knative's revision Ready).
+    ever_ready: bool,
+    stopped: bool,
+    next_instance: u64,
+}
+
+/// Counters of one revision, for `/metrics` and statuses.
+#[derive(Debug, Default)]
+pub struct RevisionStats {
+    /// Instances started because requests waited with none running.
+    pub cold_starts: AtomicU64,
+    /// Total time of those cold starts (first waiting request to instance ready), in µs.
+    pub cold_start_micros: AtomicU64,
+    /// Instance starts that failed.
+    pub failed_starts: AtomicU64,
+    /// Requests refused because the queue was full.
+    pub overloaded: AtomicU64,
+}
+
+/// A revision's instances and the requests for them.
+pub struct Revision {
+    spec: Arc<RevisionSpec>,
+    state: Mutex<State>,
+    /// Room or instances changed: waiters look again.
+    changed: Notify,
+    /// The scaler has something to decide.
+    wake: Notify,
+    /// Counters.
+    pub stats: RevisionStats,
+}
+
+/// What a revision looks like now, for statuses and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionSnapshot {
+    /// Instances ready.
+    pub ready: u32,
+    /// Instances starting.
+    pub starting: u32,
+    /// Instances the current work asks for.
+    pub wanted: u32,
+    /// Requests in flight.
+    pub in_flight: usize,
+    /// Requests waiting for room.
+    pub waiting: usize,
+    /// Whether an instance was ever ready.
+    pub ever_ready: bool,
+    /// Why the last start failed, if the last start failed.
+    pub last_failure: Option<String>,
+}
+
+/// An instance's room for one request: released when dropped.
+pub struct Lease {
+    revision: Arc<Revision>,
+    instance: u64,
+    /// Where the instance listens.
+    pub addr: SocketAddr,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut st = self.revision.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+        if let Some(slot) = st.slots.iter_mut().find(|s| s.instance.id == self.instance) {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+        }
+        st.last_busy = Some(Instant::now());
+        drop(st);
+        self.revision.changed.notify_waiters();
+        self.revision.wake.notify_one();
+    }
+}
+
+impl Revision {
+    /// A revision with no instance yet; [`Revision::run`] scales it.
+    pub fn new(spec: RevisionSpec) -> Arc<Self> {
+        Arc::new(Revision {
+            spec: Arc::new(spec),
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            wake: Notify::new(),
+            stats: RevisionStats::default(),
+        })
+    }
+
+    /// What it runs.
+    pub fn spec(&self) -> &RevisionSpec {
+        &self.spec
+    }
+
+    /// The revision's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Its state now.
+    pub fn snapshot(&self) -> RevisionSnapshot {
+        let st = self.lock();
+        RevisionSnapshot {
+            ready: st.slots.iter().filter(|s| !s.draining).count() as u32,
+            starting: st.starting,
+            wanted: self.wanted(&st),
+            in_flight: st.in_flight,
+            waiting: st.waiting,
+            ever_ready: st.ever_ready,
+            last_failure: st.last_failure.clone(),
+        }
+    }
+
+    /// Whether an instance was ever ready (a new revision takes traffic only then).
+    pub fn is_ready(&self) -> bool {
+        self.lock().ever_ready
+    }
+
+    /// Resolves once an instance has been ready (at once if one was), or the revision stopped.
+    pub async fn ready(&self) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = self.lock();
+                if st.ever_ready || st.stopped {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Room at an instance for one request, waiting up to the revision's timeout.
+    pub async fn acquire(self: &Arc<Self>) -> Result<Lease, ActivateError> {
+        let deadline = Instant::now() + self.spec.timeout;
+        let mut waiting_since_epoch: Option<u64> = None;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.lock();
+                if st.stopped {
+                    if waiting_since_epoch.is_some() {
+                        st.waiting -= 1;
+                    }
+                    return Err(ActivateError::Stopped(self.spec.name.clone()));
+                }
+                if let Some(lease) = self.take_room(&mut st) {
+                    if waiting_since_epoch.is_some() {
+                        st.waiting -= 1;
+                    }
+                    return Ok(lease);
+                }
+                match waiting_since_epoch {
+                    Some(epoch)
+                        if epoch != st.failure_epoch
+                            && st.starting == 0
+                            && st.slots.iter().all(|s| s.draining) =>
+                    {
+                        st.waiting -= 1;
+                        return Err(ActivateError::Failed {
+                            revision: self.spec.name.clone(),
+                            reason: st.last_failure.clone().unwrap_or_default(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        if st.waiting >= QUEUE_CAPACITY {
+                            self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+                            return Err(ActivateError::Overloaded(self.spec.name.clone()));
+                        }
+                        st.waiting += 1;
+                        st.last_busy = Some(Instant::now());
+                        if st.slots.is_empty() && st.cold_since.is_none() {
+                            st.cold_since = Some(Instant::now());
+                        }
+                        waiting_since_epoch = Some(st.failure_epoch);
+                    }
+                }
+            }
+            self.wake.notify_one();
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                self.lock().waiting -= 1;
+                return Err(ActivateError::Timeout(self.spec.name.clone()));
+            }
+        }
+    }
+
+    /// The least-loaded instance with room, counted in.
+    fn take_room(self: &Arc<Self>, st: &mut State) -> Option<Lease> {
+        let cc = self.spec.container_concurrency;
+        let slot = st
+            .slots
+            .iter_mut()
+            .filter(|s| !s.draining && (cc == 0 || s.in_flight < cc))
+            .min_by_key(|s| s.in_flight)?;
+        slot.in_flight += 1;
+        let lease = Lease {
+            revision: self.clone(),
+            instance: slot.instance.id,
+            addr: slot.instance.addr,
+        };
+        st.in_flight += 1;
+        st.last_busy = Some(Instant::now());
+        Some(lease)
+    }
+
+    fn wanted(&self, st: &State) -> u32 {
+        let mut wanted = self.spec.instances_for(st.in_flight + st.waiting);
+        if st.waiting > 0 && wanted == 0 {
+            wanted = 1;
+        }
+        if !st.ever_ready && st.slots.is_empty() && st.starting == 0 && st.failures_in_row == 0 {
+            // A new revision starts at its initial scale.
+            wanted = wanted.max(
+                self.spec
+                    .initial_scale
+                    .min(self.spec.max_scale.unwrap_or(u32::MAX)),
+            );
+        }
+        wanted
+    }
+
+    /// Scales the revision until it is stopped: starts instances when work needs them (at once
+    /// when waking from zero), replaces those that die, stops idle ones after the grace period.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let next_check = self.scale_once();
+            if self.lock().stopped {
+                break;
+            }
+            let wake = self.wake.notified();
+            match next_check {
+                Some(at) => {
+                    tokio::select! {
+                        _ = wake => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => wake.await,
+            }
+        }
+        self.drain_all().await;
+    }
+
+    /// One scaling decision; returns when to look again without being woken.
+    fn scale_once(self: &Arc<Self>) -> Option<Instant> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if st.stopped {
+            return None;
+        }
+        let wanted = self.wanted(&st);
+        let live = st.slots.iter().filter(|s| !s.draining).count() as u32 + st.starting;
+        if live < wanted {
+            if let Some(at) = st.next_start
+                && at > now
+            {
+                return Some(at);
+            }
+            for _ in live..wanted {
+                st.starting += 1;
+                st.next_instance += 1;
+                let id = st.next_instance;
+                let cold = st.slots.is_empty();
+                tokio::spawn(self.clone().start_instance(id, cold));
+            }
+            return None;
+        }
+        let idle = st.in_flight == 0 && st.waiting == 0;
+        let keep = wanted.max(self.spec.min_scale);
+        let serving = st.slots.iter().filter(|s| !s.draining).count() as u32;
+        if serving > keep {
+            let quiet_until = st.last_busy.unwrap_or(now) + self.spec.scale_to_zero_grace;
+            if idle || keep > 0 {
+                if now >= quiet_until {
+                    // The least loaded leave first.
+                    let mut extra = serving - keep;
+                    let mut order: Vec<usize> = (0..st.slots.len())
+                        .filter(|&i| !st.slots[i].draining)
+                        .collect();
+                    order.sort_by_key(|&i| st.slots[i].in_flight);
+                    for i in order {
+                        if extra == 0 {
+                            break;
+                        }
+                        st.slots[i].draining = true;
+                        extra -= 1;
+                        tokio::spawn(self.clone().retire(st.slots[i].instance.clone()));
+                    }
+                    return None;
+                }
+                return Some(quiet_until);
+            }
+        }
+        None
+    }
+
+    async fn start_instance(self: Arc<Self>, id: u64, cold: bool) {
+        let result = Instance::start(&self.spec, id).await;
+        let stopped = {
+            let mut st = self.lock();
+            st.starting -= 1;
+            st.stopped
+        };
+        if stopped {
+            if let Ok(instance) = result {
+                instance.stop(self.spec.stop_grace).await;
+            }
+            self.changed.notify_waiters();
+            return;
+        }
+        let mut st = self.lock();
+        match result {
+            Ok(instance) => {
+                let instance = Arc::new(instance);
+                st.slots.push(Slot {
+                    instance: instance.clone(),
+                    in_flight: 0,
+                    draining: false,
+                });
+                st.ever_ready = true;
+                st.failures_in_row = 0;
+                st.next_start = None;
+                st.last_failure = None;
+                if let Some(since) = st.cold_since.take()
+                    && cold
+                {
+                    self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .cold_start_micros
+                        .fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+                drop(st);
+                tokio::spawn(self.clone().watch(instance));
+            }
+            Err(e) => {
+                self.stats.failed_starts.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(revision = %format!("{}/{}", self.spec.namespace, self.spec.name), instance = id, error = %e, "instance did not start");
+                st.failure_epoch += 1;
+                st.failures_in_row += 1;
+                st.last_failure = Some(reason(&e));
+                let backoff = Duration::from_secs(1 << st.failures_in_row.min(5).saturating_sub(1))
+                    .min(Duration::from_secs(30));
+                st.next_start = Some(Instant::now() + backoff);
+                drop(st);
+            }
+        }
+        self.changed.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    /// Waits for an instance to exit; one that was not asked to leave is replaced.
+    async fn watch(self: Arc<Self>, instance: Arc<Instance>) {
+        let status = instance.exited().await;
+        let mut st = self.lock();
+        let Some(at) = st.slots.iter().position(|s| s.instance.id == instance.id) else {
+            return;
+        };
+        let slot = st.slots.remove(at);
+        if !slot.draining && !st.stopped {
+            tracing::warn!(revision = %format!("{}/{}", self.spec.namespace, self.spec.name), instance = instance.id, %status, output = %instance.last_output().join(" | "), "instance exited; replacing it");
+            st.in_flight = st.in_flight.saturating_sub(slot.in_flight as usize);
+            st.last_failure = Some(format!("instance exited ({status})"));
+        }
+        drop(st);
+        self.changed.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    /// Lets an instance finish its requests, then stops it.
+    async fn retire(self: Arc<Self>, instance: Arc<Instance>) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let busy = self
+                .lock()
+                .slots
+                .iter()
+                .any(|s| s.instance.id == instance.id && s.in_flight > 0);
+            if !busy {
+                break;
+            }
+            notified.await;
+        }
+        tracing::info!(revision = %format!("{}/{}", self.spec.namespace, self.spec.name), instance = instance.id, "instance stopping (idle)");
+        instance.stop(self.spec.stop_grace).await;
+    }
+
+    /// Stops the revision: waiting requests are refused, instances finish their requests and
+    /// stop. Returns once they have.
+    pub fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    async fn drain_all(self: &Arc<Self>) {
+        let slots: Vec<Arc<Instance>> = {
+            let mut st = self.lock();
+            st.slots.iter_mut().for_each(|s| s.draining = true);
+            st.slots.iter().map(|s| s.instance.clone()).collect()
+        };
+        let retiring: Vec<_> = slots
+            .into_iter()
+            .map(|i| tokio::spawn(self.clone().retire(i)))
+            .collect();
+        for r in retiring {
+            let _ = r.await;
+        }
+    }
+}
+
+fn reason(e: &StartError) -> String {
+    e.to_string()
+}

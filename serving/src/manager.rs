@@ -1,0 +1,532 @@
+//! The Services that run, and the way in to them.
+//!
+//! [`Serving::apply`] takes the configuration's Services (at start-up and on each reload): each
+//! Service's template gives its revision (new when the template changed, from the history in the
+//! data directory), every revision its traffic names runs (its activator and scaler), the
+//! Route is rebuilt, and revisions nothing routes to any more stop after their requests.
+//! [`Serving::request`] takes a request for a Service (by Host at Ember's listener, or a trigger's
+//! delivery): route → activator → instance, the response streamed back while the instance's
+//! room stays taken.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use ember_api::serving::{RevisionTemplate, Service};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
+use tokio::task::JoinHandle;
+
+use crate::activator::{ActivateError, Lease, Revision, RevisionSnapshot};
+use crate::history::{History, HistoryError};
+use crate::proxy::{Body, BoxError, InstanceClient, Origin, text};
+use crate::revision::RevisionSpec;
+use crate::route::{Route, Target};
+
+/// A running revision: its activator and its scaler task.
+struct Running {
+    revision: Arc<Revision>,
+    scaler: JoinHandle<()>,
+}
+
+/// One Service: its revisions and its route.
+struct ServiceState {
+    service: Service,
+    revisions: BTreeMap<String, Running>,
+    /// Newest first: what `latestRevision` follows (the first ready one).
+    latest: Vec<Arc<Revision>>,
+    route: Arc<Route>,
+    /// The revision the template makes now.
+    latest_created: String,
+    /// The revisions routed once the latest is ready: the latest and those the traffic names.
+    pinned: Vec<String>,
+}
+
+/// What `apply` did, per Service.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Revisions created, `namespace/name`.
+    pub created: Vec<String>,
+    /// Revisions stopped.
+    pub stopped: Vec<String>,
+}
+
+/// Why a request got no answer from the function.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No such Service (or tag).
+    #[error("no Service {0}")]
+    NotFound(String),
+    /// The activator refused it.
+    #[error(transparent)]
+    Activate(#[from] ActivateError),
+    /// Forwarding failed.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
+}
+
+impl RequestError {
+    /// The status a client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RequestError::NotFound(_) => StatusCode::NOT_FOUND,
+            RequestError::Activate(ActivateError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            RequestError::Activate(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Proxy(p) => p.status(),
+        }
+    }
+
+    /// The response a client gets: a 503 from a full queue says when to retry.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let mut resp = text(status, format!("{self}\n"));
+        if matches!(self, RequestError::Activate(ActivateError::Overloaded(_))) {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
+    }
+}
+
+/// `(namespace, name)`.
+type ServiceKey = (String, String);
+
+/// Serving: every Service of the configuration, running.
+pub struct Serving {
+    data_dir: PathBuf,
+    client: InstanceClient,
+    /// Knative's `scale-to-zero-grace-period` for every revision.
+    scale_to_zero_grace: Mutex<std::time::Duration>,
+    services: RwLock<HashMap<ServiceKey, Arc<Mutex<ServiceState>>>>,
+}
+
+impl Serving {
+    /// Serving with revision histories under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Serving {
+            data_dir: data_dir.into(),
+            client: InstanceClient::default(),
+            scale_to_zero_grace: Mutex::new(crate::revision::DEFAULT_SCALE_TO_ZERO_GRACE),
+            services: RwLock::default(),
+        }
+    }
+
+    /// Sets how long a revision stays idle before its last instance stops, for the revisions
+    /// created from now on (Knative's `scale-to-zero-grace-period`, default 30 s).
+    pub fn set_scale_to_zero_grace(&self, grace: std::time::Duration) {
+        *self
+            .scale_to_zero_grace
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = grace;
+    }
+
+    /// Whether Service `namespace/name` runs.
+    pub fn has(&self, namespace: &str, name: &str) -> bool {
+        self.services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// Moves to `services`: new revisions for changed templates, routes rebuilt, revisions no
+    /// longer routed stopped (after their requests), Services gone stopped.
+    pub fn apply(&self, services: &[Service]) -> Result<Applied, HistoryError> {
+        let mut applied = Applied::default();
+        let mut map = self.services.write().unwrap_or_else(|e| e.into_inner());
+        let keep: Vec<(String, String)> = services
+            .iter()
+            .map(|s| (s.metadata.namespace.clone(), s.metadata.name.clone()))
+            .collect();
+        let gone: Vec<(String, String)> =
+            map.keys().filter(|k| !keep.contains(k)).cloned().collect();
+        for key in gone {
+            if let Some(state) = map.remove(&key) {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                for (name, r) in std::mem::take(&mut st.revisions) {
+                    r.revision.stop();
+                    applied.stopped.push(format!("{}/{name}", key.0));
+                }
+            }
+        }
+        for service in services {
+            let key = (
+                service.metadata.namespace.clone(),
+                service.metadata.name.clone(),
+            );
+            let state = map.get(&key).cloned();
+            match state {
+                Some(state) => {
+                    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                    self.update(&mut st, service, &mut applied)?;
+                    drop(st);
+                    finish_rollout(&state);
+                }
+                None => {
+                    let st = self.create(service, &mut applied)?;
+                    map.insert(key, Arc::new(Mutex::new(st)));
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    fn create(
+        &self,
+        service: &Service,
+        applied: &mut Applied,
+    ) -> Result<ServiceState, HistoryError> {
+        let mut st = ServiceState {
+            service: service.clone(),
+            revisions: BTreeMap::new(),
+            latest: Vec::new(),
+            route: Arc::new(Route::new(Vec::new())),
+            latest_created: String::new(),
+            pinned: Vec::new(),
+        };
+        self.update(&mut st, service, applied)?;
+        Ok(st)
+    }
+
+    fn update(
+        &self,
+        st: &mut ServiceState,
+        service: &Service,
+        applied: &mut Applied,
+    ) -> Result<(), HistoryError> {
+        let ns = &service.metadata.namespace;
+        let name = &service.metadata.name;
+        let mut history = History::load(&self.data_dir, ns, name)?;
+        let (latest, created) = history.revision_for(name, &service.spec.template)?;
+        if created {
+            applied.created.push(format!("{ns}/{latest}"));
+            tracing::info!(service = %format!("{ns}/{name}"), revision = %latest, "revision created");
+        }
+        st.service = service.clone();
+        st.latest_created = latest.clone();
+        // The revisions to run: the latest, those the traffic names, and — while the latest is
+        // not ready yet — the one serving now.
+        let mut wanted: Vec<String> = vec![latest.clone()];
+        for t in &service.spec.traffic {
+            if let Some(r) = &t.revision_name
+                && !wanted.contains(r)
+            {
+                wanted.push(r.clone());
+            }
+        }
+        st.pinned = wanted.clone();
+        let follows_latest = service.spec.traffic.is_empty()
+            || service
+                .spec
+                .traffic
+                .iter()
+                .any(|t| t.latest_revision == Some(true));
+        if follows_latest {
+            let serving_now = st.latest.iter().find(|r| r.is_ready()).cloned();
+            let latest_ready = st
+                .revisions
+                .get(&latest)
+                .is_some_and(|r| r.revision.is_ready());
+            if let Some(r) = serving_now
+                && !latest_ready
+                && !wanted.iter().any(|w| w == r.name())
+            {
+                wanted.push(r.name().to_owned());
+            }
+        }
+        for r in &wanted {
+            if st.revisions.contains_key(r) {
+                continue;
+            }
+            let template = if *r == latest {
+                Some(service.spec.template.clone())
+            } else {
+                history.template(r)
+            };
+            let Some(template) = template else {
+                // A traffic target naming a revision that does not exist: nothing to run; the
+                // route gives it no requests.
+                tracing::warn!(service = %format!("{ns}/{name}"), revision = %r, "traffic names an unknown revision");
+                continue;
+            };
+            let mut spec = RevisionSpec::from_service(&with_template(service, template), r);
+            spec.scale_to_zero_grace = *self
+                .scale_to_zero_grace
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let revision = Revision::new(spec);
+            let scaler = tokio::spawn(revision.clone().run());
+            st.revisions.insert(r.clone(), Running { revision, scaler });
+        }
+        // `latestRevision` follows the newest ready revision of those created, newest first.
+        let mut order: Vec<&str> = history
+            .revisions()
+            .iter()
+            .rev()
+            .map(|r| r.name.as_str())
+            .collect();
+        order.retain(|n| st.revisions.contains_key(*n));
+        st.latest = order
+            .iter()
+            .filter_map(|n| st.revisions.get(*n).map(|r| r.revision.clone()))
+            .collect();
+        st.route = Arc::new(self.route_of(st));
+        // Stop what nothing routes to any more.
+        let routed: Vec<String> = st
+            .revisions
+            .keys()
+            .filter(|n| wanted.contains(n))
+            .cloned()
+            .collect();
+        let stale: Vec<String> = st
+            .revisions
+            .keys()
+            .filter(|n| !routed.contains(n))
+            .cloned()
+            .collect();
+        for n in stale {
+            if let Some(r) = st.revisions.remove(&n) {
+                r.revision.stop();
+                drop(r.scaler);
+                applied.stopped.push(format!("{ns}/{n}"));
+            }
+        }
+        st.latest.retain(|r| routed.iter().any(|n| n == r.name()));
+        history.mark_active(&routed)?;
+        Ok(())
+    }
+
+    fn route_of(&self, st: &ServiceState) -> Route {
+        let traffic = &st.service.spec.traffic;
+        if traffic.is_empty() {
+            return Route::with_latest(
+                vec![Target {
+                    revision: st
+                        .latest
+                        .first()
+                        .cloned()
+                        .expect("the latest revision runs"),
+                    percent: 100,
+                    tag: None,
+                    latest: true,
+                }],
+                st.latest.clone(),
+            );
+        }
+        let targets = traffic
+            .iter()
+            .filter_map(|t| {
+                let revision = match &t.revision_name {
+                    Some(r) => st.revisions.get(r)?.revision.clone(),
+                    None => st.latest.first()?.clone(),
+                };
+                Some(Target {
+                    revision,
+                    percent: t.percent.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                    tag: t.tag.clone(),
+                    latest: t.latest_revision == Some(true),
+                })
+            })
+            .collect();
+        Route::with_latest(targets, st.latest.clone())
+    }
+
+    /// The revisions of Service `namespace/name` and their state now.
+    pub fn revisions(&self, namespace: &str, name: &str) -> Vec<(String, RevisionSnapshot)> {
+        let Some(state) = self.state(namespace, name) else {
+            return Vec::new();
+        };
+        let st = state.lock().unwrap_or_else(|e| e.into_inner());
+        st.revisions
+            .iter()
+            .map(|(n, r)| (n.clone(), r.revision.snapshot()))
+            .collect()
+    }
+
+    /// The running revision `namespace/name`.
+    pub fn revision(&self, namespace: &str, name: &str) -> Option<Arc<Revision>> {
+        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+        services
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .find_map(|(_, s)| {
+                let st = s.lock().unwrap_or_else(|e| e.into_inner());
+                st.revisions.get(name).map(|r| r.revision.clone())
+            })
+    }
+
+    /// The revision Service `namespace/name`'s template makes now.
+    pub fn latest_created(&self, namespace: &str, name: &str) -> Option<String> {
+        let state = self.state(namespace, name)?;
+        let st = state.lock().unwrap_or_else(|e| e.into_inner());
+        Some(st.latest_created.clone())
+    }
+
+    fn state(&self, namespace: &str, name: &str) -> Option<Arc<Mutex<ServiceState>>> {
+        self.services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Whether `(service, namespace)` runs: for telling a tagged host from a plain one.
+    pub fn knows(&self, service: &str, namespace: &str) -> bool {
+        self.has(namespace, service)
+    }
+
+    /// Sends `req` to Service `namespace/name` (or its `tag`): a revision by the route's weights,
+    /// an instance with room (woken from zero if need be), the response streamed back.
+    pub async fn request(
+        &self,
+        namespace: &str,
+        name: &str,
+        tag: Option<&str>,
+        req: Request<Body>,
+        origin: Origin,
+    ) -> Result<Response<Body>, RequestError> {
+        let not_found = || {
+            RequestError::NotFound(match tag {
+                Some(t) => format!("{namespace}/{name} tag {t}"),
+                None => format!("{namespace}/{name}"),
+            })
+        };
+        let route = {
+            let state = self.state(namespace, name).ok_or_else(not_found)?;
+            let st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.route.clone()
+        };
+        let pick = |route: &Route| match tag {
+            Some(t) => route.tagged(t),
+            None => route.pick(),
+        };
+        let mut revision = pick(&route).ok_or_else(not_found)?;
+        let lease = match revision.acquire().await {
+            // Retired between the pick and now (a rollout finished): the route has moved on.
+            Err(ActivateError::Stopped(_)) => {
+                let state = self.state(namespace, name).ok_or_else(not_found)?;
+                let route = state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .route
+                    .clone();
+                revision = pick(&route).ok_or_else(not_found)?;
+                revision.acquire().await?
+            }
+            other => other?,
+        };
+        let timeout = revision.spec().timeout;
+        let resp = self
+            .client
+            .forward(lease.addr, req, origin, timeout)
+            .await?;
+        // The instance's room stays taken until the response body has been sent.
+        Ok(resp.map(|body| {
+            LeasedBody {
+                body,
+                lease: Some(lease),
+            }
+            .boxed_unsync()
+        }))
+    }
+
+    /// Stops every revision (their requests finish first) and waits for them.
+    pub async fn shutdown(&self) {
+        let states: Vec<Arc<Mutex<ServiceState>>> = self
+            .services
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        let mut scalers = Vec::new();
+        for s in states {
+            let mut st = s.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, r) in std::mem::take(&mut st.revisions) {
+                r.revision.stop();
+                scalers.push(r.scaler);
+            }
+        }
+        for s in scalers {
+            let _ = s.await;
+        }
+    }
+}
+
+/// Once the latest revision is ready, stops the revision that served while it started (if any
+/// still runs that is no longer pinned by the traffic).
+fn finish_rollout(state: &Arc<Mutex<ServiceState>>) {
+    let (latest, name) = {
+        let st = state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.revisions.keys().all(|n| st.pinned.contains(n)) {
+            return;
+        }
+        let Some(latest) = st.revisions.get(&st.latest_created) else {
+            return;
+        };
+        (latest.revision.clone(), st.latest_created.clone())
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        latest.ready().await;
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.latest_created != name || !latest.is_ready() {
+            return;
+        }
+        let stale: Vec<String> = st
+            .revisions
+            .keys()
+            .filter(|n| !st.pinned.contains(n))
+            .cloned()
+            .collect();
+        for n in stale {
+            if let Some(r) = st.revisions.remove(&n) {
+                tracing::info!(revision = %n, "revision no longer routed: stopping after its requests");
+                r.revision.stop();
+            }
+        }
+        let pinned = st.pinned.clone();
+        st.latest.retain(|r| pinned.iter().any(|n| n == r.name()));
+    });
+}
+
+fn with_template(service: &Service, template: RevisionTemplate) -> Service {
+    let mut s = service.clone();
+    s.spec.template = template;
+    s
+}
+
+/// A response body that keeps its instance's room taken until it ends.
+struct LeasedBody {
+    body: Body,
+    lease: Option<Lease>,
+}
+
+impl hyper::body::Body for LeasedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.lease.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
