@@ -1,4 +1,4 @@
-//! The command line: `ember run`, `ember validate`, `ember send`, `ember display`.
+//! The command line: `ember run`, `ember validate`, `ember send`, `ember display`, `ember get`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::display::DisplayArgs;
+use crate::get::GetArgs;
 use crate::logging::{self, LogFormat};
 use crate::run::RunArgs;
 use crate::send::SendArgs;
@@ -16,7 +17,7 @@ use crate::send::SendArgs;
 #[derive(Debug, Parser)]
 #[command(name = "ember", version, propagate_version = true)]
 #[command(
-    after_help = "Example:\n  ember run -f examples/quickstart/\n  ember send --to http://127.0.0.1:8080/default/default --type com.example.hello --source /me"
+    after_help = "Example:\n  ember run -f examples/quickstart/\n  ember send --to http://127.0.0.1:8080/default/default --type com.example.hello --source /me\n  ember get triggers"
 )]
 pub struct Cli {
     /// Log line format (the level comes from RUST_LOG, default `info`); for `ember display`,
@@ -39,6 +40,8 @@ pub enum Command {
     Send(SendArgs),
     /// Listen for CloudEvents and print each one (a subscriber for trying triggers out).
     Display(DisplayArgs),
+    /// Show the resources of a running Ember and their status (Ready, reasons), as kubectl get.
+    Get(GetArgs),
 }
 
 /// Where the configuration is.
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
                 };
                 crate::display::run(args, style).await
             }
+            Command::Get(args) => crate::get::run(args).await,
         }
     });
     match result {

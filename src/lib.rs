@@ -1,7 +1,8 @@
 //! The `ember` binary's library: the command line, the HTTP listener and its routing table,
 //! wiring the crates together for a configuration, and the live topology that moves a running
-//! Ember from one configuration to the next ([`topology`], [`reload`]). `main.rs` only parses
-//! arguments and calls [`cli::main`].
+//! Ember from one configuration to the next ([`topology`], [`reload`]), with every resource's
+//! status served read-only ([`status`]) and shown by `ember get` ([`get`]). `main.rs` only
+//! parses arguments and calls [`cli::main`].
 //!
 //! Owns: wiring and the process (signals, listeners, reloads, `/metrics`). Never does: what a
 //! crate owns — no event parsing, delivery, filtering or source logic lives here; adding a source
@@ -11,6 +12,7 @@ pub mod allocator;
 pub mod cli;
 pub mod connection;
 pub mod display;
+pub mod get;
 pub mod logging;
 pub mod metrics;
 pub mod output;
@@ -19,5 +21,6 @@ pub mod run;
 pub mod send;
 pub mod server;
 pub mod sources;
+pub mod status;
 pub mod topology;
 pub mod wiring;

@@ -1,5 +1,6 @@
 //! Ember's HTTP listener: broker ingress at `/{namespace}/{broker}`, each WebhookSource's path,
-//! `/healthz`, `/readyz` and `/metrics`.
+//! `/healthz`, `/readyz`, `/metrics`, and the resources with their statuses, read-only, under
+//! `/apis/` (see [`crate::status`]).
 //!
 //! The server takes a bound listener and a shutdown signal (so tests bind port 0). On shutdown
 //! it stops accepting, lets requests in progress finish — an ingress request finishes when its
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::connection::{self, ConnectionLimits, TimedBody};
+use crate::status::{self, Statuses};
 
 /// Routes requests to brokers and health endpoints.
 pub struct Router {
@@ -33,6 +35,8 @@ pub struct Router {
     metrics: prometheus_client::registry::Registry,
     /// WebhookSources by path, as their sources start and stop.
     webhooks: Arc<WebhookRoutes>,
+    /// The resources' statuses, served under `/apis/`.
+    statuses: Option<Arc<Statuses>>,
 }
 
 impl Router {
@@ -45,7 +49,14 @@ impl Router {
             ready: AtomicBool::new(false),
             metrics,
             webhooks,
+            statuses: None,
         }
+    }
+
+    /// Serves `statuses` under `/apis/`.
+    pub fn with_statuses(mut self, statuses: Arc<Statuses>) -> Self {
+        self.statuses = Some(statuses);
+        self
     }
 
     /// Adds the counters of the sources `sources` runs to `/metrics`.
@@ -86,6 +97,12 @@ impl Router {
         if let Some(broker) = self.brokers.by_path(path) {
             return ingress::handle(Some(&broker), req).await;
         }
+        // Behind every ingress path: a broker's path has two segments, an API path at least four.
+        if path.starts_with(status::PREFIX)
+            && let Some(statuses) = &self.statuses
+        {
+            return api(statuses, &req).await;
+        }
         let mut segments = path.trim_start_matches('/').split('/');
         match (segments.next(), segments.next(), segments.next()) {
             (Some(ns), Some(name), None) if !ns.is_empty() && !name.is_empty() => {
@@ -98,6 +115,51 @@ impl Router {
             ),
         }
     }
+}
+
+/// A read of the resources API: GET only. The answer is built on a blocking thread, since a
+/// list of ten thousand Triggers parses as many documents.
+async fn api(statuses: &Arc<Statuses>, req: &Request<TimedBody>) -> Response<Full<Bytes>> {
+    if req.method() != http::Method::GET {
+        let message = format!(
+            "{} is not allowed: Ember's resources API is read-only (GET)",
+            req.method()
+        );
+        let mut resp = json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &status::failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message),
+        );
+        resp.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
+        return resp;
+    }
+    let path = req.uri().path().to_owned();
+    let statuses = statuses.clone();
+    match tokio::task::spawn_blocking(move || statuses.respond(&path)).await {
+        Ok((code, body)) => json_bytes(code, body),
+        Err(e) => {
+            tracing::error!(error = %e, "answering a resources API request failed");
+            let code = StatusCode::INTERNAL_SERVER_ERROR;
+            json(
+                code,
+                &status::failure(code, "InternalError", "the request failed"),
+            )
+        }
+    }
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    json_bytes(status, body.to_string().into_bytes())
+}
+
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -21,6 +21,11 @@
 //!
 //! Ingress never refuses because of a reload: the listener, and every broker that stays, keep
 //! serving throughout.
+//!
+//! Every resource of the full configuration — running or waiting — has a status
+//! ([`Statuses`]): its configuration-decided conditions are recorded at start and on every
+//! reload, before the runnable filter, and its runtime-decided ones are read once what runs has
+//! changed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -29,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ember_api::config::{ConfigDiff, Fingerprint};
+use ember_api::config::{ConfigDiff, Fingerprint, Readiness};
 use ember_api::resource::{Kind, ResourceId};
 use ember_broker::broker::{Broker, TriggerChanges};
 use ember_broker::delivery::{BrokerDirectory, HttpClient, http_client};
@@ -42,6 +47,7 @@ use tokio::task::JoinHandle;
 use crate::connection::ConnectionLimits;
 use crate::server::{Router, serve};
 use crate::sources::Sinks;
+use crate::status::{self, Statuses};
 use crate::wiring::{self, BrokerPlan, Config, SubscriberLimits};
 use ember_broker::dispatch::TriggerConfig;
 
@@ -63,6 +69,8 @@ pub struct Ember {
     pub sources: Arc<SourceManager>,
     /// Where sources' events go: a source's `sink` resolved to a broker or a URL.
     pub sinks: Sinks,
+    /// Every resource's status, served under `/apis/`.
+    pub statuses: Arc<Statuses>,
     brokers: BTreeMap<String, RunningBroker>,
     fingerprint: Fingerprint,
     limits: SubscriberLimits,
@@ -86,7 +94,9 @@ impl Ember {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
         // What runs: every Broker, and each other resource whose references resolve.
-        let config = &config.runnable(&config.readiness());
+        let whole = config;
+        let readiness = whole.readiness();
+        let config = &whole.runnable(&readiness);
         let mut subscriber_limits = SubscriberLimits::default();
         let addr = listener.local_addr()?;
         let plans = wiring::brokers(config, data_dir, addr, &mut subscriber_limits)?;
@@ -110,7 +120,18 @@ impl Ember {
             sources.shutdown().await;
             return Err(e);
         }
-        let router = Arc::new(Router::new(directory.clone(), routes).with_sources(sources.clone()));
+        let statuses = Arc::new(Statuses::new(status::Running {
+            brokers: directory.clone(),
+            sources: sources.clone(),
+            listen: addr,
+        }));
+        let fingerprint = observe(&statuses, whole, &readiness);
+        statuses.observe_running();
+        let router = Arc::new(
+            Router::new(directory.clone(), routes)
+                .with_sources(sources.clone())
+                .with_statuses(statuses.clone()),
+        );
         router.set_ready(true);
         let server = tokio::spawn(serve(listener, router, limits, signal, grace));
         Ok(Self {
@@ -118,8 +139,9 @@ impl Ember {
             directory,
             sources,
             sinks,
+            statuses,
             brokers,
-            fingerprint: Fingerprint::of(config),
+            fingerprint,
             limits: subscriber_limits,
             data_dir: data_dir.to_owned(),
             client,
@@ -150,9 +172,11 @@ impl Ember {
         let data_dir = self.data_dir.clone();
         let addr = self.addr;
         let mut limits = std::mem::take(&mut self.limits);
+        let statuses = self.statuses.clone();
         let prepared = tokio::task::spawn_blocking(move || {
-            let config = config.runnable(&config.readiness());
-            let fingerprint = Fingerprint::of(&config);
+            let readiness = config.readiness();
+            let fingerprint = observe(&statuses, &config, &readiness);
+            let config = config.runnable(&readiness);
             let diff = ConfigDiff::of_fingerprints(&old, &fingerprint);
             let plans = if diff.is_empty() {
                 Ok(Vec::new())
@@ -167,6 +191,7 @@ impl Ember {
         self.limits = limits;
         let plans = plans?;
         if diff.is_empty() {
+            self.statuses.observe_running();
             return Ok(diff);
         }
         let brokers = diff.of_kind(Kind::Broker);
@@ -266,6 +291,7 @@ impl Ember {
             }
         }
         self.fingerprint = fingerprint;
+        self.statuses.observe_running();
         // Ten thousand parsed resources take a while to free, too.
         tokio::task::spawn_blocking(move || drop((config, plans)));
         Ok(diff)
@@ -357,6 +383,21 @@ impl RunningBroker {
             tracing::error!(broker = %self.broker.name(), error = %e, "closing the log failed");
         }
     }
+}
+
+/// Records the statuses of the whole configuration `config`, and returns the fingerprint of
+/// what runs of it (`Config::runnable`: every Broker, and every other resource that is Ready),
+/// hashing each resource once for both.
+fn observe(statuses: &Statuses, config: &Config, readiness: &Readiness) -> Fingerprint {
+    let mut fingerprint = Fingerprint::of(config);
+    statuses.observe_config(config, readiness, &fingerprint);
+    fingerprint.retain(|id| id.kind == Kind::Broker || readiness.is_ready(id));
+    debug_assert_eq!(
+        fingerprint,
+        Fingerprint::of(&config.runnable(readiness)),
+        "the runnable part of a fingerprint is the fingerprint of the runnable part"
+    );
+    fingerprint
 }
 
 /// Opens a broker (recovering its log) without starting it.

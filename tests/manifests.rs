@@ -147,17 +147,30 @@ async fn a_list_with_a_secret_document_runs_and_a_changed_secret_applies_on_relo
         post(&url, &with("Bearer wrong"), "{}").await.status,
         StatusCode::UNAUTHORIZED
     );
-    assert!(post(&url, &with("Bearer s3cret"), "{}").await.status.is_success());
+    assert!(
+        post(&url, &with("Bearer s3cret"), "{}")
+            .await
+            .status
+            .is_success()
+    );
     assert!(eventually(Duration::from_secs(10), || sub.count() == 1).await);
 
     // The Secret changes: the source that uses it restarts with the new value.
-    let diff = ember.reload(&listed("MHRoZXIK", &sub)).await.expect("applies");
+    let diff = ember
+        .reload(&listed("MHRoZXIK", &sub))
+        .await
+        .expect("applies");
     assert_eq!(diff, "changed WebhookSource default/hook");
     assert_eq!(
         post(&url, &with("Bearer s3cret"), "{}").await.status,
         StatusCode::UNAUTHORIZED
     );
-    assert!(post(&url, &with("Bearer 0ther"), "{}").await.status.is_success());
+    assert!(
+        post(&url, &with("Bearer 0ther"), "{}")
+            .await
+            .status
+            .is_success()
+    );
     assert!(eventually(Duration::from_secs(10), || sub.count() == 2).await);
     ember.stop().await;
 }

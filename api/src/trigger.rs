@@ -375,6 +375,10 @@ impl Trigger {
     }
 }
 
+fn default_broker() -> String {
+    "default".to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,8 +464,4 @@ mod tests {
         let back: Vec<Filter> = serde_yaml_ng::from_str(&yaml).expect("parses back");
         assert_eq!(back, t.spec.filters);
     }
-}
-
-fn default_broker() -> String {
-    "default".to_owned()
 }

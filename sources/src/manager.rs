@@ -263,6 +263,20 @@ impl SourceManager {
         self.running.lock().await.keys().cloned().collect()
     }
 
+    /// Whether the source `id` runs: started and not ended. Never waits: while an operation
+    /// holds the manager (a reload starting or stopping sources), it answers from the sources
+    /// registered as started, which an operation updates as it goes.
+    pub fn is_running(&self, id: &ResourceId) -> bool {
+        match self.running.try_lock() {
+            Ok(running) => running.get(id).is_some_and(|r| !r.task.is_finished()),
+            Err(_) => self
+                .metrics
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(id),
+        }
+    }
+
     /// Every running source's counters, by id.
     pub fn metrics(&self) -> Vec<(ResourceId, Arc<dyn SourceMetrics>)> {
         self.metrics

@@ -151,6 +151,14 @@ pub async fn try_request(
     })
 }
 
+/// GETs `url` and reads its body as JSON (panics if it is not JSON).
+pub async fn get_json(url: &str) -> (StatusCode, serde_json::Value) {
+    let reply = request(Method::GET, url, &[], Bytes::new()).await;
+    let value = serde_json::from_slice(&reply.body)
+        .unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {:?}", reply.body));
+    (reply.status, value)
+}
+
 /// POSTs a body with headers.
 pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
     request(Method::POST, url, headers, body).await

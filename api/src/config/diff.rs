@@ -59,6 +59,19 @@ impl Fingerprint {
         }
     }
 
+    /// The hash of resource `id` (its metadata and spec, not what it inherits), if covered:
+    /// equal hashes, same resource.
+    pub fn hash(&self, id: &ResourceId) -> Option<u64> {
+        self.resources.get(id).copied()
+    }
+
+    /// Keeps only the resources for which `keep` holds: the fingerprint of the part of a
+    /// configuration they make up, without hashing it again.
+    pub fn retain(&mut self, mut keep: impl FnMut(&ResourceId) -> bool) {
+        self.resources.retain(|id, _| keep(id));
+        self.inherited.retain(|id, _| keep(id));
+    }
+
     /// How many resources it covers.
     pub fn len(&self) -> usize {
         self.resources.len()
@@ -218,6 +231,21 @@ mod tests {
         // Same resources, other order and spacing.
         let new = config(&format!("{}\n\n---\n{BROKER}", trigger("a", "x")));
         assert!(ConfigDiff::between(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn a_retained_fingerprint_is_the_fingerprint_of_the_part() {
+        let whole = config(&format!(
+            "{BROKER}{}{}",
+            trigger("a", "x"),
+            trigger("b", "x")
+        ));
+        let part = config(&format!("{BROKER}{}", trigger("a", "x")));
+        let mut retained = Fingerprint::of(&whole);
+        retained.retain(|id| !(id.kind == Kind::Trigger && id.name == "b"));
+        assert_eq!(retained, Fingerprint::of(&part));
+        let a = Resource::Trigger(part.triggers[0].resource.clone()).id();
+        assert_eq!(retained.hash(&a), Fingerprint::of(&whole).hash(&a));
     }
 
     #[test]

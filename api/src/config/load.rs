@@ -387,7 +387,10 @@ fn parse_document(doc: &Document, origin: &Origin) -> Result<Outcome, Failed> {
         };
         return fail(
             "kind",
-            format!("{why}: every document names its kind; {}", kubernetes::KINDS),
+            format!(
+                "{why}: every document names its kind; {}",
+                kubernetes::KINDS
+            ),
             None,
         );
     };

@@ -85,6 +85,12 @@ impl Origin {
         }
     }
 
+    /// The document's text as written (shared, not copied): what a status endpoint shows as
+    /// the resource's `metadata` and `spec` without keeping the parsed resource.
+    pub fn text(&self) -> &Arc<str> {
+        &self.text
+    }
+
     fn sort_key(&self) -> (usize, usize) {
         (self.seq, self.document)
     }

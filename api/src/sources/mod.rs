@@ -23,8 +23,8 @@ pub use rabbitmq::{
     RabbitmqSource, RabbitmqSourceSpec,
 };
 pub use webhook::{
-    BasicAuth, BearerAuth, HmacAlgorithm, HmacAuth, HmacEncoding, IdRule, RateLimit,
-    SecretKeyRef, SecretSource, SecretValue, SignedSecret, TypeRule, WebhookAuth, WebhookSource,
+    BasicAuth, BearerAuth, HmacAlgorithm, HmacAuth, HmacEncoding, IdRule, RateLimit, SecretKeyRef,
+    SecretSource, SecretValue, SignedSecret, TypeRule, WebhookAuth, WebhookSource,
     WebhookSourceSpec,
 };
 

@@ -92,7 +92,9 @@ pub fn read_secret_key(r: &ember_api::sources::SecretKeyRef) -> Result<Vec<u8>, 
         name: r.name.clone(),
         key: r.key.clone(),
     })?;
-    usable(value.0.clone(), || format!("Secret {} key {:?}", r.name, r.key))
+    usable(value.0.clone(), || {
+        format!("Secret {} key {:?}", r.name, r.key)
+    })
 }
 
 /// `bytes` without trailing line breaks, unless nothing but whitespace is left.

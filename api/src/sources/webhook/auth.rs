@@ -282,7 +282,10 @@ impl TryFrom<RawBasic> for BasicAuth {
             password: exactly_one(vec![
                 ("passwordFile", r.password_file.map(SecretSource::File)),
                 ("passwordEnv", r.password_env.map(SecretSource::Env)),
-                ("passwordKeyRef", r.password_key_ref.map(SecretSource::KeyRef)),
+                (
+                    "passwordKeyRef",
+                    r.password_key_ref.map(SecretSource::KeyRef),
+                ),
             ])?,
         })
     }
