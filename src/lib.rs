@@ -20,6 +20,7 @@ pub mod reload;
 pub mod run;
 pub mod send;
 pub mod server;
+pub mod serving;
 pub mod sources;
 pub mod status;
 pub mod topology;

@@ -54,6 +54,12 @@ pub struct RunArgs {
     /// (e.g. 10s, 500ms, PT10S).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
+    /// The domain Knative Services are reached under, by Host: `{service}.{namespace}.{domain}`
+    /// (and `{tag}-{service}.{namespace}.{domain}`). `localhost` needs no DNS: curl and
+    /// browsers resolve `*.localhost` to loopback. A `config-domain` ConfigMap (namespace
+    /// `knative-serving`) in the configuration overrides it, as in Knative.
+    #[arg(long, env = "EMBER_DOMAIN", default_value = "localhost", value_name = "DOMAIN")]
+    pub domain: String,
     #[command(flatten)]
     pub connections: ConnectionArgs,
 }
@@ -84,6 +90,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         listener,
         limits,
         args.shutdown_grace,
+        &args.domain,
     )
     .await?;
     // Nothing below reads the configuration (a reload compares fingerprints); free it with the

@@ -37,7 +37,12 @@ pub struct Router {
     webhooks: Arc<WebhookRoutes>,
     /// The resources' statuses, served under `/apis/`.
     statuses: Option<Arc<Statuses>>,
+    /// Knative Services, by `Host`.
+    services: Option<crate::serving::Services>,
 }
+
+/// A response body: Ember's own (whole), or a function's (streamed).
+pub type RouterBody = http_body_util::Either<Full<Bytes>, ember_serving::proxy::Body>;
 
 impl Router {
     /// A router over the brokers of `brokers` and the WebhookSources in `webhooks`; not ready
@@ -50,6 +55,7 @@ impl Router {
             metrics,
             webhooks,
             statuses: None,
+            services: None,
         }
     }
 
@@ -70,8 +76,37 @@ impl Router {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// Answers one request.
-    pub async fn route(&self, req: Request<TimedBody>) -> Response<Full<Bytes>> {
+    /// Serves the Services of `services` by `Host`.
+    pub fn with_services(mut self, services: crate::serving::Services) -> Self {
+        self.services = Some(services);
+        self
+    }
+
+    /// Answers one request from `client`: a Service's when its `Host` names one, else Ember's.
+    pub async fn route(
+        &self,
+        req: Request<TimedBody>,
+        client: Option<std::net::SocketAddr>,
+    ) -> Response<RouterBody> {
+        if let Some(services) = &self.services
+            && let Some(target) = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|host| services.by_host(host))
+        {
+            return services
+                .handle(target, req, client)
+                .await
+                .map(http_body_util::Either::Right);
+        }
+        self.route_local(req)
+            .await
+            .map(http_body_util::Either::Left)
+    }
+
+    /// Answers a request for Ember itself.
+    async fn route_local(&self, req: Request<TimedBody>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
         match path {
             "/healthz" => return text(StatusCode::OK, "ok\n"),
@@ -186,7 +221,7 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -201,7 +236,7 @@ pub async fn serve(
         let router = router.clone();
         let service = service_fn(move |req| {
             let router = router.clone();
-            async move { Ok::<_, Infallible>(router.route(req).await) }
+            async move { Ok::<_, Infallible>(router.route(req, Some(peer)).await) }
         });
         connection::spawn(stream, limits, service, &graceful, permit);
     }

@@ -109,8 +109,20 @@ impl Sinks {
                     .map_err(anyhow::Error::msg)?,
             ),
             Target::Service {
-                namespace, name, ..
-            } => anyhow::bail!("Service {namespace}/{name}: not supported yet: serving"),
+                namespace,
+                name,
+                uri,
+            } => {
+                let path = crate::wiring::service_path(dest, uri.is_some())?;
+                Ok(Arc::new(HttpSink::service(
+                    self.client.clone(),
+                    self.brokers.clone(),
+                    &namespace,
+                    &name,
+                    path.parse()
+                        .with_context(|| format!("{path:?} is not a path"))?,
+                )))
+            }
         }
     }
 

@@ -71,6 +71,10 @@ pub struct Ember {
     pub sinks: Sinks,
     /// Every resource's status, served under `/apis/`.
     pub statuses: Arc<Statuses>,
+    /// The Knative Services that run, and their domain.
+    pub services: crate::serving::Services,
+    /// `--domain`, for when a reload drops `config-domain`.
+    domain_flag: String,
     brokers: BTreeMap<String, RunningBroker>,
     fingerprint: Fingerprint,
     limits: SubscriberLimits,
@@ -90,6 +94,7 @@ impl Ember {
         listener: TcpListener,
         limits: ConnectionLimits,
         grace: Duration,
+        domain: &str,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -109,6 +114,14 @@ impl Ember {
             directory.insert(running.broker.clone());
             brokers.insert(running.broker.name().to_owned(), running);
         }
+        // Services: their revisions start (at their initial scale); triggers and sources reach
+        // them through the directory's gateway, clients by Host.
+        let services = crate::serving::Services::new(
+            Arc::new(ember_serving::Serving::new(data_dir)),
+            crate::serving::domain(whole, domain),
+        );
+        apply_services(&services, config)?;
+        directory.set_services(Arc::new(services.clone()));
         for running in brokers.values_mut() {
             running.start(&client, &directory, grace);
         }
@@ -130,7 +143,8 @@ impl Ember {
         let router = Arc::new(
             Router::new(directory.clone(), routes)
                 .with_sources(sources.clone())
-                .with_statuses(statuses.clone()),
+                .with_statuses(statuses.clone())
+                .with_services(services.clone()),
         );
         router.set_ready(true);
         let server = tokio::spawn(serve(listener, router, limits, signal, grace));
@@ -140,6 +154,8 @@ impl Ember {
             sources,
             sinks,
             statuses,
+            services,
+            domain_flag: domain.to_owned(),
             brokers,
             fingerprint,
             limits: subscriber_limits,
@@ -190,6 +206,8 @@ impl Ember {
         let (config, fingerprint, diff, plans, limits) = prepared;
         self.limits = limits;
         let plans = plans?;
+        self.services
+            .set_domain(crate::serving::domain(&config, &self.domain_flag));
         if diff.is_empty() {
             self.statuses.observe_running();
             return Ok(diff);
@@ -280,9 +298,18 @@ impl Ember {
                     .with_context(|| format!("changing the triggers of broker {broker}"))?;
             }
         }
-        // 4. Sources.
+        // 4. Services: new revisions for changed templates, routes rebuilt (before the sources,
+        //    which may name them).
+        let service_changes = diff.of_kind(Kind::Service);
+        if !(service_changes.added.is_empty()
+            && service_changes.changed.is_empty()
+            && service_changes.removed.is_empty())
+        {
+            apply_services(&self.services, &config)?;
+        }
+        // 5. Sources.
         self.reload_sources(&config, &diff).await?;
-        // 5. Removed brokers: no new requests, in-flight ones finish, then stop and close.
+        // 6. Removed brokers: no new requests, in-flight ones finish, then stop and close.
         for id in &brokers.removed {
             if let Some(running) = self.brokers.remove(&key(id)) {
                 self.directory.remove(&id.namespace, &id.name);
@@ -362,7 +389,26 @@ impl Ember {
         }
         let stops = self.brokers.into_values().map(RunningBroker::stop);
         futures_util::future::join_all(stops).await;
+        // Last, the functions: deliveries to them have finished.
+        self.services.serving.shutdown().await;
     }
+}
+
+/// Runs the Services of `config` (a new revision for each changed template).
+fn apply_services(services: &crate::serving::Services, config: &Config) -> anyhow::Result<()> {
+    services
+        .serving
+        .set_scale_to_zero_grace(crate::serving::scale_to_zero_grace(config));
+    let list: Vec<ember_api::serving::Service> =
+        config.services.iter().map(|s| s.resource.clone()).collect();
+    let applied = services
+        .serving
+        .apply(&list)
+        .context("running the Services")?;
+    for r in &applied.stopped {
+        tracing::info!(revision = %r, "revision stopped (no longer routed)");
+    }
+    Ok(())
 }
 
 impl RunningBroker {

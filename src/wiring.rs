@@ -24,9 +24,10 @@ use http::Uri;
 pub use ember_api::config::Config;
 use ember_api::config::Target;
 
-/// The kinds `ember run` runs today: brokers, triggers and the registered source kinds.
+/// The kinds `ember run` runs today: brokers, triggers, Knative Services and the registered
+/// source kinds.
 pub fn runnable(sources: &ember_sources::SourceKinds) -> Vec<Kind> {
-    [Kind::Broker, Kind::Trigger]
+    [Kind::Broker, Kind::Trigger, Kind::Service]
         .into_iter()
         .chain(sources.kinds())
         .collect()
@@ -279,11 +280,28 @@ pub fn destination(
             .resolve_against(&format!("http://{ingress}/{namespace}/{name}"))
             .map_err(anyhow::Error::msg)?),
         Target::Service {
-            namespace, name, ..
-        } => {
-            bail!("Service {namespace}/{name}: not supported yet: serving")
-        }
+            namespace,
+            name,
+            uri,
+        } => Ok(BrokerDestination::Service {
+            path: service_path(dest, uri.is_some())?,
+            namespace,
+            name,
+        }),
     }
+}
+
+/// The path a request to a Service takes: its `ref`'s relative `uri` resolved against the
+/// Service's root, `/` without one.
+pub fn service_path(dest: &Destination, has_uri: bool) -> anyhow::Result<String> {
+    if !has_uri {
+        return Ok("/".to_owned());
+    }
+    let resolved = dest
+        .resolve_against("http://service.invalid/")
+        .map_err(anyhow::Error::msg)?;
+    let uri: Uri = resolved.parse()?;
+    Ok(uri.path_and_query().map_or("/", |p| p.as_str()).to_owned())
 }
 
 fn trigger(

@@ -20,7 +20,7 @@ use http::Uri;
 
 use crate::broker::Broker;
 use crate::delivery::policy::{DEFAULT_BACKOFF_DELAY, is_retryable_status, retry_after};
-use crate::delivery::{DeliveryFormat, HttpClient, Response, build_request};
+use crate::delivery::{BrokerDirectory, DeliveryFormat, HttpClient, Response, build_request};
 use crate::log::AppendError;
 
 /// Why a broker refuses sources' events while its disk budget is used up (the ingress answers
@@ -161,33 +161,79 @@ pub struct HttpSink {
     client: HttpClient,
     uri: Uri,
     name: String,
+    /// A Service of this Ember instead of a URL: `(in-process destinations, namespace, name)`,
+    /// with `uri` its path.
+    service: Option<(BrokerDirectory, String, String)>,
 }
 
 impl HttpSink {
     /// A sink posting to `uri` with `client`.
     pub fn new(client: HttpClient, uri: Uri) -> Self {
         let name = uri.to_string();
-        Self { client, uri, name }
+        Self {
+            client,
+            uri,
+            name,
+            service: None,
+        }
+    }
+
+    /// A sink posting to Service `namespace/name` of this Ember at `path`, in process through
+    /// the directory's service gateway (the same requests and answers as over HTTP).
+    pub fn service(
+        client: HttpClient,
+        directory: BrokerDirectory,
+        namespace: &str,
+        name: &str,
+        path: Uri,
+    ) -> Self {
+        Self {
+            client,
+            name: format!("service {namespace}/{name}{path}"),
+            uri: path,
+            service: Some((directory, namespace.to_owned(), name.to_owned())),
+        }
     }
 
     async fn send_one(&self, prepared: &Prepared) -> Result<(), Refused> {
         let Prepared::Event(event) = prepared else {
             return Err(Refused::never("an event prepared for another destination"));
         };
-        let request = self
-            .client
-            .request(build_request(&self.uri, DeliveryFormat::Binary, event));
-        let response = match tokio::time::timeout(SINK_TIMEOUT, request).await {
+        let request = build_request(&self.uri, DeliveryFormat::Binary, event);
+        let answer = async {
+            match &self.service {
+                None => self
+                    .client
+                    .request(request)
+                    .await
+                    .map(|r| r.map(|_| Bytes::new()))
+                    .map_err(|e| e.to_string()),
+                Some((directory, namespace, name)) => match directory.services() {
+                    None => Err("serving is not running".to_owned()),
+                    Some(gateway) => match gateway.send(namespace, name, request, 0).await {
+                        Ok(resp) => Ok(resp),
+                        // No answer: as a refused connection, unless it is final.
+                        Err((status, why)) if is_retryable_status(status.as_u16()) => Err(why),
+                        Err((status, why)) => {
+                            let mut resp = http::Response::new(Bytes::from(why));
+                            *resp.status_mut() = status;
+                            Ok(resp)
+                        }
+                    },
+                },
+            }
+        };
+        let response = match tokio::time::timeout(SINK_TIMEOUT, answer).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 return Err(Refused::later(
-                    format!("{}: {e}", self.uri),
+                    format!("{}: {e}", self.name),
                     DEFAULT_BACKOFF_DELAY,
                 ));
             }
             Err(_) => {
                 return Err(Refused::later(
-                    format!("{}: no answer within {}s", self.uri, SINK_TIMEOUT.as_secs()),
+                    format!("{}: no answer within {}s", self.name, SINK_TIMEOUT.as_secs()),
                     DEFAULT_BACKOFF_DELAY,
                 ));
             }
@@ -196,7 +242,7 @@ impl HttpSink {
         if status.is_success() {
             return Ok(());
         }
-        let reason = format!("{} answered {status}", self.uri);
+        let reason = format!("{} answered {status}", self.name);
         if !is_retryable_status(status.as_u16()) {
             return Err(Refused::never(reason));
         }

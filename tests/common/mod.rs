@@ -50,6 +50,7 @@ impl TestEmber {
             listener,
             limits,
             Duration::from_secs(5),
+            "localhost",
         )
         .await
         .expect("ember starts");
@@ -196,4 +197,29 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The path of an example function (`examples/functions`), built once per test binary.
+pub fn function(name: &str) -> String {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "ember-functions", "--bins"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the example functions");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug")
+    });
+    dir.join(name).display().to_string()
+}
+
+/// A GET to Ember's listener with `Host: host`.
+pub async fn get_host(ember: &TestEmber, host: &str, path: &str) -> Reply {
+    request(
+        Method::GET,
+        &ember.url(path),
+        &[("host", host)],
+        Bytes::new(),
+    )
+    .await
 }

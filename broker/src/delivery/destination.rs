@@ -21,13 +21,32 @@ pub enum Destination {
         /// The broker's name.
         name: String,
     },
-    /// A Knative Service of this Ember, reached through its activator once serving runs.
+    /// A Knative Service of this Ember, reached in process through its route and activator
+    /// (the [`ServiceGateway`] the binary wires in): no HTTP hop through Ember's own listener,
+    /// and a delivery that waits for a revision to wake is in flight, not a failed attempt.
     Service {
         /// The Service's namespace.
         namespace: String,
         /// The Service's name.
         name: String,
+        /// The request path (a relative `uri` beside the `ref`), `/` by default.
+        path: String,
     },
+}
+
+/// How deliveries reach a Knative Service of this Ember: its route, activator and instance.
+/// Implemented by the binary over serving, which never depends on the broker.
+pub trait ServiceGateway: Send + Sync {
+    /// Sends one request to Service `namespace/name` and returns its answer, the body read up to
+    /// `max_body` bytes; `Err` when no answer came (not found, no instance could start, the
+    /// connection failed), with the status the failure counts as.
+    fn send(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+        max_body: usize,
+    ) -> futures_util::future::BoxFuture<'static, Result<http::Response<bytes::Bytes>, (http::StatusCode, String)>>;
 }
 
 impl Destination {
@@ -46,16 +65,20 @@ impl fmt::Display for Destination {
         match self {
             Destination::Http(uri) => write!(f, "{uri}"),
             Destination::Broker { namespace, name } => write!(f, "broker {namespace}/{name}"),
-            Destination::Service { namespace, name } => write!(f, "service {namespace}/{name}"),
+            Destination::Service {
+                namespace,
+                name,
+                path,
+            } => write!(f, "service {namespace}/{name}{path}"),
         }
     }
 }
 
-/// The brokers of this Ember, by `namespace/name`: how an in-process destination finds its
-/// broker. Shared by every dispatcher; the binary adds and removes brokers as they open and
-/// close.
+/// The in-process destinations of this Ember: its brokers by `namespace/name`, and the gateway
+/// to its Services. Shared by every dispatcher; the binary adds and removes brokers as they open
+/// and close.
 #[derive(Clone, Default)]
-pub struct BrokerDirectory(Arc<RwLock<Vec<Arc<Broker>>>>);
+pub struct BrokerDirectory(Arc<RwLock<Vec<Arc<Broker>>>>, Arc<RwLock<Option<Arc<dyn ServiceGateway>>>>);
 
 impl fmt::Debug for BrokerDirectory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,6 +90,16 @@ impl fmt::Debug for BrokerDirectory {
 }
 
 impl BrokerDirectory {
+    /// Sets the gateway to this Ember's Services.
+    pub fn set_services(&self, gateway: Arc<dyn ServiceGateway>) {
+        *self.1.write().unwrap_or_else(|e| e.into_inner()) = Some(gateway);
+    }
+
+    /// The gateway to this Ember's Services, once serving runs.
+    pub fn services(&self) -> Option<Arc<dyn ServiceGateway>> {
+        self.1.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Makes `broker` reachable under its `namespace/name` (replacing one of the same name).
     pub fn insert(&self, broker: Arc<Broker>) {
         let mut brokers = self.0.write().unwrap_or_else(|e| e.into_inner());

@@ -29,7 +29,7 @@ use ember_event::CloudEvent;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::Semaphore;
 
-pub use destination::{BrokerDirectory, Destination};
+pub use destination::{BrokerDirectory, Destination, ServiceGateway};
 pub use layers::{InFlightLimit, Retry, Timeout, with_retries};
 pub use policy::{BackoffPolicy, DeliveryPolicy};
 pub use transport::{DeliveryFormat, HttpClient, Transport, build_request, http_client};

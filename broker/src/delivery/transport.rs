@@ -8,8 +8,10 @@
 //!   its ingress would answer: 202 once durable; 503 with `Retry-After` when its queue is full
 //!   or it is closing; 507 when its disk budget or disk is full; 400 (final) for an event it
 //!   refuses.
-//! - A Service: not reachable until serving runs (a final failure; configurations naming one are
-//!   refused at load).
+//! - A Service of this Ember: the same request as over HTTP, handed in process to its route and
+//!   activator (the [`ServiceGateway`](super::destination::ServiceGateway)); while its revision
+//!   wakes from zero the attempt is simply in flight. An answer counts as over HTTP; no answer —
+//!   no instance could start, the connection failed — is a 503 or 502 (retryable).
 
 use std::time::Duration;
 
@@ -101,14 +103,52 @@ impl Attempt for Transport {
                 };
                 append(&broker, event).await
             }
-            Destination::Service { namespace, name } => Err(Tried::final_(Failure::new(format!(
-                "service {namespace}/{name}: Services cannot be reached yet"
-            )))),
+            Destination::Service {
+                namespace,
+                name,
+                path,
+            } => self.to_service(namespace, name, path, event).await,
         }
     }
 }
 
 impl Transport {
+    async fn to_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        path: &str,
+        event: &CloudEvent,
+    ) -> Result<Response, Tried> {
+        let Some(gateway) = self.brokers.services() else {
+            return Err(Tried::retryable(Failure::new(format!(
+                "service {namespace}/{name}: serving is not running"
+            ))));
+        };
+        let uri: Uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        let req = build_request(&uri, self.format, event);
+        match gateway.send(namespace, name, req, MAX_RESPONSE_BYTES).await {
+            Ok(resp) => {
+                let (parts, body) = resp.into_parts();
+                classify(
+                    format!("service {namespace}/{name}"),
+                    Response {
+                        status: parts.status,
+                        headers: parts.headers,
+                        body,
+                    },
+                )
+            }
+            Err((status, why)) => Err(Tried {
+                retryable: super::policy::is_retryable_status(status.as_u16()),
+                failure: Failure {
+                    reason: format!("service {namespace}/{name}: {why}"),
+                    response: Some(Box::new(Response::status(status))),
+                },
+            }),
+        }
+    }
+
     async fn post(&self, uri: &Uri, event: &CloudEvent) -> Result<Response, Tried> {
         let req = build_request(uri, self.format, event);
         let resp = match self.client.request(req).await {
@@ -124,24 +164,31 @@ impl Transport {
             Ok(b) => b.to_bytes(),
             Err(_) => Bytes::new(),
         };
-        let resp = Response {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        };
-        if resp.status.is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status;
-        let failure = Failure {
-            reason: format!("{uri} answered {status}"),
-            response: Some(Box::new(resp)),
-        };
-        Err(Tried {
-            retryable: super::policy::is_retryable_status(status.as_u16()),
-            failure,
-        })
+        classify(
+            uri.to_string(),
+            Response {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            },
+        )
     }
+}
+
+/// An answer as an attempt's outcome: any 2xx is success; the retry table decides the rest.
+fn classify(to: String, resp: Response) -> Result<Response, Tried> {
+    if resp.status.is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status;
+    let failure = Failure {
+        reason: format!("{to} answered {status}"),
+        response: Some(Box::new(resp)),
+    };
+    Err(Tried {
+        retryable: super::policy::is_retryable_status(status.as_u16()),
+        failure,
+    })
 }
 
 /// Appends `event` to a broker of this Ember as its ingress would (see the module doc).

@@ -3,6 +3,9 @@
 //! separated), its arguments, working directory and whether stdin was at EOF, and each
 //! request's method, path, headers and body size — as one JSON object per response.
 //!
+//! With `ECHO_LOG=FILE`, each request also appends one line to FILE: its `ce-id` header (or `-`)
+//! and its path — what a test counts deliveries by.
+//!
 //! Query parameters: `sleep=MS` waits before answering; `stream=MS` sends the head and a first
 //! chunk at once, then the rest after MS; `status=N` answers N. Every response also says how
 //! many requests this process had in flight then and at most (`in_flight`, `max_in_flight`).
@@ -98,6 +101,15 @@ fn serve(conn: TcpStream, started: &Started) {
             }
             length
         };
+        if let Ok(log) = std::env::var("ECHO_LOG") {
+            let id = headers
+                .iter()
+                .find(|(k, _)| k == "ce-id")
+                .map_or("-", |(_, v)| v.as_str());
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+                let _ = writeln!(f, "{id} {target}");
+            }
+        }
         let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
         MAX_IN_FLIGHT.fetch_max(now, Ordering::SeqCst);
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));

@@ -1,0 +1,173 @@
+//! Serving in the binary: the configuration's Knative Services run by `ember-serving`, reached
+//! by `Host` at Ember's listener (`{service}.{namespace}.{domain}`, `{tag}-{service}...`) and,
+//! in process, by the triggers and sources that name a Service (the broker's service gateway).
+//!
+//! The domain is `--domain` (default `localhost`: curl and browsers resolve `*.localhost` to
+//! loopback), or the default domain of a `config-domain` ConfigMap in namespace
+//! `knative-serving`, as Knative users set it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use ember_api::config::Config;
+use ember_broker::delivery::ServiceGateway;
+use ember_serving::Serving;
+use ember_serving::proxy::{Body, Origin};
+use futures_util::future::BoxFuture;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+/// The name and namespace of Knative's domain ConfigMap.
+const CONFIG_DOMAIN: (&str, &str) = ("knative-serving", "config-domain");
+
+/// The domain Services are reached under: `config-domain`'s default domain (the key whose
+/// value is empty, or the only key), else `flag`.
+pub fn domain(config: &Config, flag: &str) -> String {
+    let map = config.config_maps.iter().rev().find(|m| {
+        m.metadata.namespace == CONFIG_DOMAIN.0 && m.metadata.name == CONFIG_DOMAIN.1
+    });
+    let Some(map) = map else {
+        return flag.to_owned();
+    };
+    let keys: Vec<&String> = map.data.keys().filter(|k| !k.starts_with('_')).collect();
+    map.data
+        .iter()
+        .find(|(k, v)| v.trim().is_empty() && !k.starts_with('_'))
+        .map(|(k, _)| k.clone())
+        .or_else(|| (keys.len() == 1).then(|| keys[0].clone()))
+        .unwrap_or_else(|| flag.to_owned())
+}
+
+/// Knative's `scale-to-zero-grace-period` from a `config-autoscaler` ConfigMap (namespace
+/// `knative-serving`), else its default (30 s). It applies to revisions created from then on.
+pub fn scale_to_zero_grace(config: &Config) -> std::time::Duration {
+    config
+        .config_maps
+        .iter()
+        .rev()
+        .find(|m| m.metadata.namespace == "knative-serving" && m.metadata.name == "config-autoscaler")
+        .and_then(|m| m.data.get("scale-to-zero-grace-period"))
+        .and_then(|v| ember_api::duration::parse_flexible(v).ok())
+        .unwrap_or(ember_serving::revision::DEFAULT_SCALE_TO_ZERO_GRACE)
+}
+
+/// The Services of a running Ember and the domain they are reached under.
+#[derive(Clone)]
+pub struct Services {
+    /// The running Services.
+    pub serving: Arc<Serving>,
+    domain: Arc<RwLock<String>>,
+}
+
+impl Services {
+    /// Services with revision histories under `data_dir`, reached under `domain`.
+    pub fn new(serving: Arc<Serving>, domain: String) -> Self {
+        Self {
+            serving,
+            domain: Arc::new(RwLock::new(domain)),
+        }
+    }
+
+    /// The domain now.
+    pub fn domain(&self) -> String {
+        self.domain.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sets the domain (a reload changed `config-domain`).
+    pub fn set_domain(&self, domain: String) {
+        *self.domain.write().unwrap_or_else(|e| e.into_inner()) = domain;
+    }
+
+    /// The Service a `Host` names, if it names one that runs: `(tag, service, namespace)`.
+    pub fn by_host(&self, host: &str) -> Option<(Option<String>, String, String)> {
+        let domain = self.domain();
+        let (tag, service, namespace) =
+            ember_serving::route::parse_host(host, &domain, |s, ns| self.serving.knows(s, ns))?;
+        Some((tag.map(str::to_owned), service.to_owned(), namespace.to_owned()))
+    }
+
+    /// Answers a request for a Service, streaming both ways.
+    pub async fn handle<B>(
+        &self,
+        (tag, service, namespace): (Option<String>, String, String),
+        req: Request<B>,
+        client: Option<SocketAddr>,
+    ) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<ember_serving::proxy::BoxError>,
+    {
+        let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+        match self
+            .serving
+            .request(&namespace, &service, tag.as_deref(), req, Origin { client })
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(service = %format!("{namespace}/{service}"), error = %e, "request not served");
+                e.into_response()
+            }
+        }
+    }
+}
+
+impl ServiceGateway for Services {
+    fn send(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: Request<Full<Bytes>>,
+        max_body: usize,
+    ) -> BoxFuture<'static, Result<Response<Bytes>, (StatusCode, String)>> {
+        let host = format!("{name}.{namespace}.{}", self.domain());
+        Box::pin(deliver(
+            self.serving.clone(),
+            namespace.to_owned(),
+            name.to_owned(),
+            host,
+            request,
+            max_body,
+        ))
+    }
+}
+
+/// One delivery to a Service: its answer with the body read up to `max_body` bytes.
+async fn deliver(
+    serving: Arc<Serving>,
+    namespace: String,
+    name: String,
+    host: String,
+    request: Request<Full<Bytes>>,
+    max_body: usize,
+) -> Result<Response<Bytes>, (StatusCode, String)> {
+    let mut req: Request<Body> = request.map(|b| b.map_err(|e| match e {}).boxed_unsync());
+    if let Ok(h) = HeaderValue::from_str(&host) {
+        req.headers_mut().insert(http::header::HOST, h);
+    }
+    let resp = serving
+        .request(&namespace, &name, None, req, Origin { client: None })
+        .await
+        .map_err(|e| (e.status(), e.to_string()))?;
+    let (parts, body) = resp.into_parts();
+    Ok(Response::from_parts(parts, read_up_to(body, max_body).await))
+}
+
+/// A body's first `max` bytes (the rest is dropped with the connection).
+async fn read_up_to(mut body: Body, max: usize) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            break;
+        };
+        if let Ok(data) = frame.into_data() {
+            let room = max.saturating_sub(out.len());
+            out.extend_from_slice(&data[..data.len().min(room)]);
+            if out.len() >= max {
+                break;
+            }
+        }
+    }
+    out.freeze()
+}
