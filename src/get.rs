@@ -239,7 +239,11 @@ fn table(kind: Kind, value: &Value, all_namespaces: bool, now: i64) -> Vec<Vec<S
         Kind::PingSource | Kind::KafkaSource | Kind::RabbitmqSource | Kind::WebhookSource => {
             &[("SINK", "/status/sinkUri")]
         }
-        Kind::Service => &[("URL", "/status/url")],
+        Kind::Service => &[
+            ("URL", "/status/url"),
+            ("LATESTCREATED", "/status/latestCreatedRevisionName"),
+            ("LATESTREADY", "/status/latestReadyRevisionName"),
+        ],
     };
     let mut header: Vec<String> = Vec::new();
     if all_namespaces {

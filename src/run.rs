@@ -58,7 +58,12 @@ pub struct RunArgs {
     /// (and `{tag}-{service}.{namespace}.{domain}`). `localhost` needs no DNS: curl and
     /// browsers resolve `*.localhost` to loopback. A `config-domain` ConfigMap (namespace
     /// `knative-serving`) in the configuration overrides it, as in Knative.
-    #[arg(long, env = "EMBER_DOMAIN", default_value = "localhost", value_name = "DOMAIN")]
+    #[arg(
+        long,
+        env = "EMBER_DOMAIN",
+        default_value = "localhost",
+        value_name = "DOMAIN"
+    )]
     pub domain: String,
     #[command(flatten)]
     pub connections: ConnectionArgs,

@@ -24,9 +24,10 @@ const CONFIG_DOMAIN: (&str, &str) = ("knative-serving", "config-domain");
 /// The domain Services are reached under: `config-domain`'s default domain (the key whose
 /// value is empty, or the only key), else `flag`.
 pub fn domain(config: &Config, flag: &str) -> String {
-    let map = config.config_maps.iter().rev().find(|m| {
-        m.metadata.namespace == CONFIG_DOMAIN.0 && m.metadata.name == CONFIG_DOMAIN.1
-    });
+    let map =
+        config.config_maps.iter().rev().find(|m| {
+            m.metadata.namespace == CONFIG_DOMAIN.0 && m.metadata.name == CONFIG_DOMAIN.1
+        });
     let Some(map) = map else {
         return flag.to_owned();
     };
@@ -46,7 +47,9 @@ pub fn scale_to_zero_grace(config: &Config) -> std::time::Duration {
         .config_maps
         .iter()
         .rev()
-        .find(|m| m.metadata.namespace == "knative-serving" && m.metadata.name == "config-autoscaler")
+        .find(|m| {
+            m.metadata.namespace == "knative-serving" && m.metadata.name == "config-autoscaler"
+        })
         .and_then(|m| m.data.get("scale-to-zero-grace-period"))
         .and_then(|v| ember_api::duration::parse_flexible(v).ok())
         .unwrap_or(ember_serving::revision::DEFAULT_SCALE_TO_ZERO_GRACE)
@@ -71,7 +74,10 @@ impl Services {
 
     /// The domain now.
     pub fn domain(&self) -> String {
-        self.domain.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.domain
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Sets the domain (a reload changed `config-domain`).
@@ -84,7 +90,11 @@ impl Services {
         let domain = self.domain();
         let (tag, service, namespace) =
             ember_serving::route::parse_host(host, &domain, |s, ns| self.serving.knows(s, ns))?;
-        Some((tag.map(str::to_owned), service.to_owned(), namespace.to_owned()))
+        Some((
+            tag.map(str::to_owned),
+            service.to_owned(),
+            namespace.to_owned(),
+        ))
     }
 
     /// Answers a request for a Service, streaming both ways.
@@ -151,7 +161,10 @@ async fn deliver(
         .await
         .map_err(|e| (e.status(), e.to_string()))?;
     let (parts, body) = resp.into_parts();
-    Ok(Response::from_parts(parts, read_up_to(body, max_body).await))
+    Ok(Response::from_parts(
+        parts,
+        read_up_to(body, max_body).await,
+    ))
 }
 
 /// A body's first `max` bytes (the rest is dropped with the connection).

@@ -365,6 +365,8 @@ pub struct Running {
     pub sources: Arc<SourceManager>,
     /// Ember's listener: Brokers' addresses are on it.
     pub listen: SocketAddr,
+    /// The Knative Services that run.
+    pub services: Option<crate::serving::Services>,
 }
 
 /// The registry of statuses: written at start and on each reload, read by the router.
@@ -686,9 +688,47 @@ impl Statuses {
                 put("deadLetterSinkUri", dead_letter_sink_uri);
             }
             Detail::Source { sink_uri } => put("sinkUri", sink_uri),
-            Detail::Service => {}
+            Detail::Service => self.service_fields(id, &mut status),
         }
         Value::Object(status)
+    }
+
+    /// A Service's `url`, `address`, `latestCreatedRevisionName`, `latestReadyRevisionName` and
+    /// `traffic` (each tag with its own URL), as Knative writes them.
+    fn service_fields(&self, id: &ResourceId, status: &mut Map<String, Value>) {
+        let Some(services) = &self.running.services else {
+            return;
+        };
+        let Some(st) = services.serving.status(&id.namespace, &id.name) else {
+            return;
+        };
+        let domain = services.domain();
+        let port = self.running.listen.port();
+        let url = |host: String| format!("http://{host}.{}.{domain}:{port}", id.namespace);
+        let own = url(id.name.clone());
+        status.insert("url".into(), own.clone().into());
+        status.insert("address".into(), json!({ "url": own }));
+        status.insert("latestCreatedRevisionName".into(), st.latest_created.into());
+        if let Some(r) = st.latest_ready {
+            status.insert("latestReadyRevisionName".into(), r.into());
+        }
+        let traffic: Vec<Value> = st
+            .traffic
+            .iter()
+            .map(|t| {
+                let mut v = json!({
+                    "revisionName": t.revision,
+                    "percent": t.percent,
+                    "latestRevision": t.latest,
+                });
+                if let Some(tag) = &t.tag {
+                    v["tag"] = tag.as_str().into();
+                    v["url"] = url(format!("{tag}-{}", id.name)).into();
+                }
+                v
+            })
+            .collect();
+        status.insert("traffic".into(), traffic.into());
     }
 
     fn broker_address(&self, namespace: &str, name: &str) -> String {
@@ -821,14 +861,64 @@ impl Statuses {
                 })
             }
             Detail::Service => {
+                let status = self
+                    .running
+                    .services
+                    .as_ref()
+                    .and_then(|s| s.serving.status(&id.namespace, &id.name));
+                let (state, reason, message): (_, &'static str, Cow<'a, str>) = match &status {
+                    None => (
+                        ConditionStatus::False,
+                        "NotRunning",
+                        Cow::Borrowed("Ember does not run this Service"),
+                    ),
+                    Some(st) => {
+                        let latest = st
+                            .revisions
+                            .iter()
+                            .find(|(n, _)| *n == st.latest_created)
+                            .map(|(_, r)| r);
+                        match latest {
+                            Some(r) if r.ever_ready => (
+                                ConditionStatus::True,
+                                "",
+                                Cow::Owned(format!("revision {} is ready", st.latest_created)),
+                            ),
+                            Some(r) if r.last_failure.is_some() => (
+                                ConditionStatus::False,
+                                "RevisionFailed",
+                                Cow::Owned(format!(
+                                    "revision {} failed: {}",
+                                    st.latest_created,
+                                    r.last_failure.clone().unwrap_or_default()
+                                )),
+                            ),
+                            _ => (
+                                ConditionStatus::Unknown,
+                                "Deploying",
+                                Cow::Owned(format!(
+                                    "revision {} has not been ready yet (it starts with the first request when at zero)",
+                                    st.latest_created
+                                )),
+                            ),
+                        }
+                    }
+                };
+                // The route follows the latest ready revision: ready once any of its
+                // targets has been ready.
+                let routed = status.as_ref().is_some_and(|st| st.latest_ready.is_some());
                 out.push(Shown {
-                    condition: "ConfigurationsReady",
-                    status: ConditionStatus::False,
-                    reason: "NotSupported",
-                    message: Cow::Borrowed("Ember does not run Knative Services yet"),
+                    condition: "RoutesReady",
+                    status: ConditionStatus::of(routed),
+                    reason: if routed { "" } else { "RevisionMissing" },
+                    message: Cow::Borrowed(if routed {
+                        "traffic reaches a ready revision"
+                    } else {
+                        "no revision the traffic names has been ready yet"
+                    }),
                     since: entry.created,
                 });
-                None
+                Some(observed("ConfigurationsReady", state, reason, message))
             }
         };
         if let Some(mut shown) = running {

@@ -137,6 +137,7 @@ impl Ember {
             brokers: directory.clone(),
             sources: sources.clone(),
             listen: addr,
+            services: Some(services.clone()),
         }));
         let fingerprint = observe(&statuses, whole, &readiness);
         statuses.observe_running();

@@ -22,7 +22,11 @@ fn service(name: &str, command: &str, annotations: &str, env: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_is_reached_by_host_and_the_listener_still_serves_brokers() {
-    let yaml = format!("{}{}", broker(), service("hello", &function("ember-echo"), "", ""));
+    let yaml = format!(
+        "{}{}",
+        broker(),
+        service("hello", &function("ember-echo"), "", "")
+    );
     let ember = TestEmber::start(&yaml).await;
     let r = get_host(&ember, "hello.default.localhost", "/greet?x=1").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -32,7 +36,9 @@ async fn a_service_is_reached_by_host_and_the_listener_still_serves_brokers() {
     assert_eq!(report["headers"]["x-forwarded-for"], "127.0.0.1");
     // Unknown hosts, and the broker's own paths, are Ember's.
     assert_eq!(
-        get_host(&ember, "nope.default.localhost", "/healthz").await.status,
+        get_host(&ember, "nope.default.localhost", "/healthz")
+            .await
+            .status,
         StatusCode::OK
     );
     let r = post(&ember.url("/default/default"), &binary_event("e1", "a"), "").await;
@@ -65,21 +71,38 @@ async fn an_event_wakes_a_service_from_zero_arrives_once_and_it_scales_back_to_z
             .1
     };
     assert_eq!(revision().ready, 0, "initial-scale 0: nothing runs yet");
-    let r = post(&ember.url("/default/default"), &binary_event("wake-1", "a"), "").await;
+    let r = post(
+        &ember.url("/default/default"),
+        &binary_event("wake-1", "a"),
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let delivered = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         eventually(Duration::from_secs(10), || delivered().contains("wake-1")).await,
         "the event reached the function"
     );
-    assert_eq!(delivered(), "wake-1 /events\n", "exactly once, at the ref's uri");
+    assert_eq!(
+        delivered(),
+        "wake-1 /events\n",
+        "exactly once, at the ref's uri"
+    );
     assert!(
         eventually(Duration::from_secs(10), || revision().ready == 0).await,
         "back to zero after the grace period"
     );
-    let stats = ember.ember.services.serving.revision("default", "fn-00001").unwrap();
+    let stats = ember
+        .ember
+        .services
+        .serving
+        .revision("default", "fn-00001")
+        .unwrap();
     assert_eq!(
-        stats.stats.cold_starts.load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .stats
+            .cold_starts
+            .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
     ember.stop().await;
@@ -91,17 +114,197 @@ async fn deliveries_to_a_function_that_cannot_start_are_retried_then_dead_letter
     let yaml = format!(
         "{}{}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: to-broken}}\nspec:\n  broker: default\n  subscriber: {{ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: broken}}}}\n  delivery: {{retry: 1, backoffDelay: PT0.1S, deadLetterSink: {{uri: \"{}\"}}}}\n",
         broker(),
-        service("broken", &format!("{}, cannot open config.toml", function("ember-fail")), "", ""),
+        service(
+            "broken",
+            &format!("{}, cannot open config.toml", function("ember-fail")),
+            "",
+            ""
+        ),
         dls.uri()
     );
     let ember = TestEmber::start(&yaml).await;
-    let r = post(&ember.url("/default/default"), &binary_event("doomed", "a"), "").await;
+    let r = post(
+        &ember.url("/default/default"),
+        &binary_event("doomed", "a"),
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert!(
         eventually(Duration::from_secs(20), || dls.ids() == ["doomed"]).await,
         "dead-lettered after its retry"
     );
     let revs = ember.ember.services.serving.revisions("default", "broken");
-    assert!(revs[0].1.last_failure.as_deref().unwrap_or_default().contains("exit code 3"));
+    assert!(
+        revs[0]
+            .1
+            .last_failure
+            .as_deref()
+            .unwrap_or_default()
+            .contains("exit code 3")
+    );
+    ember.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_ember_leaves_no_process_and_a_restart_brings_min_scale_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ember.yaml");
+    std::fs::write(
+        &config,
+        service(
+            "kept",
+            &function("ember-echo"),
+            "autoscaling.knative.dev/min-scale: \"1\"",
+            "",
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let start = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["run", "-f"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (KillOnDrop(child), port)
+    };
+    let pid_of_instance = |port: u16| async move {
+        let url = format!("http://127.0.0.1:{port}/");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let r = common::request(
+                http::Method::GET,
+                &url,
+                &[("host", "kept.default.localhost")],
+                bytes::Bytes::new(),
+            )
+            .await;
+            if r.status == StatusCode::OK {
+                let report: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                return (
+                    report["pid"].as_u64().unwrap() as i32,
+                    report["env"]["K_REVISION"].as_str().unwrap().to_owned(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the Service did not answer");
+    };
+    let (mut ember, port) = start();
+    let (pid, revision) = pid_of_instance(port).await;
+    assert_eq!(revision, "kept-00001");
+    let alive = |pid: i32| {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    };
+    assert!(alive(pid));
+    // SIGKILL: Ember cannot clean up; the kernel takes its instances with it.
+    ember.0.kill().unwrap();
+    ember.0.wait().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(pid)).await,
+        "instance {pid} outlived Ember"
+    );
+    // Restarted: the same revision (from the history), back at min-scale 1.
+    let (mut ember, port) = start();
+    let (pid2, revision) = pid_of_instance(port).await;
+    assert_eq!(revision, "kept-00001");
+    assert_ne!(pid, pid2);
+    unsafe { libc::kill(ember.0.id() as i32, libc::SIGTERM) };
+    assert!(ember.0.wait().unwrap().success());
+    assert!(!alive(pid2), "a clean stop stops its instances");
+}
+
+/// A child process killed if the test ends early.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_status_shows_its_url_revisions_and_traffic_and_ember_get_lists_it() {
+    let yaml = format!(
+        "{}  traffic:\n  - {{latestRevision: true, percent: 100}}\n  - {{latestRevision: true, percent: 0, tag: canary}}\n",
+        service("hello", &function("ember-echo"), "", "")
+    );
+    let ember = TestEmber::start(&yaml).await;
+    let url = ember.url("/apis/serving.knative.dev/v1/namespaces/default/services/hello");
+    let ready = async {
+        loop {
+            let (_, svc) = common::get_json(&url).await;
+            let ready = svc["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            if ready {
+                return svc;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let svc = tokio::time::timeout(Duration::from_secs(10), ready)
+        .await
+        .expect("the Service becomes Ready (initial scale 1)");
+    let port = ember.ember.addr.port();
+    let status = &svc["status"];
+    assert_eq!(
+        status["url"],
+        format!("http://hello.default.localhost:{port}")
+    );
+    assert_eq!(status["latestCreatedRevisionName"], "hello-00001");
+    assert_eq!(status["latestReadyRevisionName"], "hello-00001");
+    assert_eq!(status["traffic"][0]["revisionName"], "hello-00001");
+    assert_eq!(status["traffic"][0]["percent"], 100);
+    assert_eq!(
+        status["traffic"][1]["url"],
+        format!("http://canary-hello.default.localhost:{port}")
+    );
+    let types: Vec<&str> = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["ConfigurationsReady", "Ready", "RoutesReady"]);
+    // The tag reaches its revision.
+    let r = get_host(&ember, "canary-hello.default.localhost", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let server = format!("http://{}", ember.ember.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["get", "ksvc", "--server", &server])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("LATESTCREATED") && table.contains("hello-00001") && table.contains("True"),
+        "{table}"
+    );
     ember.stop().await;
 }

@@ -631,6 +631,7 @@ fn ten_thousand_triggers_cost_a_few_megabytes_of_status() {
         brokers: Default::default(),
         sources: std::sync::Arc::new(SourceManager::new(SourceKinds::default(), data_dir.path())),
         listen: "127.0.0.1:8080".parse().unwrap(),
+        services: None,
     });
     let before = LIVE.with(Cell::get);
     let config = ember_api::load_str("ember.yaml", &yaml).unwrap();

@@ -3,8 +3,9 @@
 //! why), or refuses it (and why). See `tests/knative/README.md`.
 //!
 //! Ember refuses what Knative accepts only for kinds it does not run (a Kubernetes Deployment,
-//! Service or Pod, a Channel, a Sequence...) and, until serving and the Kafka and RabbitMQ
-//! sources land, for `Service`, `KafkaSource` and `RabbitmqSource` (`not supported yet`).
+//! Service or Pod, a Channel, a Sequence...) and, until container images and the Kafka and
+//! RabbitMQ sources land, for Services with an `image`, `KafkaSource` and `RabbitmqSource`
+//! (`not supported yet`).
 
 use std::path::{Path, PathBuf};
 
@@ -22,11 +23,12 @@ enum Outcome {
 }
 
 /// The kinds `ember run` runs today.
-const RUNNABLE: [Kind; 4] = [
+const RUNNABLE: [Kind; 5] = [
     Kind::Broker,
     Kind::Trigger,
     Kind::PingSource,
     Kind::WebhookSource,
+    Kind::Service,
 ];
 
 fn outcome(file: &Path) -> Outcome {
@@ -70,7 +72,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("02", "runs"),
     ("03", "runs"),
     ("04", "refused: Ember does not run Deployment (apps/v1)"),
-    ("05", "refused: not supported yet"),
+    ("05", "refused: not supported yet: container images"),
     (
         "06",
         "refused: Ember does not run ApiServerSource (sources.knative.dev/v1alpha1)",
@@ -130,21 +132,21 @@ const EXPECTED: &[(&str, &str)] = &[
         "25",
         "refused: Ember does not run Subscription (messaging.knative.dev/v1)",
     ),
-    ("26", "refused: not supported yet"),
-    ("27", "refused: not supported yet"),
+    ("26", "refused: not supported yet: container images"),
+    ("27", "refused: not supported yet: container images"),
     ("28", "refused: missing field `template`"),
-    ("29", "refused: not supported yet"),
-    ("30", "refused: not supported yet"),
-    ("31", "refused: not supported yet"),
+    ("29", "refused: not supported yet: container images"),
+    ("30", "refused: not supported yet: container images"),
+    ("31", "refused: not supported yet: container images"),
     (
         "32",
         "refused: Ember does not run Configuration (serving.knative.dev/v1alpha1)",
     ),
     ("33", "refused: required: at least one container"),
-    ("34", "refused: not supported yet"),
-    ("35", "refused: not supported yet"),
+    ("34", "refused: not supported yet: container images"),
+    ("35", "refused: not supported yet: container images"),
     ("36", "runs"),
-    ("37", "refused: not supported yet"),
+    ("37", "refused: not supported yet: container images"),
     (
         "38",
         "not ready: Broker default/default: Unable to get the dead letter sink's URI",
@@ -173,7 +175,7 @@ const EXPECTED: &[(&str, &str)] = &[
         "refused: unknown variant `<policy-type>`, expected `linear` or `exponential`",
     ),
     ("47", "refused: missing field `name`"),
-    ("48", "refused: not supported yet"),
+    ("48", "refused: not supported yet: KafkaSource"),
     ("49", "refused: missing field `sink`"),
     ("50", "runs"),
     ("51", "runs"),
@@ -208,7 +210,7 @@ const EXPECTED: &[(&str, &str)] = &[
         "61",
         "refused: unknown field, expected one of `rabbitmqClusterReference`, `connection`, `rabbitmqResource",
     ),
-    ("62", "refused: not supported yet"),
+    ("62", "refused: not supported yet: RabbitmqSource"),
     ("63", "refused: Ember does not run Pod (v1)"),
     ("64", "runs"),
     (

@@ -233,7 +233,11 @@ impl HttpSink {
             }
             Err(_) => {
                 return Err(Refused::later(
-                    format!("{}: no answer within {}s", self.name, SINK_TIMEOUT.as_secs()),
+                    format!(
+                        "{}: no answer within {}s",
+                        self.name,
+                        SINK_TIMEOUT.as_secs()
+                    ),
                     DEFAULT_BACKOFF_DELAY,
                 ));
             }

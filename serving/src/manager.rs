@@ -46,6 +46,32 @@ struct ServiceState {
     pinned: Vec<String>,
 }
 
+/// A Service as its status shows it.
+#[derive(Debug, Clone)]
+pub struct ServiceStatus {
+    /// The revision its template makes now.
+    pub latest_created: String,
+    /// The newest revision that has been ready.
+    pub latest_ready: Option<String>,
+    /// Where its traffic goes.
+    pub traffic: Vec<TrafficStatus>,
+    /// Its running revisions.
+    pub revisions: Vec<(String, RevisionSnapshot)>,
+}
+
+/// One traffic target as routed now.
+#[derive(Debug, Clone)]
+pub struct TrafficStatus {
+    /// The revision requests go to.
+    pub revision: String,
+    /// Its share.
+    pub percent: u32,
+    /// Its tag.
+    pub tag: Option<String>,
+    /// Whether it follows the latest ready revision.
+    pub latest: bool,
+}
+
 /// What `apply` did, per Service.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -346,6 +372,44 @@ impl Serving {
             .iter()
             .map(|(n, r)| (n.clone(), r.revision.snapshot()))
             .collect()
+    }
+
+    /// What Service `namespace/name` looks like now, for its status.
+    pub fn status(&self, namespace: &str, name: &str) -> Option<ServiceStatus> {
+        let state = self.state(namespace, name)?;
+        let st = state.lock().unwrap_or_else(|e| e.into_inner());
+        let latest_ready = st
+            .latest
+            .iter()
+            .find(|r| r.is_ready())
+            .map(|r| r.name().to_owned());
+        let traffic = st
+            .route
+            .targets()
+            .iter()
+            .map(|t| TrafficStatus {
+                revision: if t.latest {
+                    latest_ready
+                        .clone()
+                        .unwrap_or_else(|| t.revision.name().to_owned())
+                } else {
+                    t.revision.name().to_owned()
+                },
+                percent: t.percent,
+                tag: t.tag.clone(),
+                latest: t.latest,
+            })
+            .collect();
+        Some(ServiceStatus {
+            latest_created: st.latest_created.clone(),
+            latest_ready,
+            traffic,
+            revisions: st
+                .revisions
+                .iter()
+                .map(|(n, r)| (n.clone(), r.revision.snapshot()))
+                .collect(),
+        })
     }
 
     /// The running revision `namespace/name`.

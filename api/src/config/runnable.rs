@@ -16,6 +16,30 @@ pub fn not_yet_supported(resource: &Resource) -> Vec<FieldError> {
     let mut refuse = |path: FieldPath, what: &str| {
         out.push(FieldError::new(path, format!("not supported yet: {what}")));
     };
+    if let Resource::Service(service) = resource {
+        let spec = FieldPath::parse_keys("spec.template.spec");
+        if let Some((i, _)) = service
+            .spec
+            .template
+            .spec
+            .containers
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.command.is_empty() && c.image.is_some())
+        {
+            refuse(
+                spec.key("containers").index(i).key("image"),
+                "container images (they need a container runtime; run a local program with \
+                 command and args instead)",
+            );
+        }
+        if service.spec.template.spec.containers.len() > 1 {
+            refuse(
+                spec.key("containers").index(1),
+                "more than one container (sidecars) in a revision",
+            );
+        }
+    }
     for (path, dest) in resource.destinations() {
         if dest.uri.as_deref().is_some_and(|u| {
             u.get(..8)

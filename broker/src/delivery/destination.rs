@@ -46,7 +46,10 @@ pub trait ServiceGateway: Send + Sync {
         name: &str,
         request: http::Request<http_body_util::Full<bytes::Bytes>>,
         max_body: usize,
-    ) -> futures_util::future::BoxFuture<'static, Result<http::Response<bytes::Bytes>, (http::StatusCode, String)>>;
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<http::Response<bytes::Bytes>, (http::StatusCode, String)>,
+    >;
 }
 
 impl Destination {
@@ -78,7 +81,10 @@ impl fmt::Display for Destination {
 /// to its Services. Shared by every dispatcher; the binary adds and removes brokers as they open
 /// and close.
 #[derive(Clone, Default)]
-pub struct BrokerDirectory(Arc<RwLock<Vec<Arc<Broker>>>>, Arc<RwLock<Option<Arc<dyn ServiceGateway>>>>);
+pub struct BrokerDirectory(
+    Arc<RwLock<Vec<Arc<Broker>>>>,
+    Arc<RwLock<Option<Arc<dyn ServiceGateway>>>>,
+);
 
 impl fmt::Debug for BrokerDirectory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

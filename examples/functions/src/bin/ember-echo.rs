@@ -106,7 +106,11 @@ fn serve(conn: TcpStream, started: &Started) {
                 .iter()
                 .find(|(k, _)| k == "ce-id")
                 .map_or("-", |(_, v)| v.as_str());
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
                 let _ = writeln!(f, "{id} {target}");
             }
         }
