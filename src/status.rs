@@ -909,7 +909,13 @@ impl Statuses {
                 let routed = status.as_ref().is_some_and(|st| st.latest_ready.is_some());
                 out.push(Shown {
                     condition: "RoutesReady",
-                    status: ConditionStatus::of(routed),
+                    // Not ready yet is not failed: a revision at zero starts with its first
+                    // request (ConfigurationsReady says when one failed).
+                    status: if routed {
+                        ConditionStatus::True
+                    } else {
+                        ConditionStatus::Unknown
+                    },
                     reason: if routed { "" } else { "RevisionMissing" },
                     message: Cow::Borrowed(if routed {
                         "traffic reaches a ready revision"
