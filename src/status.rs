@@ -480,18 +480,7 @@ impl Statuses {
         }
         for t in &config.triggers {
             let meta = &t.metadata;
-            // The dead-letter sink in force: the Trigger's own, else its Broker's.
-            let own = t
-                .spec
-                .delivery
-                .as_ref()
-                .and_then(|d| d.dead_letter_sink.as_ref());
-            let dls = own.or_else(|| {
-                config
-                    .broker(&meta.namespace, &t.spec.broker)
-                    .and_then(|b| b.spec.delivery.as_ref())
-                    .and_then(|d| d.dead_letter_sink.as_ref())
-            });
+            let dls = config.dead_letter_sink_for(t);
             let detail = Detail::Trigger {
                 broker: interned.text(&t.spec.broker),
                 subscriber_uri: url(&t.spec.subscriber, &meta.namespace),

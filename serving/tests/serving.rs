@@ -1,8 +1,6 @@
 //! Serving with real processes on loopback: the runtime contract, waking from zero, the
 //! per-instance concurrency limit, timeouts, traffic splits and tags, failing functions.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,20 +9,9 @@ use ember_serving::proxy::{Body, Origin};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-/// The example functions, built once.
+/// An example function, built once.
 fn function(name: &str) -> String {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "ember-functions", "--bins"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the example functions");
-        let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        dir.pop();
-        dir.join("target/debug")
-    });
-    dir.join(name).display().to_string()
+    ember_functions::built(name)
 }
 
 fn services(yaml: &str) -> Vec<ember_api::serving::Service> {

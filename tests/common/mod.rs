@@ -201,16 +201,7 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
 
 /// The path of an example function (`examples/functions`), built once per test binary.
 pub fn function(name: &str) -> String {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "ember-functions", "--bins"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the example functions");
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug")
-    });
-    dir.join(name).display().to_string()
+    ember_functions::built(name)
 }
 
 /// A GET to Ember's listener with `Host: host`.

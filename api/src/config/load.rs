@@ -352,12 +352,7 @@ fn parse_document(doc: &Document, origin: &Origin) -> Result<Outcome, Failed> {
     }
     let api_version = str_field(&value, "apiVersion");
     let kind_name = str_field(&value, "kind");
-    let meta = value.get("metadata");
-    let name = meta.and_then(|m| str_field(m, "name"));
-    let namespace = meta
-        .and_then(|m| str_field(m, "namespace"))
-        .filter(|ns| !ns.is_empty())
-        .unwrap_or(DEFAULT_NAMESPACE);
+    let (name, namespace) = name_and_namespace(&value);
     let label = kind_name.map(|k| match name {
         Some(n) => format!("{k} {namespace}/{n}"),
         None => format!("{k} (no metadata.name)"),
@@ -474,6 +469,17 @@ fn parse_document(doc: &Document, origin: &Origin) -> Result<Outcome, Failed> {
     }
 }
 
+/// `metadata.name`, if any, and `metadata.namespace` (`default` when omitted or empty).
+fn name_and_namespace(value: &Value) -> (Option<&str>, &str) {
+    let meta = value.get("metadata");
+    let name = meta.and_then(|m| str_field(m, "name"));
+    let namespace = meta
+        .and_then(|m| str_field(m, "namespace"))
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE);
+    (name, namespace)
+}
+
 /// A document of a kind that is not one Ember runs (see the `kubernetes` module).
 fn other_kind(
     doc: &Document,
@@ -483,12 +489,7 @@ fn other_kind(
     kind: &str,
     fail: impl Fn(&str, String, Option<ResourceId>) -> Result<Outcome, Failed>,
 ) -> Result<Outcome, Failed> {
-    let meta = value.get("metadata");
-    let name = meta.and_then(|m| str_field(m, "name"));
-    let namespace = meta
-        .and_then(|m| str_field(m, "namespace"))
-        .filter(|ns| !ns.is_empty())
-        .unwrap_or(DEFAULT_NAMESPACE);
+    let (name, namespace) = name_and_namespace(value);
     let label = name.map(|n| format!("{kind} {namespace}/{n}"));
     let typed_error = |e: TypedError| {
         let line = e.line.map(|l| doc.file_line(l));

@@ -277,17 +277,12 @@ impl Config {
                 },
             ),
         });
-        // The dead-letter sink in force: the Trigger's own, else its Broker's.
         let own = t
             .spec
             .delivery
             .as_ref()
             .and_then(|d| d.dead_letter_sink.as_ref());
-        let dls = own.or_else(|| {
-            self.broker(ns, broker)
-                .and_then(|b| b.spec.delivery.as_ref())
-                .and_then(|d| d.dead_letter_sink.as_ref())
-        });
+        let dls = self.dead_letter_sink_for(t);
         checks.push(match dls {
             None => Check::ok(
                 "DeadLetterSinkResolved",
@@ -305,6 +300,23 @@ impl Config {
             ),
         });
         checks
+    }
+
+    /// The dead-letter sink in force for `trigger`: its own, else its Broker's.
+    pub fn dead_letter_sink_for<'a>(
+        &'a self,
+        trigger: &'a crate::trigger::Trigger,
+    ) -> Option<&'a Destination> {
+        let own = trigger
+            .spec
+            .delivery
+            .as_ref()
+            .and_then(|d| d.dead_letter_sink.as_ref());
+        own.or_else(|| {
+            self.broker(&trigger.metadata.namespace, &trigger.spec.broker)
+                .and_then(|b| b.spec.delivery.as_ref())
+                .and_then(|d| d.dead_letter_sink.as_ref())
+        })
     }
 
     fn dead_letter_check(&self, dls: &Destination, ns: &str, field: FieldPath) -> Check {

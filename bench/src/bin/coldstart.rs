@@ -69,7 +69,10 @@ async fn alone(function: &str) -> Duration {
         .spawn()
         .expect("the function starts");
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_micros(50)).await;
@@ -81,7 +84,9 @@ async fn alone(function: &str) -> Duration {
 
 async fn through_ember(ember: std::net::SocketAddr, host: &str) -> (Duration, String) {
     let started = Instant::now();
-    let mut s = tokio::net::TcpStream::connect(ember).await.expect("ember listens");
+    let mut s = tokio::net::TcpStream::connect(ember)
+        .await
+        .expect("ember listens");
     s.set_nodelay(true).unwrap();
     let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
@@ -102,7 +107,10 @@ async fn through_ember(ember: std::net::SocketAddr, host: &str) -> (Duration, St
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
-    println!("## cold start: {} wakes each way, idle {} ms before each", args.rounds, args.idle);
+    println!(
+        "## cold start: {} wakes each way, idle {} ms before each",
+        args.rounds, args.idle
+    );
     let mut starts = Vec::new();
     for _ in 0..args.rounds {
         starts.push(alone(&args.function).await);
@@ -114,7 +122,10 @@ async fn main() {
     for _ in 0..args.rounds {
         tokio::time::sleep(Duration::from_millis(args.idle)).await;
         let (took, pid) = through_ember(args.ember, &args.host).await;
-        assert!(pids.insert(pid.clone()), "pid {pid} answered twice: not a cold start");
+        assert!(
+            pids.insert(pid.clone()),
+            "pid {pid} answered twice: not a cold start"
+        );
         wakes.push(took);
     }
     let wakes = summary("through Ember", wakes);

@@ -233,9 +233,14 @@ async fn connection(
         }
         let Some(s) = sender.as_mut() else { continue };
         seq += 1;
-        let mut req = Request::post(uri.clone()).header("content-type", shape.content_type.as_str());
+        let mut req =
+            Request::post(uri.clone()).header("content-type", shape.content_type.as_str());
         // A `--header host: ...` replaces the URL's (to reach a Service by Host).
-        if !shape.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        if !shape
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+        {
             req = req.header(
                 "host",
                 uri.authority().map(|a| a.as_str()).unwrap_or("localhost"),
