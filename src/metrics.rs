@@ -242,6 +242,120 @@ pub fn register_sources(registry: &mut Registry, sources: Arc<SourceManager>) {
     registry.register_collector(Box::new(Sources(sources)));
 }
 
+/// Collects each running revision's numbers on each scrape.
+struct Revisions(Arc<ember_serving::Serving>);
+
+impl std::fmt::Debug for Revisions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Revisions")
+    }
+}
+
+impl Collector for Revisions {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let revisions = self.0.all_revisions();
+        let rows: Vec<(String, String, Arc<ember_serving::activator::Revision>, _)> = revisions
+            .into_iter()
+            .map(|(ns, svc, r)| {
+                let snap = r.snapshot();
+                (ns, svc, r, snap)
+            })
+            .collect();
+        type Read = fn(&ember_serving::activator::RevisionSnapshot) -> u64;
+        let gauges: [(&str, &str, Read); 5] = [
+            (
+                "ember_revision_instances_wanted",
+                "Instances the revision's current work asks for.",
+                |s| u64::from(s.wanted),
+            ),
+            (
+                "ember_revision_instances_ready",
+                "Instances of the revision that are ready.",
+                |s| u64::from(s.ready),
+            ),
+            (
+                "ember_revision_instances_starting",
+                "Instances of the revision being started.",
+                |s| u64::from(s.starting),
+            ),
+            (
+                "ember_revision_requests_in_flight",
+                "Requests at the revision's instances.",
+                |s| s.in_flight as u64,
+            ),
+            (
+                "ember_revision_requests_waiting",
+                "Requests waiting in the activator for room at an instance.",
+                |s| s.waiting as u64,
+            ),
+        ];
+        for (name, help, read) in gauges {
+            family(
+                &mut encoder,
+                name,
+                help,
+                MetricType::Gauge,
+                rows.iter().map(|(ns, svc, r, snap)| {
+                    (
+                        vec![
+                            ("namespace", ns.as_str()),
+                            ("service", svc.as_str()),
+                            ("revision", r.name()),
+                        ],
+                        read(snap),
+                    )
+                }),
+            )?;
+        }
+        family(
+            &mut encoder,
+            "ember_revision_failed_starts",
+            "Instance starts of the revision that failed.",
+            MetricType::Counter,
+            rows.iter().map(|(ns, svc, r, _)| {
+                (
+                    vec![
+                        ("namespace", ns.as_str()),
+                        ("service", svc.as_str()),
+                        ("revision", r.name()),
+                    ],
+                    r.stats.failed_starts.load(Ordering::Relaxed),
+                )
+            }),
+        )?;
+        let mut hist = encoder.encode_descriptor(
+            "ember_revision_cold_start_seconds",
+            "Cold starts: from the first request waiting with no instance to an instance ready.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (ns, svc, r, _) in &rows {
+            let labels: &Labels = &[
+                ("namespace", ns.as_str()),
+                ("service", svc.as_str()),
+                ("revision", r.name()),
+            ];
+            let buckets: Vec<(f64, u64)> = ember_serving::activator::COLD_START_BUCKETS
+                .iter()
+                .zip(&r.stats.cold_start_buckets)
+                .map(|(le, n)| (*le, n.load(Ordering::Relaxed)))
+                .collect();
+            let count = r.stats.cold_starts.load(Ordering::Relaxed);
+            let sum = r.stats.cold_start_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            hist.encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    sum, count, &buckets, None,
+                )?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds each running revision's numbers to `/metrics`.
+pub fn register_serving(registry: &mut Registry, serving: Arc<ember_serving::Serving>) {
+    registry.register_collector(Box::new(Revisions(serving)));
+}
+
 /// The registry serving `/metrics` for these brokers.
 pub fn registry(brokers: BrokerDirectory) -> Registry {
     let mut registry = Registry::default();

@@ -78,6 +78,7 @@ impl Router {
 
     /// Serves the Services of `services` by `Host`.
     pub fn with_services(mut self, services: crate::serving::Services) -> Self {
+        crate::metrics::register_serving(&mut self.metrics, services.serving.clone());
         self.services = Some(services);
         self
     }

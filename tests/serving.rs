@@ -105,6 +105,25 @@ async fn an_event_wakes_a_service_from_zero_arrives_once_and_it_scales_back_to_z
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+    let metrics = common::request(
+        http::Method::GET,
+        &ember.url("/metrics"),
+        &[],
+        bytes::Bytes::new(),
+    )
+    .await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    let labels = "{namespace=\"default\",service=\"fn\",revision=\"fn-00001\"}";
+    assert!(
+        metrics.contains(&format!(
+            "ember_revision_cold_start_seconds_count{labels} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("ember_revision_instances_ready{labels} 0")),
+        "{metrics}"
+    );
     ember.stop().await;
 }
 

@@ -84,6 +84,22 @@ struct State {
     next_instance: u64,
 }
 
+/// Upper bounds, in seconds, of the cold-start histogram's buckets (the last is +Inf).
+pub const COLD_START_BUCKETS: [f64; 12] = [
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
+    f64::INFINITY,
+];
+
 /// Counters of one revision, for `/metrics` and statuses.
 #[derive(Debug, Default)]
 pub struct RevisionStats {
@@ -91,6 +107,8 @@ pub struct RevisionStats {
     pub cold_starts: AtomicU64,
     /// Total time of those cold starts (first waiting request to instance ready), in µs.
     pub cold_start_micros: AtomicU64,
+    /// Cold starts by duration, one count per bucket of [`COLD_START_BUCKETS`] (not cumulative).
+    pub cold_start_buckets: [AtomicU64; 12],
     /// Instance starts that failed.
     pub failed_starts: AtomicU64,
     /// Requests refused because the queue was full.
@@ -408,10 +426,16 @@ impl Revision {
                 if let Some(since) = st.cold_since.take()
                     && cold
                 {
+                    let took = since.elapsed();
                     self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
                     self.stats
                         .cold_start_micros
-                        .fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+                    let bucket = COLD_START_BUCKETS
+                        .iter()
+                        .position(|le| took.as_secs_f64() <= *le)
+                        .unwrap_or(COLD_START_BUCKETS.len() - 1);
+                    self.stats.cold_start_buckets[bucket].fetch_add(1, Ordering::Relaxed);
                 }
                 drop(st);
                 tokio::spawn(self.clone().watch(instance));

@@ -412,6 +412,19 @@ impl Serving {
         })
     }
 
+    /// Every running revision, with its namespace and Service.
+    pub fn all_revisions(&self) -> Vec<(String, String, Arc<Revision>)> {
+        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for ((ns, name), state) in services.iter() {
+            let st = state.lock().unwrap_or_else(|e| e.into_inner());
+            for r in st.revisions.values() {
+                out.push((ns.clone(), name.clone(), r.revision.clone()));
+            }
+        }
+        out
+    }
+
     /// The running revision `namespace/name`.
     pub fn revision(&self, namespace: &str, name: &str) -> Option<Arc<Revision>> {
         let services = self.services.read().unwrap_or_else(|e| e.into_inner());
