@@ -400,11 +400,25 @@ fn apply_services(services: &crate::serving::Services, config: &Config) -> anyho
     services
         .serving
         .set_scale_to_zero_grace(crate::serving::scale_to_zero_grace(config));
-    let list: Vec<ember_api::serving::Service> =
-        config.services.iter().map(|s| s.resource.clone()).collect();
+    // `env` values from Secret and ConfigMap keys (`valueFrom`), resolved here: the revision
+    // history keeps the template, never a secret's value.
+    let list: Vec<(ember_api::serving::Service, ember_serving::Env)> = config
+        .services
+        .iter()
+        .map(|s| {
+            let env: ember_serving::Env = ember_api::config::env_refs(&s.resource)
+                .into_iter()
+                .filter_map(|(var, r)| {
+                    let value = config.key_value(&s.metadata.namespace, &r).ok()?;
+                    Some((var, String::from_utf8_lossy(&value).into_owned()))
+                })
+                .collect();
+            (s.resource.clone(), env)
+        })
+        .collect();
     let applied = services
         .serving
-        .apply(&list)
+        .apply_with_env(&list)
         .context("running the Services")?;
     for r in &applied.stopped {
         tracing::info!(revision = %r, "revision stopped (no longer routed)");

@@ -327,3 +327,53 @@ async fn a_services_status_shows_its_url_revisions_and_traffic_and_ember_get_lis
     );
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_from_secret_and_config_map_keys_and_a_missing_secret_keeps_the_service_waiting() {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds}}\nstringData: {{token: s3cret}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata: {{mode: fast}}\n{}{}",
+        service(
+            "envy",
+            &function("ember-echo"),
+            "",
+            "{name: ECHO_ENV, value: \"TOKEN,MODE\"}, {name: TOKEN, valueFrom: {secretKeyRef: {name: creds, key: token}}}, {name: MODE, valueFrom: {configMapKeyRef: {name: settings, key: mode}}}"
+        ),
+        service(
+            "waiting",
+            &function("ember-echo"),
+            "",
+            "{name: TOKEN, valueFrom: {secretKeyRef: {name: nope, key: token}}}"
+        ),
+    );
+    let ember = TestEmber::start(&yaml).await;
+    let r = get_host(&ember, "envy.default.localhost", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let report: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(report["env"]["TOKEN"], "s3cret");
+    assert_eq!(report["env"]["MODE"], "fast");
+    // The revision history keeps the template, never the value.
+    let history =
+        std::fs::read_to_string(ember.data_dir.path().join("serving/default/envy.json")).unwrap();
+    assert!(!history.contains("s3cret") && history.contains("secretKeyRef"));
+    // Its Secret missing, the other Service waits, not Ready, and does not run.
+    assert_eq!(
+        get_host(&ember, "waiting.default.localhost", "/")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let (_, svc) = common::get_json(
+        &ember.url("/apis/serving.knative.dev/v1/namespaces/default/services/waiting"),
+    )
+    .await;
+    let ready = svc["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "SecretNotFound");
+    ember.stop().await;
+}

@@ -21,4 +21,4 @@ pub mod proxy;
 pub mod revision;
 pub mod route;
 
-pub use manager::{Applied, RequestError, ServiceStatus, Serving, TrafficStatus};
+pub use manager::{Applied, Env, RequestError, ServiceStatus, Serving, TrafficStatus};

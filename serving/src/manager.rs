@@ -123,12 +123,17 @@ impl RequestError {
 /// `(namespace, name)`.
 type ServiceKey = (String, String);
 
+/// A Service's `env` values from `valueFrom`, by variable name.
+pub type Env = HashMap<String, String>;
+
 /// Serving: every Service of the configuration, running.
 pub struct Serving {
     data_dir: PathBuf,
     client: InstanceClient,
     /// Knative's `scale-to-zero-grace-period` for every revision.
     scale_to_zero_grace: Mutex<std::time::Duration>,
+    /// Each Service's `env` values from `valueFrom`.
+    env: Mutex<HashMap<ServiceKey, Env>>,
     services: RwLock<HashMap<ServiceKey, Arc<Mutex<ServiceState>>>>,
 }
 
@@ -139,6 +144,7 @@ impl Serving {
             data_dir: data_dir.into(),
             client: InstanceClient::default(),
             scale_to_zero_grace: Mutex::new(crate::revision::DEFAULT_SCALE_TO_ZERO_GRACE),
+            env: Mutex::default(),
             services: RwLock::default(),
         }
     }
@@ -163,6 +169,25 @@ impl Serving {
     /// Moves to `services`: new revisions for changed templates, routes rebuilt, revisions no
     /// longer routed stopped (after their requests), Services gone stopped.
     pub fn apply(&self, services: &[Service]) -> Result<Applied, HistoryError> {
+        let with: Vec<(Service, Env)> = services.iter().map(|s| (s.clone(), Env::new())).collect();
+        self.apply_with_env(&with)
+    }
+
+    /// As [`Serving::apply`], with each Service's `env` values from `valueFrom` resolved by
+    /// the caller (by variable name). They are read when a revision is created and never
+    /// written to the revision history.
+    pub fn apply_with_env(&self, services: &[(Service, Env)]) -> Result<Applied, HistoryError> {
+        let mut env = self.env.lock().unwrap_or_else(|e| e.into_inner());
+        env.clear();
+        for (s, e) in services {
+            env.insert(
+                (s.metadata.namespace.clone(), s.metadata.name.clone()),
+                e.clone(),
+            );
+        }
+        drop(env);
+        let services: Vec<Service> = services.iter().map(|(s, _)| s.clone()).collect();
+        let services = &services[..];
         let mut applied = Applied::default();
         let mut map = self.services.write().unwrap_or_else(|e| e.into_inner());
         let keep: Vec<(String, String)> = services
@@ -280,7 +305,15 @@ impl Serving {
                 tracing::warn!(service = %format!("{ns}/{name}"), revision = %r, "traffic names an unknown revision");
                 continue;
             };
-            let mut spec = RevisionSpec::from_service(&with_template(service, template), r);
+            let resolved = self
+                .env
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(ns.clone(), name.clone()))
+                .cloned()
+                .unwrap_or_default();
+            let mut spec =
+                RevisionSpec::from_service(&with_template(service, template), r, &resolved);
             spec.scale_to_zero_grace = *self
                 .scale_to_zero_grace
                 .lock()

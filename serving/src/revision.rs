@@ -66,8 +66,14 @@ pub struct RevisionSpec {
 
 impl RevisionSpec {
     /// The revision `name` of `service`'s template. Only `command`/`args` containers run here;
-    /// the caller has refused the rest.
-    pub fn from_service(service: &Service, name: &str) -> Self {
+    /// the caller has refused the rest. `resolved` holds the values of the `env` entries given
+    /// by `valueFrom` (a Secret's or ConfigMap's key), by variable name; an entry without one is
+    /// left out (an `optional` reference whose key is missing).
+    pub fn from_service(
+        service: &Service,
+        name: &str,
+        resolved: &std::collections::HashMap<String, String>,
+    ) -> Self {
         let template = &service.spec.template;
         let container = template
             .spec
@@ -99,7 +105,13 @@ impl RevisionSpec {
             env: container
                 .env
                 .iter()
-                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+                .filter_map(|e| {
+                    let value = match &e.value_from {
+                        Some(_) => resolved.get(&e.name).cloned(),
+                        None => e.value.clone(),
+                    };
+                    Some((e.name.clone(), value?))
+                })
                 .collect(),
             working_dir: container.working_dir.as_ref().map(PathBuf::from),
             container_concurrency: template

@@ -219,6 +219,11 @@ impl Config {
             checks.extend(self.secret_checks(&resource));
             out.insert(resource.id(), checks);
         }
+        for svc in &self.services {
+            let resource = Resource::Service(svc.resource.clone());
+            let checks = self.secret_checks(&resource);
+            out.insert(resource.id(), checks);
+        }
         for b in &self.brokers {
             let mut checks = Vec::new();
             if let Some(dls) = b

@@ -12,11 +12,15 @@ use super::resolve::Check;
 use crate::field::FieldPath;
 use crate::resource::Resource;
 
-/// One Secret key a resource refers to.
+/// One Secret (or ConfigMap) key a resource refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRef {
     /// Where the reference is written.
     pub field: FieldPath,
+    /// A ConfigMap's key rather than a Secret's (`configMapKeyRef`).
+    pub config_map: bool,
+    /// Missing is fine (`optional: true`).
+    pub optional: bool,
     /// The Secret's name (in the resource's namespace).
     pub name: String,
     /// The key.
@@ -34,6 +38,8 @@ pub fn secret_refs(resource: &Resource) -> Vec<SecretRef> {
             if let crate::sources::SecretSource::KeyRef(r) = auth.secret() {
                 out.push(SecretRef {
                     field: FieldPath::parse_keys("spec.auth").key(scheme).key(field),
+                    config_map: false,
+                    optional: false,
                     name: r.name.clone(),
                     key: r.key.clone(),
                 });
@@ -48,6 +54,8 @@ pub fn secret_refs(resource: &Resource) -> Vec<SecretRef> {
             {
                 out.push(SecretRef {
                     field: FieldPath::parse_keys("spec.rabbitmqClusterReference.connectionSecret"),
+                    config_map: false,
+                    optional: false,
                     name: secret.name.clone(),
                     key: "uri".to_owned(),
                 });
@@ -58,7 +66,42 @@ pub fn secret_refs(resource: &Resource) -> Vec<SecretRef> {
                 key_refs_in(net, FieldPath::parse_keys("spec.net"), &mut out);
             }
         }
+        Resource::Service(svc) => out.extend(env_refs(svc).into_iter().map(|(_, r)| r)),
         _ => {}
+    }
+    out
+}
+
+/// A Service's `env` entries given by `valueFrom` (a Secret's or a ConfigMap's key), each with
+/// its variable's name.
+pub fn env_refs(service: &crate::serving::Service) -> Vec<(String, SecretRef)> {
+    let mut out = Vec::new();
+    for (i, c) in service.spec.template.spec.containers.iter().enumerate() {
+        for (j, e) in c.env.iter().enumerate() {
+            let Some(from) = &e.value_from else {
+                continue;
+            };
+            let field = FieldPath::parse_keys("spec.template.spec.containers")
+                .index(i)
+                .key("env")
+                .index(j)
+                .key("valueFrom");
+            for (kind, config_map) in [("secretKeyRef", false), ("configMapKeyRef", true)] {
+                if let Some(r) = from.get(kind) {
+                    let s = |f: &str| r.get(f).and_then(|v| v.as_str()).unwrap_or_default();
+                    out.push((
+                        e.name.clone(),
+                        SecretRef {
+                            field: field.key(kind),
+                            config_map,
+                            optional: r.get("optional").and_then(|o| o.as_bool()) == Some(true),
+                            name: s("name").to_owned(),
+                            key: s("key").to_owned(),
+                        },
+                    ));
+                }
+            }
+        }
     }
     out
 }
@@ -74,6 +117,8 @@ fn key_refs_in(v: &serde_json::Value, path: FieldPath, out: &mut Vec<SecretRef>)
             let s = |f: &str| child.get(f).and_then(|v| v.as_str()).unwrap_or_default();
             out.push(SecretRef {
                 field: here,
+                config_map: false,
+                optional: false,
                 name: s("name").to_owned(),
                 key: s("key").to_owned(),
             });
@@ -101,19 +146,44 @@ impl Config {
         }
     }
 
-    /// A failing `Deployed` check for each Secret key `resource` refers to that the
-    /// configuration does not hold.
+    /// The value of the key `r` names, in `namespace`.
+    pub fn key_value(&self, namespace: &str, r: &SecretRef) -> Result<Vec<u8>, String> {
+        if !r.config_map {
+            return self.secret_value(namespace, &r.name, &r.key);
+        }
+        let map = self
+            .config_maps
+            .iter()
+            .rev()
+            .find(|m| m.metadata.namespace == namespace && m.metadata.name == r.name)
+            .ok_or_else(|| format!("no ConfigMap {namespace}/{} in the configuration", r.name))?;
+        map.data
+            .get(&r.key)
+            .map(|v| v.as_bytes().to_vec())
+            .ok_or_else(|| format!("ConfigMap {namespace}/{} has no key {:?}", r.name, r.key))
+    }
+
+    /// A failing check for each Secret or ConfigMap key `resource` refers to (and may not do
+    /// without) that the configuration does not hold: `Deployed` for a source,
+    /// `ConfigurationsReady` for a Service.
     pub(super) fn secret_checks(&self, resource: &Resource) -> Vec<Check> {
+        let condition = match resource {
+            Resource::Service(_) => "ConfigurationsReady",
+            _ => "Deployed",
+        };
         secret_refs(resource)
             .into_iter()
+            .filter(|r| !r.optional)
             .filter_map(|r| {
-                let why = self
-                    .secret_value(resource.namespace(), &r.name, &r.key)
-                    .err()?;
+                let why = self.key_value(resource.namespace(), &r).err()?;
                 Some(Check {
-                    condition: "Deployed",
+                    condition,
                     ok: false,
-                    reason: "SecretNotFound".into(),
+                    reason: if r.config_map {
+                        "ConfigMapNotFound".into()
+                    } else {
+                        "SecretNotFound".into()
+                    },
                     message: why,
                     field: Some(r.field),
                 })
