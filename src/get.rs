@@ -64,14 +64,66 @@ pub enum Format {
     Yaml,
 }
 
+/// What `ember get` lists: a kind of the configuration, or an object serving makes of each
+/// Service (its Revisions, its Route, its Configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// A kind of the configuration.
+    Kind(Kind),
+    /// `revisions.serving.knative.dev`.
+    Revision,
+    /// `routes.serving.knative.dev`.
+    Route,
+    /// `configurations.serving.knative.dev`.
+    Configuration,
+}
+
+impl Listed {
+    fn singular(self) -> String {
+        match self {
+            Listed::Kind(k) => k.as_str().to_ascii_lowercase(),
+            Listed::Revision => "revision".into(),
+            Listed::Route => "route".into(),
+            Listed::Configuration => "configuration".into(),
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Listed::Kind(k) => plural(k),
+            Listed::Revision => "revisions",
+            Listed::Route => "routes",
+            Listed::Configuration => "configurations",
+        }
+    }
+
+    fn version(self) -> &'static str {
+        match self {
+            Listed::Kind(k) => preferred_version(k),
+            _ => "serving.knative.dev/v1",
+        }
+    }
+}
+
 /// The kind `name` stands for: singular or plural, any case, optionally with its API group
-/// (`triggers.eventing.knative.dev`); `ksvc` for Services.
-pub fn kind_named(name: &str) -> anyhow::Result<Kind> {
+/// (`triggers.eventing.knative.dev`); `ksvc` for Services, `rev`, `rt` and `config` for
+/// Revisions, Routes and Configurations.
+pub fn kind_named(name: &str) -> anyhow::Result<Listed> {
     let lower = name.to_ascii_lowercase();
     let (short, group) = match lower.split_once('.') {
         Some((short, group)) => (short, Some(group)),
         None => (lower.as_str(), None),
     };
+    if group.is_none_or(|g| g == "serving.knative.dev") {
+        match short {
+            "revision" | "revisions" | "rev" => return Ok(Listed::Revision),
+            "route" | "routes" | "rt" => return Ok(Listed::Route),
+            "configuration" | "configurations" | "config" | "cfg" => {
+                return Ok(Listed::Configuration);
+            }
+            _ => {}
+        }
+    }
     let found = Kind::ALL.into_iter().find(|&kind| {
         let singular = kind.as_str().to_ascii_lowercase();
         let named = short == singular
@@ -84,10 +136,11 @@ pub fn kind_named(name: &str) -> anyhow::Result<Kind> {
         });
         named && in_group
     });
-    found.with_context(|| {
+    found.map(Listed::Kind).with_context(|| {
         format!(
             "unknown kind {name:?}; Ember serves: broker, trigger, pingsource, webhooksource, \
-             kafkasource, rabbitmqsource, service (ksvc) — singular or plural"
+             kafkasource, rabbitmqsource, service (ksvc), revision, route, configuration — \
+             singular or plural"
         )
     })
 }
@@ -110,7 +163,7 @@ pub async fn run(args: GetArgs) -> anyhow::Result<()> {
              EMBER_SERVER)"
         )
     })?;
-    let singular = kind.as_str().to_ascii_lowercase();
+    let singular = kind.singular();
     match status {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND => match &args.name {
@@ -181,9 +234,9 @@ fn server(given: Option<&str>) -> String {
 }
 
 /// The API path for `kind` and the arguments.
-fn api_path(kind: Kind, args: &GetArgs) -> String {
-    let version = preferred_version(kind);
-    let plural = plural(kind);
+fn api_path(kind: Listed, args: &GetArgs) -> String {
+    let version = kind.version();
+    let plural = kind.plural();
     match (&args.name, args.all_namespaces) {
         (_, true) => format!("/apis/{version}/{plural}"),
         (Some(name), false) => {
@@ -218,29 +271,45 @@ async fn fetch(uri: &Uri) -> anyhow::Result<(StatusCode, Bytes)> {
 }
 
 /// The table's rows, the header first: an object or a list's items.
-fn table(kind: Kind, value: &Value, all_namespaces: bool, now: i64) -> Vec<Vec<String>> {
+fn table(kind: Listed, value: &Value, all_namespaces: bool, now: i64) -> Vec<Vec<String>> {
     let items: Vec<&Value> = match value.get("items").and_then(Value::as_array) {
         Some(items) => items.iter().collect(),
         None => vec![value],
     };
-    let text = |v: &Value, pointer: &str| {
-        v.pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
+    let text = |v: &Value, pointer: &str| match v.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
     };
     // The kind's own columns, as Knative's CRDs print them.
     let columns: &[(&str, &str)] = match kind {
-        Kind::Broker => &[("URL", "/status/address/url")],
-        Kind::Trigger => &[
+        Listed::Kind(Kind::Broker) => &[("URL", "/status/address/url")],
+        Listed::Kind(Kind::Trigger) => &[
             ("BROKER", "/spec/broker"),
             ("SUBSCRIBER_URI", "/status/subscriberUri"),
         ],
-        Kind::PingSource | Kind::KafkaSource | Kind::RabbitmqSource | Kind::WebhookSource => {
-            &[("SINK", "/status/sinkUri")]
-        }
-        Kind::Service => &[
+        Listed::Kind(
+            Kind::PingSource | Kind::KafkaSource | Kind::RabbitmqSource | Kind::WebhookSource,
+        ) => &[("SINK", "/status/sinkUri")],
+        Listed::Kind(Kind::Service) => &[
             ("URL", "/status/url"),
+            ("LATESTCREATED", "/status/latestCreatedRevisionName"),
+            ("LATESTREADY", "/status/latestReadyRevisionName"),
+        ],
+        Listed::Revision => &[
+            (
+                "CONFIG NAME",
+                "/metadata/labels/serving.knative.dev~1configuration",
+            ),
+            (
+                "GENERATION",
+                "/metadata/labels/serving.knative.dev~1configurationGeneration",
+            ),
+            ("ACTUAL REPLICAS", "/status/actualReplicas"),
+            ("DESIRED REPLICAS", "/status/desiredReplicas"),
+        ],
+        Listed::Route => &[("URL", "/status/url")],
+        Listed::Configuration => &[
             ("LATESTCREATED", "/status/latestCreatedRevisionName"),
             ("LATESTREADY", "/status/latestReadyRevisionName"),
         ],
@@ -366,7 +435,7 @@ mod tests {
             ("pingsource", Kind::PingSource),
             ("rabbitmqsources", Kind::RabbitmqSource),
         ] {
-            assert_eq!(kind_named(name).unwrap(), kind, "{name}");
+            assert_eq!(kind_named(name).unwrap(), Listed::Kind(kind), "{name}");
         }
         let err = kind_named("triggers.sources.knative.dev").unwrap_err();
         assert!(err.to_string().contains("broker, trigger"), "{err}");

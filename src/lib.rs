@@ -21,6 +21,7 @@ pub mod run;
 pub mod send;
 pub mod server;
 pub mod serving;
+pub mod serving_status;
 pub mod sources;
 pub mod status;
 pub mod topology;

@@ -555,6 +555,13 @@ impl Statuses {
             let body = failure(StatusCode::NOT_FOUND, "NotFound", message);
             (StatusCode::NOT_FOUND, body.to_string().into_bytes())
         };
+        // The objects serving makes of each Service (Revisions, Routes, Configurations).
+        if let Some(services) = &self.running.services
+            && let Some(answer) =
+                crate::serving_status::respond(services, self.running.listen, path)
+        {
+            return answer;
+        }
         let Some(request) = ApiRequest::parse(path) else {
             return not_found(&format!(
                 "the server could not find the requested resource ({path})"

@@ -377,3 +377,79 @@ async fn env_from_secret_and_config_map_keys_and_a_missing_secret_keeps_the_serv
     assert_eq!(ready["reason"], "SecretNotFound");
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_routes_and_configurations_are_served_and_listed() {
+    let yaml = format!(
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {{name: hello}}\nspec:\n  template:\n    spec:\n      containers:\n      - command: [{}]\n        ports: [{{containerPort: 8080}}]\n        resources: {{limits: {{memory: 128Mi}}}}\n",
+        function("ember-echo")
+    );
+    let mut ember = TestEmber::start(&yaml).await;
+    assert_eq!(
+        get_host(&ember, "hello.default.localhost", "/")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A second template: a second revision, the first kept in the history.
+    let v2 = yaml.replace("command: [", "args: [v2]\n        command: [");
+    ember.reload(&v2).await.expect("applies");
+    let moved = async {
+        loop {
+            let r = get_host(&ember, "hello.default.localhost", "/").await;
+            if String::from_utf8_lossy(&r.body).contains("hello-00002") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), moved)
+        .await
+        .expect("traffic moves to the new revision");
+    let base = "/apis/serving.knative.dev/v1/namespaces/default";
+    let (status, list) = common::get_json(&ember.url(&format!("{base}/revisions"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["kind"], "RevisionList");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello-00001", "hello-00002"]);
+    let (_, rev) = common::get_json(&ember.url(&format!("{base}/revisions/hello-00002"))).await;
+    assert_eq!(
+        rev["metadata"]["labels"]["serving.knative.dev/service"],
+        "hello"
+    );
+    let not_applied = rev["status"]["notApplied"].to_string();
+    assert!(
+        not_applied.contains("containerPort 8080") && not_applied.contains("resources"),
+        "{not_applied}"
+    );
+    assert_eq!(rev["status"]["actualReplicas"], 1);
+    let (_, route) = common::get_json(&ember.url(&format!("{base}/routes/hello"))).await;
+    assert_eq!(route["status"]["traffic"][0]["revisionName"], "hello-00002");
+    let (_, config) = common::get_json(&ember.url(&format!("{base}/configurations/hello"))).await;
+    assert_eq!(config["status"]["latestCreatedRevisionName"], "hello-00002");
+    let (status, _) = common::get_json(&ember.url(&format!("{base}/revisions/nope"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let server = format!("http://{}", ember.ember.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["get", "revisions", "--server", &server])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("CONFIG NAME")
+            && table.contains("hello-00001")
+            && table.contains("hello-00002"),
+        "{table}"
+    );
+    ember.stop().await;
+}

@@ -21,4 +21,6 @@ pub mod proxy;
 pub mod revision;
 pub mod route;
 
-pub use manager::{Applied, Env, RequestError, ServiceStatus, Serving, TrafficStatus};
+pub use manager::{
+    Applied, Env, RequestError, RevisionRecord, ServiceStatus, Serving, TrafficStatus,
+};

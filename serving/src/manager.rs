@@ -59,6 +59,25 @@ pub struct ServiceStatus {
     pub revisions: Vec<(String, RevisionSnapshot)>,
 }
 
+/// A revision as its status shows it.
+#[derive(Debug, Clone)]
+pub struct RevisionRecord {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its Service (and Configuration).
+    pub service: String,
+    /// Its name.
+    pub name: String,
+    /// Its place in the Service's history, from 1 (Knative's configuration generation).
+    pub generation: u64,
+    /// The template it was made from.
+    pub template: serde_json::Value,
+    /// Seconds since the epoch when it was made.
+    pub created: u64,
+    /// Its state, if it runs (it is routed).
+    pub state: Option<RevisionSnapshot>,
+}
+
 /// One traffic target as routed now.
 #[derive(Debug, Clone)]
 pub struct TrafficStatus {
@@ -443,6 +462,43 @@ impl Serving {
                 .map(|(n, r)| (n.clone(), r.revision.snapshot()))
                 .collect(),
         })
+    }
+
+    /// The Services that run, as `(namespace, name)`, in `namespace` or all.
+    pub fn service_names(&self, namespace: Option<&str>) -> Vec<(String, String)> {
+        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, String)> = services
+            .keys()
+            .filter(|(ns, _)| namespace.is_none_or(|n| n == ns))
+            .cloned()
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every revision kept for the Services in `namespace` (or all): from the history, with the
+    /// running ones' state.
+    pub fn revision_records(&self, namespace: Option<&str>) -> Vec<RevisionRecord> {
+        let mut out = Vec::new();
+        for (ns, service) in self.service_names(namespace) {
+            let Ok(history) = History::load(&self.data_dir, &ns, &service) else {
+                continue;
+            };
+            let running: HashMap<String, RevisionSnapshot> =
+                self.revisions(&ns, &service).into_iter().collect();
+            for (i, r) in history.revisions().iter().enumerate() {
+                out.push(RevisionRecord {
+                    namespace: ns.clone(),
+                    service: service.clone(),
+                    name: r.name.clone(),
+                    generation: i as u64 + 1,
+                    template: r.template.clone(),
+                    created: r.created,
+                    state: running.get(&r.name).cloned(),
+                });
+            }
+        }
+        out
     }
 
     /// Every running revision, with its namespace and Service.
