@@ -128,14 +128,19 @@ fn set_forwarding(req: &mut Request<Body>, origin: Origin) {
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(xff, v);
         }
-        let mut forwarded = format!("for={}", quoted_for(client));
-        if let Some(h) = &host {
-            forwarded.push_str(&format!(";host={h}"));
-        }
-        forwarded.push_str(";proto=http");
-        if let Ok(v) = HeaderValue::from_str(&forwarded) {
-            headers.append(http::header::FORWARDED, v);
-        }
+    }
+    // The runtime contract requires `Forwarded`; a delivery from inside Ember (a trigger, a
+    // source) has no client address: RFC 7239's `for=unknown`.
+    let mut forwarded = format!(
+        "for={}",
+        origin.client.map_or_else(|| "unknown".to_owned(), quoted_for)
+    );
+    if let Some(h) = &host {
+        forwarded.push_str(&format!(";host={h}"));
+    }
+    forwarded.push_str(";proto=http");
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.append(http::header::FORWARDED, v);
     }
     if !headers.contains_key("x-forwarded-proto") {
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
