@@ -349,16 +349,53 @@ impl<F: Future> Future for Answered<F> {
     }
 }
 
+/// Graceful shutdown for a listener's connections: [`Drain::shutdown`] asks every connection to
+/// finish its request in progress and close (idle ones close at once), and waits until they
+/// have. Ember's own (not hyper-util's `GracefulShutdown`, which does not cover connections
+/// that may be upgraded, e.g. to a WebSocket for a function).
+pub struct Drain {
+    signal: tokio::sync::watch::Sender<bool>,
+    open: tokio::sync::mpsc::Sender<()>,
+    closed: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        let (open, closed) = tokio::sync::mpsc::channel(1);
+        Drain {
+            signal: tokio::sync::watch::channel(false).0,
+            open,
+            closed,
+        }
+    }
+}
+
+impl Drain {
+    /// Asks every connection to close after its request in progress; resolves when all have.
+    pub async fn shutdown(self) {
+        let Drain {
+            signal,
+            open,
+            mut closed,
+        } = self;
+        let _ = signal.send(true);
+        drop(open);
+        // Each connection holds a sender: `None` once the last one has ended.
+        let _ = closed.recv().await;
+    }
+}
+
 /// Serves one accepted connection with `service` under `limits` until the client closes it, a
 /// timeout closes it, or `graceful` shuts down (in-progress requests finish; idle connections
-/// close at once). Two tasks: the connection, and a watchdog that wakes once a tick and aborts
+/// close at once). A request may upgrade the connection (a WebSocket to a function): hyper hands
+/// the socket over once the response is sent. Two tasks: the connection, and a watchdog that wakes once a tick and aborts
 /// the connection when its phase has outlasted its timeout, so the request path never polls a
 /// timer. `permit` (the connection cap's) is held until the connection ends.
 pub fn spawn<S, B>(
     stream: TcpStream,
     limits: ConnectionLimits,
     service: S,
-    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    graceful: &Drain,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) where
     S: Service<http::Request<TimedBody>, Response = http::Response<B>> + Clone + Send + 'static,
@@ -382,12 +419,26 @@ pub fn spawn<S, B>(
     };
     let mut http = hyper::server::conn::http1::Builder::new();
     http.keep_alive(true);
-    let conn = graceful.watch(http.serve_connection(io, service));
+    let conn = http.serve_connection(io, service).with_upgrades();
+    let mut shutdown = graceful.signal.subscribe();
+    let open = graceful.open.clone();
     let ended = phase.clone();
     let connection = tokio::spawn(async move {
-        let _ = conn.await;
+        tokio::pin!(conn);
+        let shutting_down = *shutdown.borrow_and_update();
+        if shutting_down {
+            conn.as_mut().graceful_shutdown();
+        }
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = shutdown.changed(), if !shutting_down => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
         ended.enter(DONE);
         drop(permit);
+        drop(open);
     });
     tokio::spawn(async move {
         let mut watchdog = Watchdog::new(limits);

@@ -12,7 +12,6 @@ use ember_event::{http_binding, json_format};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::service::service_fn;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -103,7 +102,7 @@ pub async fn run(args: DisplayArgs, style: Style) -> anyhow::Result<()> {
     );
     let limits = ConnectionLimits::from(&args.connections);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let graceful = connection::Drain::default();
     loop {
         let permit = permits.clone().acquire_owned().await?;
         let (stream, _) = tokio::select! {

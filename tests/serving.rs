@@ -453,3 +453,37 @@ async fn revisions_routes_and_configurations_are_served_and_listed() {
     );
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_is_tunnelled_to_the_function() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ember = TestEmber::start(&service("ws", &function("ember-echo"), "", "")).await;
+    let mut conn = tokio::net::TcpStream::connect(ember.ember.addr)
+        .await
+        .unwrap();
+    conn.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: ws.default.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for message in [&b"ping"[..], b"and again"] {
+        conn.write_all(message).await.unwrap();
+        let mut back = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut back))
+            .await
+            .expect("echoed")
+            .unwrap();
+        assert_eq!(back, message);
+    }
+    drop(conn);
+    ember.stop().await;
+}

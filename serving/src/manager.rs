@@ -587,10 +587,18 @@ impl Serving {
             other => other?,
         };
         let timeout = revision.spec().timeout;
-        let resp = self
+        let (resp, tunnel) = self
             .client
             .forward(lease.addr, req, origin, timeout)
             .await?;
+        if let Some(tunnel) = tunnel {
+            // An upgraded connection (a WebSocket) holds its instance's room while it lasts.
+            tokio::spawn(async move {
+                tunnel.await;
+                drop(lease);
+            });
+            return Ok(resp);
+        }
         // The instance's room stays taken until the response body has been sent.
         Ok(resp.map(|body| {
             LeasedBody {

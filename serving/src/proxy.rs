@@ -71,15 +71,25 @@ pub struct Origin {
     pub client: Option<SocketAddr>,
 }
 
+/// The two ends of an upgraded connection (a WebSocket) joined, until either closes.
+pub type Tunnel = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 impl InstanceClient {
-    /// Sends `req` to the instance at `addr`; the response streams back as it arrives.
+    /// Sends `req` to the instance at `addr`; the response streams back as it arrives. When the
+    /// request asks to upgrade the connection (`Upgrade: websocket`) and the instance agrees
+    /// (101), the tunnel joining the client's connection to the instance's is returned too: run
+    /// it to carry the traffic.
     pub async fn forward(
         &self,
         addr: SocketAddr,
         mut req: Request<Body>,
         origin: Origin,
         timeout: Duration,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<(Response<Body>, Option<Tunnel>), ProxyError> {
+        let client_side = req
+            .headers()
+            .contains_key(http::header::UPGRADE)
+            .then(|| hyper::upgrade::on(&mut req));
         let path = req
             .uri()
             .path_and_query()
@@ -106,7 +116,26 @@ impl InstanceClient {
             }
             Ok(Ok(resp)) => resp,
         };
-        Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
+        let mut resp = resp;
+        let tunnel = match client_side {
+            Some(client_side) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let upstream = hyper::upgrade::on(&mut resp);
+                let joined: Tunnel = Box::pin(async move {
+                    let (Ok(client), Ok(instance)) = tokio::join!(client_side, upstream) else {
+                        return;
+                    };
+                    let mut client = hyper_util::rt::TokioIo::new(client);
+                    let mut instance = hyper_util::rt::TokioIo::new(instance);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut instance).await;
+                });
+                Some(joined)
+            }
+            _ => None,
+        };
+        Ok((
+            resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+            tunnel,
+        ))
     }
 }
 
@@ -133,7 +162,9 @@ fn set_forwarding(req: &mut Request<Body>, origin: Origin) {
     // source) has no client address: RFC 7239's `for=unknown`.
     let mut forwarded = format!(
         "for={}",
-        origin.client.map_or_else(|| "unknown".to_owned(), quoted_for)
+        origin
+            .client
+            .map_or_else(|| "unknown".to_owned(), quoted_for)
     );
     if let Some(h) = &host {
         forwarded.push_str(&format!(";host={h}"));

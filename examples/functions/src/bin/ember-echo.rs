@@ -6,6 +6,9 @@
 //! With `ECHO_LOG=FILE`, each request also appends one line to FILE: its `ce-id` header (or `-`)
 //! and its path — what a test counts deliveries by.
 //!
+//! A request with an `Upgrade` header is answered `101 Switching Protocols` and every byte sent
+//! afterwards is echoed back (a stand-in for a WebSocket, without its framing).
+//!
 //! Query parameters: `sleep=MS` waits before answering; `stream=MS` sends the head and a first
 //! chunk at once, then the rest after MS; `status=N` answers N. Every response also says how
 //! many requests this process had in flight then and at most (`in_flight`, `max_in_flight`).
@@ -91,6 +94,27 @@ fn serve(conn: TcpStream, started: &Started) {
                 }
                 headers.push((k, v));
             }
+        }
+        if let Some((_, protocol)) = headers.iter().find(|(k, _)| k == "upgrade") {
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: {protocol}\r\nconnection: upgrade\r\n\r\n"
+            );
+            if out.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            // Echo until the client closes: what was buffered first, then the socket.
+            let pending = reader.buffer().to_vec();
+            if !pending.is_empty() && out.write_all(&pending).is_err() {
+                return;
+            }
+            let mut conn = reader.into_inner();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 || out.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            return;
         }
         let body_len = if chunked {
             read_chunked(&mut reader)
