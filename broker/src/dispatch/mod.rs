@@ -96,7 +96,7 @@ pub struct Stacks {
     /// To the subscriber, holding the subscriber's shared permits per attempt.
     pub subscriber: Stack,
     /// To the dead-letter sink, if there is one.
-    pub dead_letter: Option<Stack>,
+    pub dead_letter: Option<Box<Stack>>,
 }
 
 impl Stacks {
@@ -115,7 +115,11 @@ impl Stacks {
         };
         Self {
             subscriber: route.stack(trigger.subscriber.clone(), trigger.subscriber_limit.clone()),
-            dead_letter: trigger.dead_letter.clone().map(|d| route.stack(d, None)),
+            // Boxed: most triggers have none, and a stack is ~300 bytes.
+            dead_letter: trigger
+                .dead_letter
+                .clone()
+                .map(|d| Box::new(route.stack(d, None))),
         }
     }
 }
@@ -337,7 +341,7 @@ impl Dispatcher {
                         broker: &broker,
                         trigger: &trigger.name,
                         subscriber: &trigger.subscriber,
-                        sink: stacks.dead_letter.as_ref(),
+                        sink: stacks.dead_letter.as_deref(),
                     };
                     dead_letter.handle(&event, offset, failure, &stats).await;
                 }
