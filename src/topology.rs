@@ -101,7 +101,14 @@ impl Ember {
         // What runs: every Broker, and each other resource whose references resolve.
         let whole = config;
         let readiness = whole.readiness();
-        let config = &whole.runnable(&readiness);
+        // Ten thousand triggers cost a copy only when some of them wait.
+        let waiting;
+        let config = if readiness.not_ready().next().is_none() {
+            whole
+        } else {
+            waiting = whole.runnable(&readiness);
+            &waiting
+        };
         let mut subscriber_limits = SubscriberLimits::default();
         let addr = listener.local_addr()?;
         let plans = wiring::brokers(config, data_dir, addr, &mut subscriber_limits)?;
@@ -193,7 +200,11 @@ impl Ember {
         let prepared = tokio::task::spawn_blocking(move || {
             let readiness = config.readiness();
             let fingerprint = observe(&statuses, &config, &readiness);
-            let config = config.runnable(&readiness);
+            let config = if readiness.not_ready().next().is_none() {
+                config
+            } else {
+                config.runnable(&readiness)
+            };
             let diff = ConfigDiff::of_fingerprints(&old, &fingerprint);
             let plans = if diff.is_empty() {
                 Ok(Vec::new())
