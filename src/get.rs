@@ -296,6 +296,11 @@ fn table(kind: Listed, value: &Value, all_namespaces: bool, now: i64) -> Vec<Vec
             ("LATESTCREATED", "/status/latestCreatedRevisionName"),
             ("LATESTREADY", "/status/latestReadyRevisionName"),
         ],
+        Listed::Kind(Kind::Route) | Listed::Route => &[("URL", "/status/url")],
+        Listed::Kind(Kind::Configuration) | Listed::Configuration => &[
+            ("LATESTCREATED", "/status/latestCreatedRevisionName"),
+            ("LATESTREADY", "/status/latestReadyRevisionName"),
+        ],
         Listed::Revision => &[
             (
                 "CONFIG NAME",
@@ -307,11 +312,6 @@ fn table(kind: Listed, value: &Value, all_namespaces: bool, now: i64) -> Vec<Vec
             ),
             ("ACTUAL REPLICAS", "/status/actualReplicas"),
             ("DESIRED REPLICAS", "/status/desiredReplicas"),
-        ],
-        Listed::Route => &[("URL", "/status/url")],
-        Listed::Configuration => &[
-            ("LATESTCREATED", "/status/latestCreatedRevisionName"),
-            ("LATESTREADY", "/status/latestReadyRevisionName"),
         ],
     };
     let mut header: Vec<String> = Vec::new();

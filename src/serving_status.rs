@@ -46,6 +46,20 @@ pub fn respond(
             .iter()
             .map(revision)
             .collect(),
+        "Route" => services
+            .serving
+            .service_names(namespace)
+            .iter()
+            .filter(|(ns, svc)| services.serving.is_service(ns, svc))
+            .filter_map(|(ns, svc)| per_service(services, listen, kind, ns, svc))
+            .chain(
+                services
+                    .serving
+                    .route_names(namespace)
+                    .iter()
+                    .filter_map(|(ns, name)| standalone_route(services, listen, ns, name)),
+            )
+            .collect(),
         _ => services
             .serving
             .service_names(namespace)
@@ -214,6 +228,71 @@ fn revision(r: &RevisionRecord) -> Value {
     })
 }
 
+/// The traffic of a Route, as Knative writes it (each tag with its own URL).
+fn traffic_json(
+    traffic: &[ember_serving::TrafficStatus],
+    url: &dyn Fn(&str) -> String,
+    name: &str,
+) -> Vec<Value> {
+    traffic
+        .iter()
+        .map(|t| {
+            let mut v = json!({
+                "revisionName": t.revision,
+                "percent": t.percent,
+                "latestRevision": t.latest,
+            });
+            if let Some(tag) = &t.tag {
+                v["tag"] = tag.as_str().into();
+                v["url"] = url(&format!("{tag}-{name}")).into();
+            }
+            v
+        })
+        .collect()
+}
+
+/// A Route written on its own.
+fn standalone_route(
+    services: &Services,
+    listen: SocketAddr,
+    namespace: &str,
+    name: &str,
+) -> Option<Value> {
+    let traffic = services.serving.route_traffic(namespace, name)?;
+    let url = |host: &str| {
+        format!(
+            "http://{host}.{namespace}.{}:{}",
+            services.domain(),
+            listen.port()
+        )
+    };
+    let ready = traffic.iter().all(|t| {
+        services
+            .serving
+            .revision(namespace, &t.revision)
+            .is_some_and(|r| r.is_ready())
+    });
+    Some(json!({
+        "apiVersion": GROUP_VERSION,
+        "kind": "Route",
+        "metadata": {"name": name, "namespace": namespace},
+        "status": {
+            "url": url(name),
+            "address": {"url": url(name)},
+            "traffic": traffic_json(&traffic, &url, name),
+            "conditions": [
+                condition("AllTrafficAssigned", Some(true), "", ""),
+                condition("IngressReady", Some(true), "", "Ember's listener routes by Host"),
+                if ready {
+                    condition("Ready", Some(true), "", "")
+                } else {
+                    condition("Ready", None, "RevisionMissing", "a target has not been ready yet")
+                },
+            ],
+        },
+    }))
+}
+
 fn per_service(
     services: &Services,
     listen: SocketAddr,
@@ -245,22 +324,7 @@ fn per_service(
     });
     Some(match kind {
         "Route" => {
-            let traffic: Vec<Value> = st
-                .traffic
-                .iter()
-                .map(|t| {
-                    let mut v = json!({
-                        "revisionName": t.revision,
-                        "percent": t.percent,
-                        "latestRevision": t.latest,
-                    });
-                    if let Some(tag) = &t.tag {
-                        v["tag"] = tag.as_str().into();
-                        v["url"] = url(&format!("{tag}-{service}")).into();
-                    }
-                    v
-                })
-                .collect();
+            let traffic = traffic_json(&st.traffic, &url, service);
             json!({
                 "apiVersion": GROUP_VERSION,
                 "kind": "Route",

@@ -59,6 +59,8 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::RabbitmqSource => "rabbitmqsources",
         Kind::WebhookSource => "webhooksources",
         Kind::Service => "services",
+        Kind::Configuration => "configurations",
+        Kind::Route => "routes",
     }
 }
 

@@ -312,11 +312,13 @@ impl Ember {
         }
         // 4. Services: new revisions for changed templates, routes rebuilt (before the sources,
         //    which may name them).
-        let service_changes = diff.of_kind(Kind::Service);
-        if !(service_changes.added.is_empty()
-            && service_changes.changed.is_empty()
-            && service_changes.removed.is_empty())
-        {
+        let serving_changed = [Kind::Service, Kind::Configuration, Kind::Route]
+            .into_iter()
+            .any(|kind| {
+                let d = diff.of_kind(kind);
+                !(d.added.is_empty() && d.changed.is_empty() && d.removed.is_empty())
+            });
+        if serving_changed {
             apply_services(&self.services, &config)?;
         }
         // 5. Sources.
@@ -413,23 +415,30 @@ fn apply_services(services: &crate::serving::Services, config: &Config) -> anyho
         .set_scale_to_zero_grace(crate::serving::scale_to_zero_grace(config));
     // `env` values from Secret and ConfigMap keys (`valueFrom`), resolved here: the revision
     // history keeps the template, never a secret's value.
-    let list: Vec<(ember_api::serving::Service, ember_serving::Env)> = config
+    let with_env = |s: ember_api::serving::Service| {
+        let env: ember_serving::Env = ember_api::config::env_refs(&s)
+            .into_iter()
+            .filter_map(|(var, r)| {
+                let value = config.key_value(&s.metadata.namespace, &r).ok()?;
+                Some((var, String::from_utf8_lossy(&value).into_owned()))
+            })
+            .collect();
+        (s, env)
+    };
+    let list: Vec<_> = config
         .services
         .iter()
-        .map(|s| {
-            let env: ember_serving::Env = ember_api::config::env_refs(&s.resource)
-                .into_iter()
-                .filter_map(|(var, r)| {
-                    let value = config.key_value(&s.metadata.namespace, &r).ok()?;
-                    Some((var, String::from_utf8_lossy(&value).into_owned()))
-                })
-                .collect();
-            (s.resource.clone(), env)
-        })
+        .map(|s| with_env(s.resource.clone()))
         .collect();
+    let configurations: Vec<_> = config
+        .configurations
+        .iter()
+        .map(|c| with_env(c.as_service()))
+        .collect();
+    let routes: Vec<_> = config.routes.iter().map(|r| r.resource.clone()).collect();
     let applied = services
         .serving
-        .apply_with_env(&list)
+        .apply_all(&list, &configurations, &routes)
         .context("running the Services")?;
     for r in &applied.stopped {
         tracing::info!(revision = %r, "revision stopped (no longer routed)");

@@ -27,10 +27,16 @@ use ember_api::config::Target;
 /// The kinds `ember run` runs today: brokers, triggers, Knative Services and the registered
 /// source kinds.
 pub fn runnable(sources: &ember_sources::SourceKinds) -> Vec<Kind> {
-    [Kind::Broker, Kind::Trigger, Kind::Service]
-        .into_iter()
-        .chain(sources.kinds())
-        .collect()
+    [
+        Kind::Broker,
+        Kind::Trigger,
+        Kind::Service,
+        Kind::Configuration,
+        Kind::Route,
+    ]
+    .into_iter()
+    .chain(sources.kinds())
+    .collect()
 }
 
 /// Append batches that may wait for a broker's log writer before ingress answers 503.

@@ -487,3 +487,39 @@ async fn an_upgraded_connection_is_tunnelled_to_the_function() {
     drop(conn);
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_and_a_route_written_on_their_own_run_as_knative_runs_them() {
+    let yaml = format!(
+        "apiVersion: serving.knative.dev/v1\nkind: Configuration\nmetadata: {{name: cfg}}\nspec:\n  template:\n    spec:\n      containers:\n      - command: [{}]\n        env: [{{name: ECHO_ENV, value: K_SERVICE}}]\n---\napiVersion: serving.knative.dev/v1\nkind: Route\nmetadata: {{name: rt}}\nspec:\n  traffic:\n  - {{configurationName: cfg, percent: 100, tag: current}}\n",
+        function("ember-echo")
+    );
+    let ember = TestEmber::start(&yaml).await;
+    let r = get_host(&ember, "rt.default.localhost", "/").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let report: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(report["env"]["K_CONFIGURATION"], "cfg");
+    assert_eq!(report["env"]["K_REVISION"], "cfg-00001");
+    assert!(
+        report["env"].get("K_SERVICE").is_none(),
+        "a Configuration on its own belongs to no Service"
+    );
+    assert_eq!(
+        get_host(&ember, "current-rt.default.localhost", "/")
+            .await
+            .status,
+        StatusCode::OK,
+        "the tag reaches its target"
+    );
+    // A Configuration has no address of its own.
+    assert_eq!(
+        get_host(&ember, "cfg.default.localhost", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let base = "/apis/serving.knative.dev/v1/namespaces/default";
+    let (_, route) = common::get_json(&ember.url(&format!("{base}/routes/rt"))).await;
+    assert_eq!(route["status"]["traffic"][0]["revisionName"], "cfg-00001");
+    let (_, config) = common::get_json(&ember.url(&format!("{base}/configurations/cfg"))).await;
+    assert_eq!(config["status"]["latestCreatedRevisionName"], "cfg-00001");
+    ember.stop().await;
+}

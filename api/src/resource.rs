@@ -9,7 +9,7 @@ use crate::broker::Broker;
 use crate::delivery::{DeliverySpec, Destination};
 use crate::field::{FieldError, FieldPath};
 use crate::meta::ObjectMeta;
-use crate::serving::Service;
+use crate::serving::{Configuration, Route, Service};
 use crate::sources::{KafkaSource, PingSource, RabbitmqSource, WebhookSource};
 use crate::trigger::Trigger;
 
@@ -30,11 +30,15 @@ pub enum Kind {
     WebhookSource,
     /// `Service` (serving.knative.dev/v1).
     Service,
+    /// `Configuration` (serving.knative.dev/v1), written on its own.
+    Configuration,
+    /// `Route` (serving.knative.dev/v1), written on its own.
+    Route,
 }
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Broker,
         Kind::Trigger,
         Kind::PingSource,
@@ -42,6 +46,8 @@ impl Kind {
         Kind::RabbitmqSource,
         Kind::WebhookSource,
         Kind::Service,
+        Kind::Configuration,
+        Kind::Route,
     ];
 
     /// The kind's name as written in `kind:`.
@@ -54,6 +60,8 @@ impl Kind {
             Kind::RabbitmqSource => "RabbitmqSource",
             Kind::WebhookSource => "WebhookSource",
             Kind::Service => "Service",
+            Kind::Configuration => "Configuration",
+            Kind::Route => "Route",
         }
     }
 
@@ -65,7 +73,7 @@ impl Kind {
             Kind::KafkaSource => &["sources.knative.dev/v1", "sources.knative.dev/v1beta1"],
             Kind::RabbitmqSource => &["sources.knative.dev/v1alpha1"],
             Kind::WebhookSource => &["sources.ember.dev/v1alpha1"],
-            Kind::Service => &["serving.knative.dev/v1"],
+            Kind::Service | Kind::Configuration | Kind::Route => &["serving.knative.dev/v1"],
         }
     }
 
@@ -115,6 +123,10 @@ pub enum Resource {
     WebhookSource(WebhookSource),
     /// A Service.
     Service(Service),
+    /// A Configuration written on its own.
+    Configuration(Configuration),
+    /// A Route written on its own.
+    Route(Route),
 }
 
 impl Resource {
@@ -128,6 +140,8 @@ impl Resource {
             Resource::RabbitmqSource(_) => Kind::RabbitmqSource,
             Resource::WebhookSource(_) => Kind::WebhookSource,
             Resource::Service(_) => Kind::Service,
+            Resource::Configuration(_) => Kind::Configuration,
+            Resource::Route(_) => Kind::Route,
         }
     }
 
@@ -141,6 +155,8 @@ impl Resource {
             Resource::RabbitmqSource(r) => &r.metadata,
             Resource::WebhookSource(r) => &r.metadata,
             Resource::Service(r) => &r.metadata,
+            Resource::Configuration(r) => &r.metadata,
+            Resource::Route(r) => &r.metadata,
         }
     }
 
@@ -194,7 +210,7 @@ impl Resource {
                 delivery(r.spec.delivery.as_ref(), &mut out);
             }
             Resource::WebhookSource(r) => out.push((spec.key("sink"), &r.spec.sink)),
-            Resource::Service(_) => {}
+            Resource::Service(_) | Resource::Configuration(_) | Resource::Route(_) => {}
         }
         out
     }
@@ -206,7 +222,11 @@ impl Resource {
             Resource::KafkaSource(r) => Some(&r.spec.sink),
             Resource::RabbitmqSource(r) => Some(&r.spec.sink),
             Resource::WebhookSource(r) => Some(&r.spec.sink),
-            Resource::Broker(_) | Resource::Trigger(_) | Resource::Service(_) => None,
+            Resource::Broker(_)
+            | Resource::Trigger(_)
+            | Resource::Service(_)
+            | Resource::Configuration(_)
+            | Resource::Route(_) => None,
         }
     }
 
@@ -221,6 +241,8 @@ impl Resource {
             Resource::RabbitmqSource(r) => r.validate(),
             Resource::WebhookSource(r) => r.validate(),
             Resource::Service(r) => r.validate(),
+            Resource::Configuration(r) => r.validate(),
+            Resource::Route(r) => r.validate(),
         }
     }
 }

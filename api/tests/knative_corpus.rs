@@ -140,7 +140,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("31", "refused: not supported yet: container images"),
     (
         "32",
-        "refused: Ember does not run Configuration (serving.knative.dev/v1alpha1)",
+        "refused: Configuration is served at serving.knative.dev/v1, not \"serving.knative.dev/v1alpha1\"",
     ),
     ("33", "refused: required: at least one container"),
     ("34", "refused: not supported yet: container images"),

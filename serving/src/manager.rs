@@ -44,6 +44,9 @@ struct ServiceState {
     latest_created: String,
     /// The revisions routed once the latest is ready: the latest and those the traffic names.
     pinned: Vec<String>,
+    /// A Service (reached by its name) rather than a Configuration written on its own (reached
+    /// only through a Route).
+    addressable: bool,
 }
 
 /// A Service as its status shows it.
@@ -153,6 +156,10 @@ pub struct Serving {
     scale_to_zero_grace: Mutex<std::time::Duration>,
     /// Each Service's `env` values from `valueFrom`.
     env: Mutex<HashMap<ServiceKey, Env>>,
+    /// Revisions Routes written on their own name, by the Service or Configuration they are of.
+    pins: Mutex<HashMap<ServiceKey, Vec<String>>>,
+    /// Routes written on their own.
+    routes: RwLock<HashMap<ServiceKey, Arc<Route>>>,
     services: RwLock<HashMap<ServiceKey, Arc<Mutex<ServiceState>>>>,
 }
 
@@ -164,6 +171,8 @@ impl Serving {
             client: InstanceClient::default(),
             scale_to_zero_grace: Mutex::new(crate::revision::DEFAULT_SCALE_TO_ZERO_GRACE),
             env: Mutex::default(),
+            pins: Mutex::default(),
+            routes: RwLock::default(),
             services: RwLock::default(),
         }
     }
@@ -196,6 +205,60 @@ impl Serving {
     /// the caller (by variable name). They are read when a revision is created and never
     /// written to the revision history.
     pub fn apply_with_env(&self, services: &[(Service, Env)]) -> Result<Applied, HistoryError> {
+        self.apply_all(services, &[], &[])
+    }
+
+    /// As [`Serving::apply_with_env`], with the Configurations and Routes written on their own:
+    /// a Configuration runs like a Service's (its revisions numbered after its name) but is
+    /// reached only through a Route; a Route is reached at `{route}.{namespace}.{domain}` and
+    /// sends its traffic to Configurations' (or Services') latest ready revisions, or to named
+    /// revisions — which then keep running.
+    pub fn apply_all(
+        &self,
+        services: &[(Service, Env)],
+        configurations: &[(Service, Env)],
+        routes: &[ember_api::serving::Route],
+    ) -> Result<Applied, HistoryError> {
+        let standalone: std::collections::HashSet<ServiceKey> = configurations
+            .iter()
+            .map(|(c, _)| (c.metadata.namespace.clone(), c.metadata.name.clone()))
+            .collect();
+        // Revisions a Route names keep running in the Service or Configuration they belong to.
+        let mut pins: HashMap<ServiceKey, Vec<String>> = HashMap::new();
+        for r in routes {
+            let ns = &r.metadata.namespace;
+            for t in &r.spec.traffic {
+                let Some(rev) = &t.revision_name else {
+                    continue;
+                };
+                let owner = services
+                    .iter()
+                    .chain(configurations)
+                    .map(|(s, _)| &s.metadata)
+                    .filter(|m| &m.namespace == ns)
+                    .find(|m| {
+                        History::load(&self.data_dir, ns, &m.name)
+                            .is_ok_and(|h| h.revisions().iter().any(|x| &x.name == rev))
+                    });
+                if let Some(m) = owner {
+                    pins.entry((ns.clone(), m.name.clone()))
+                        .or_default()
+                        .push(rev.clone());
+                }
+            }
+        }
+        *self.pins.lock().unwrap_or_else(|e| e.into_inner()) = pins;
+        let all: Vec<(Service, Env)> = services.iter().chain(configurations).cloned().collect();
+        let applied = self.apply_services(&all, &standalone)?;
+        self.build_routes(routes);
+        Ok(applied)
+    }
+
+    fn apply_services(
+        &self,
+        services: &[(Service, Env)],
+        standalone: &std::collections::HashSet<ServiceKey>,
+    ) -> Result<Applied, HistoryError> {
         let mut env = self.env.lock().unwrap_or_else(|e| e.into_inner());
         env.clear();
         for (s, e) in services {
@@ -233,12 +296,14 @@ impl Serving {
             match state {
                 Some(state) => {
                     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                    st.addressable = !standalone.contains(&key);
                     self.update(&mut st, service, &mut applied)?;
                     drop(st);
                     finish_rollout(&state);
                 }
                 None => {
-                    let st = self.create(service, &mut applied)?;
+                    let mut st = self.create(service, !standalone.contains(&key), &mut applied)?;
+                    st.addressable = !standalone.contains(&key);
                     map.insert(key, Arc::new(Mutex::new(st)));
                 }
             }
@@ -249,6 +314,7 @@ impl Serving {
     fn create(
         &self,
         service: &Service,
+        addressable: bool,
         applied: &mut Applied,
     ) -> Result<ServiceState, HistoryError> {
         let mut st = ServiceState {
@@ -258,6 +324,7 @@ impl Serving {
             route: Arc::new(Route::new(Vec::new())),
             latest_created: String::new(),
             pinned: Vec::new(),
+            addressable,
         };
         self.update(&mut st, service, applied)?;
         Ok(st)
@@ -287,6 +354,18 @@ impl Serving {
                 && !wanted.contains(r)
             {
                 wanted.push(r.clone());
+            }
+        }
+        if let Some(extra) = self
+            .pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(ns.clone(), name.clone()))
+        {
+            for r in extra {
+                if !wanted.contains(r) {
+                    wanted.push(r.clone());
+                }
             }
         }
         st.pinned = wanted.clone();
@@ -333,6 +412,10 @@ impl Serving {
                 .unwrap_or_default();
             let mut spec =
                 RevisionSpec::from_service(&with_template(service, template), r, &resolved);
+            if !st.addressable {
+                // A Configuration on its own belongs to no Service.
+                spec.service.clear();
+            }
             spec.scale_to_zero_grace = *self
                 .scale_to_zero_grace
                 .lock()
@@ -392,6 +475,7 @@ impl Serving {
                     percent: 100,
                     tag: None,
                     latest: true,
+                    follow: Vec::new(),
                 }],
                 st.latest.clone(),
             );
@@ -408,6 +492,7 @@ impl Serving {
                     percent: t.percent.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
                     tag: t.tag.clone(),
                     latest: t.latest_revision == Some(true),
+                    follow: Vec::new(),
                 })
             })
             .collect();
@@ -543,7 +628,106 @@ impl Serving {
 
     /// Whether `(service, namespace)` runs: for telling a tagged host from a plain one.
     pub fn knows(&self, service: &str, namespace: &str) -> bool {
-        self.has(namespace, service)
+        let key = (namespace.to_owned(), service.to_owned());
+        self.state(namespace, service)
+            .is_some_and(|s| s.lock().unwrap_or_else(|e| e.into_inner()).addressable)
+            || self
+                .routes
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&key)
+    }
+
+    /// Rebuilds the Routes written on their own over the revisions running now.
+    fn build_routes(&self, routes: &[ember_api::serving::Route]) {
+        let mut built = HashMap::new();
+        for r in routes {
+            let ns = &r.metadata.namespace;
+            let targets: Vec<Target> = r
+                .spec
+                .traffic
+                .iter()
+                .filter_map(|t| {
+                    let percent = t.percent.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+                    match (&t.configuration_name, &t.revision_name) {
+                        (Some(c), _) => {
+                            let state = self.state(ns, c)?;
+                            let st = state.lock().unwrap_or_else(|e| e.into_inner());
+                            let newest = st
+                                .revisions
+                                .get(&st.latest_created)
+                                .map(|r| r.revision.clone())?;
+                            Some(Target {
+                                revision: newest,
+                                percent,
+                                tag: t.tag.clone(),
+                                latest: true,
+                                follow: st.latest.clone(),
+                            })
+                        }
+                        (None, Some(rev)) => {
+                            let revision = self.revision(ns, rev)?;
+                            Some(Target {
+                                revision,
+                                percent,
+                                tag: t.tag.clone(),
+                                latest: false,
+                                follow: Vec::new(),
+                            })
+                        }
+                        (None, None) => None,
+                    }
+                })
+                .collect();
+            built.insert(
+                (ns.clone(), r.metadata.name.clone()),
+                Arc::new(Route::new(targets)),
+            );
+        }
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = built;
+    }
+
+    /// The Routes written on their own, as `(namespace, name)`, in `namespace` or all.
+    pub fn route_names(&self, namespace: Option<&str>) -> Vec<(String, String)> {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, String)> = routes
+            .keys()
+            .filter(|(ns, _)| namespace.is_none_or(|n| n == ns))
+            .cloned()
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Where a Route written on its own sends its traffic now.
+    pub fn route_traffic(&self, namespace: &str, name: &str) -> Option<Vec<TrafficStatus>> {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        let route = routes.get(&(namespace.to_owned(), name.to_owned()))?;
+        Some(
+            route
+                .targets()
+                .iter()
+                .map(|t| TrafficStatus {
+                    revision: if t.latest {
+                        t.follow
+                            .iter()
+                            .find(|r| r.is_ready())
+                            .map_or_else(|| t.revision.name().to_owned(), |r| r.name().to_owned())
+                    } else {
+                        t.revision.name().to_owned()
+                    },
+                    percent: t.percent,
+                    tag: t.tag.clone(),
+                    latest: t.latest,
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether `namespace/name` is a Service (not a Configuration written on its own).
+    pub fn is_service(&self, namespace: &str, name: &str) -> bool {
+        self.state(namespace, name)
+            .is_some_and(|s| s.lock().unwrap_or_else(|e| e.into_inner()).addressable)
     }
 
     /// Sends `req` to Service `namespace/name` (or its `tag`): a revision by the route's weights,
@@ -562,10 +746,19 @@ impl Serving {
                 None => format!("{namespace}/{name}"),
             })
         };
-        let route = {
-            let state = self.state(namespace, name).ok_or_else(not_found)?;
-            let st = state.lock().unwrap_or_else(|e| e.into_inner());
-            st.route.clone()
+        let route = match self.state(namespace, name) {
+            Some(state) if state.lock().unwrap_or_else(|e| e.into_inner()).addressable => state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .route
+                .clone(),
+            _ => self
+                .routes
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(namespace.to_owned(), name.to_owned()))
+                .cloned()
+                .ok_or_else(not_found)?,
         };
         let pick = |route: &Route| match tag {
             Some(t) => route.tagged(t),

@@ -93,13 +93,16 @@ impl Instance {
         cmd.args(&spec.argv[1..])
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PORT", port.to_string())
-            .env("K_SERVICE", &spec.service)
             .env("K_CONFIGURATION", &spec.configuration)
             .env("K_REVISION", &spec.name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // A Configuration written on its own belongs to no Service: no K_SERVICE then.
+        if !spec.service.is_empty() {
+            cmd.env("K_SERVICE", &spec.service);
+        }
         if let Some(dir) = &spec.working_dir {
             cmd.current_dir(dir);
         }

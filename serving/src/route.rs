@@ -23,6 +23,9 @@ pub struct Target {
     pub tag: Option<String>,
     /// Whether it follows the latest ready revision.
     pub latest: bool,
+    /// For a `latest` target of a Route written on its own: the revisions of its
+    /// Configuration it follows, newest first (else the route's own list).
+    pub follow: Vec<Arc<Revision>>,
 }
 
 /// The targets of a Route and the round-robin state.
@@ -51,8 +54,13 @@ impl Route {
     }
 
     fn resolve(&self, t: &Target) -> Arc<Revision> {
+        let candidates = if t.follow.is_empty() {
+            &self.latest
+        } else {
+            &t.follow
+        };
         if t.latest
-            && let Some(r) = self.latest.iter().find(|r| r.is_ready())
+            && let Some(r) = candidates.iter().find(|r| r.is_ready())
         {
             return r.clone();
         }

@@ -147,8 +147,8 @@ pub(super) fn other(api_version: &str, kind: &str) -> Other {
 /// The kinds Ember reads, for messages.
 pub const KINDS: &str = "Ember runs Broker, Trigger (eventing.knative.dev/v1), PingSource, \
                          KafkaSource, RabbitmqSource (sources.knative.dev), WebhookSource \
-                         (sources.ember.dev/v1alpha1) and Service (serving.knative.dev/v1); it \
-                         reads Secret, ConfigMap and Namespace (v1)";
+                         (sources.ember.dev/v1alpha1), Service, Configuration and Route \
+                         (serving.knative.dev/v1); it reads Secret, ConfigMap and Namespace (v1)";
 
 /// The one message for a kind Ember does not run: what it is, and what to use instead.
 pub fn unclaimed(api_version: &str, kind: &str) -> String {

@@ -441,6 +441,8 @@ fn parse_document(doc: &Document, origin: &Origin) -> Result<Outcome, Failed> {
         Kind::RabbitmqSource => typed(doc).map(Resource::RabbitmqSource),
         Kind::WebhookSource => typed(doc).map(Resource::WebhookSource),
         Kind::Service => typed(doc).map(Resource::Service),
+        Kind::Configuration => typed(doc).map(Resource::Configuration),
+        Kind::Route => typed(doc).map(Resource::Route),
     };
     match typed {
         Ok(resource) => Ok(Outcome::Resource(Box::new(Parsed {

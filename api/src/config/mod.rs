@@ -36,7 +36,7 @@ use crate::broker::Broker;
 use crate::delivery::DeliverySpec;
 use crate::field::FieldError;
 use crate::resource::{Kind, Resource, ResourceId};
-use crate::serving::Service;
+use crate::serving::{Configuration, Route, Service};
 use crate::sources::{KafkaSource, PingSource, RabbitmqSource, WebhookSource};
 use crate::trigger::Trigger;
 
@@ -129,6 +129,10 @@ pub struct Config {
     pub webhook_sources: Vec<Located<WebhookSource>>,
     /// Services.
     pub services: Vec<Located<Service>>,
+    /// Configurations written on their own.
+    pub configurations: Vec<Located<Configuration>>,
+    /// Routes written on their own.
+    pub routes: Vec<Located<Route>>,
     /// Secrets (`v1`), for the references to them; never logged.
     pub secrets: Vec<Located<Secret>>,
     /// ConfigMaps (`v1`); Ember reads Knative's `config-br-defaults`.
@@ -171,6 +175,14 @@ impl Config {
                 resource: r,
                 origin,
             }),
+            Resource::Configuration(r) => self.configurations.push(Located {
+                resource: r,
+                origin,
+            }),
+            Resource::Route(r) => self.routes.push(Located {
+                resource: r,
+                origin,
+            }),
         }
     }
 
@@ -189,6 +201,8 @@ impl Config {
             .chain(each(&self.rabbitmq_sources, Resource::RabbitmqSource))
             .chain(each(&self.webhook_sources, Resource::WebhookSource))
             .chain(each(&self.services, Resource::Service))
+            .chain(each(&self.configurations, Resource::Configuration))
+            .chain(each(&self.routes, Resource::Route))
             .collect()
     }
 
@@ -209,6 +223,8 @@ impl Config {
             + self.rabbitmq_sources.len()
             + self.webhook_sources.len()
             + self.services.len()
+            + self.configurations.len()
+            + self.routes.len()
     }
 
     /// Whether there are no resources.

@@ -237,6 +237,45 @@ impl Config {
             let checks = self.secret_checks(&resource);
             out.insert(resource.id(), checks);
         }
+        for c in &self.configurations {
+            let resource = Resource::Configuration(c.resource.clone());
+            let checks = self.secret_checks(&resource);
+            out.insert(resource.id(), checks);
+        }
+        for r in &self.routes {
+            let ns = &r.metadata.namespace;
+            let checks = r
+                .spec
+                .traffic
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| {
+                    let c = t.configuration_name.as_ref()?;
+                    let defined = self
+                        .configurations
+                        .iter()
+                        .map(|c| &c.metadata)
+                        .chain(self.services.iter().map(|s| &s.metadata))
+                        .any(|m| &m.namespace == ns && &m.name == c);
+                    (!defined).then(|| {
+                        Check::failed(
+                            "AllTrafficAssigned",
+                            FieldPath::parse_keys("spec.traffic")
+                                .index(i)
+                                .key("configurationName"),
+                            Unresolved {
+                                reason: "ConfigurationMissing".into(),
+                                message: format!(
+                                    "Configuration {ns}/{c} does not exist (a Configuration, or \
+                                     a Service, which owns one of its name)"
+                                ),
+                            },
+                        )
+                    })
+                })
+                .collect();
+            out.insert(Resource::Route(r.resource.clone()).id(), checks);
+        }
         for b in &self.brokers {
             let mut checks = Vec::new();
             if let Some(dls) = b

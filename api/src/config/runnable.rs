@@ -16,7 +16,12 @@ pub fn not_yet_supported(resource: &Resource) -> Vec<FieldError> {
     let mut refuse = |path: FieldPath, what: &str| {
         out.push(FieldError::new(path, format!("not supported yet: {what}")));
     };
-    if let Resource::Service(service) = resource {
+    let as_service = match resource {
+        Resource::Service(s) => Some(s.clone()),
+        Resource::Configuration(c) => Some(c.as_service()),
+        _ => None,
+    };
+    if let Some(service) = &as_service {
         let spec = FieldPath::parse_keys("spec.template.spec");
         if let Some((i, _)) = service
             .spec

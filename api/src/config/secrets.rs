@@ -67,6 +67,9 @@ pub fn secret_refs(resource: &Resource) -> Vec<SecretRef> {
             }
         }
         Resource::Service(svc) => out.extend(env_refs(svc).into_iter().map(|(_, r)| r)),
+        Resource::Configuration(c) => {
+            out.extend(env_refs(&c.as_service()).into_iter().map(|(_, r)| r));
+        }
         _ => {}
     }
     out
@@ -168,7 +171,7 @@ impl Config {
     /// `ConfigurationsReady` for a Service.
     pub(super) fn secret_checks(&self, resource: &Resource) -> Vec<Check> {
         let condition = match resource {
-            Resource::Service(_) => "ConfigurationsReady",
+            Resource::Service(_) | Resource::Configuration(_) => "ConfigurationsReady",
             _ => "Deployed",
         };
         secret_refs(resource)

@@ -38,6 +38,20 @@ pub(super) fn validate(parsed: &[Parsed]) -> Vec<(&Origin, ConfigError)> {
                 push(FieldError::new(path.key("ref"), why));
             }
         }
+        // A Service owns the Configuration and the Route of its name.
+        if let Resource::Configuration(_) | Resource::Route(_) = r
+            && defined.contains(&(Kind::Service, id.namespace.as_str(), id.name.as_str()))
+        {
+            push(FieldError::new(
+                FieldPath::parse_keys("metadata.name"),
+                format!(
+                    "Service {}/{} already owns the {} of its name; name this one otherwise",
+                    id.namespace,
+                    id.name,
+                    r.kind()
+                ),
+            ));
+        }
         if let Resource::WebhookSource(w) = r {
             let path = w.path();
             let field = FieldPath::parse_keys("spec.path");

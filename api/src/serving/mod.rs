@@ -200,6 +200,9 @@ pub struct TrafficTarget {
     /// The revision receiving this share (exclusive with `latestRevision: true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_name: Option<String>,
+    /// A Configuration whose latest ready revision receives this share (a Route's only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration_name: Option<String>,
     /// `true`: this share follows the latest ready revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_revision: Option<bool>,
@@ -232,32 +235,39 @@ impl Service {
         let mut errs = Errors::default();
         self.metadata
             .validate_into(&FieldPath::root().key("metadata"), &mut errs);
-        let tmpl = FieldPath::parse_keys("spec.template");
-        let tm = &self.spec.template.metadata;
-        let tm_path = tmpl.key("metadata");
-        if let Some(name) = &tm.name {
-            check_dns_label(&tm_path.key("name"), name, &mut errs);
-            let prefix = format!("{}-", self.metadata.name);
-            if !name.starts_with(&prefix) || name.len() == prefix.len() {
-                errs.push(
-                    &tm_path.key("name"),
-                    format!("{name:?} must start with the service name, e.g. {prefix}v2"),
-                );
-            }
-        }
-        for (k, _) in tm.labels.iter().chain(tm.annotations.iter()) {
-            if let Err(why) = qualified_name(k) {
-                errs.push(&tm_path, format!("invalid key {k:?}: {why}"));
-            }
-        }
-        tm.autoscaling_into(&tm_path, &mut errs);
-        self.validate_revision_spec(&tmpl.key("spec"), &mut errs);
-        self.validate_traffic(&mut errs);
+        validate_template(&self.spec.template, &self.metadata.name, &mut errs);
+        validate_traffic(&self.spec.traffic, false, &mut errs);
         errs.into_vec()
     }
+}
 
-    fn validate_revision_spec(&self, path: &FieldPath, errs: &mut Errors) {
-        let rs = &self.spec.template.spec;
+/// Checks a revision template (a Service's or a Configuration's, named `owner`).
+fn validate_template(template: &RevisionTemplate, owner: &str, errs: &mut Errors) {
+    let tmpl = FieldPath::parse_keys("spec.template");
+    let tm = &template.metadata;
+    let tm_path = tmpl.key("metadata");
+    if let Some(name) = &tm.name {
+        check_dns_label(&tm_path.key("name"), name, errs);
+        let prefix = format!("{owner}-");
+        if !name.starts_with(&prefix) || name.len() == prefix.len() {
+            errs.push(
+                &tm_path.key("name"),
+                format!("{name:?} must start with the service name, e.g. {prefix}v2"),
+            );
+        }
+    }
+    for (k, _) in tm.labels.iter().chain(tm.annotations.iter()) {
+        if let Err(why) = qualified_name(k) {
+            errs.push(&tm_path, format!("invalid key {k:?}: {why}"));
+        }
+    }
+    tm.autoscaling_into(&tm_path, errs);
+    validate_revision_spec(&template.spec, &tmpl.key("spec"), errs);
+}
+
+/// Checks a revision's spec at `path`.
+fn validate_revision_spec(rs: &RevisionSpec, path: &FieldPath, errs: &mut Errors) {
+    {
         if rs.containers.is_empty() {
             errs.push(&path.key("containers"), "required: at least one container");
         }
@@ -350,53 +360,173 @@ impl Service {
             }
         }
     }
+}
 
-    fn validate_traffic(&self, errs: &mut Errors) {
-        let traffic = &self.spec.traffic;
-        if traffic.is_empty() {
-            return;
+/// Checks `spec.traffic`: a Service's (`revisionName` or `latestRevision`) or a Route's (also
+/// `configurationName`).
+fn validate_traffic(traffic: &[TrafficTarget], route: bool, errs: &mut Errors) {
+    let path = FieldPath::parse_keys("spec.traffic");
+    if traffic.is_empty() {
+        if route {
+            errs.push(&path, "required: at least one target");
         }
-        let path = FieldPath::parse_keys("spec.traffic");
-        let mut sum: i64 = 0;
-        let mut tags = BTreeSet::new();
-        for (i, t) in traffic.iter().enumerate() {
-            let tp = path.index(i);
-            let latest = t.latest_revision.unwrap_or(t.revision_name.is_none());
-            match (&t.revision_name, latest) {
-                (Some(_), true) if t.latest_revision == Some(true) => errs.push(
-                    &tp,
-                    "revisionName and latestRevision: true are exclusive; set only one",
-                ),
-                (None, false) => errs.push(
-                    &tp.key("revisionName"),
-                    "required when latestRevision is false",
-                ),
-                _ => {}
-            }
-            if let Some(r) = &t.revision_name {
-                check_dns_label(&tp.key("revisionName"), r, errs);
-            }
-            if let Some(p) = t.percent {
-                if !(0..=100).contains(&p) {
+        return;
+    }
+    let mut sum: i64 = 0;
+    let mut tags = BTreeSet::new();
+    for (i, t) in traffic.iter().enumerate() {
+        let tp = path.index(i);
+        match (&t.configuration_name, route) {
+            (Some(_), false) => errs.push(
+                &tp.key("configurationName"),
+                "a Service routes to its own revisions: use revisionName or latestRevision",
+            ),
+            (Some(c), true) => {
+                check_dns_label(&tp.key("configurationName"), c, errs);
+                if t.revision_name.is_some() {
                     errs.push(
-                        &tp.key("percent"),
-                        format!("must be between 0 and 100, got {p}"),
+                        &tp,
+                        "configurationName and revisionName are exclusive; set only one",
                     );
                 }
-                sum += p;
+                if t.latest_revision == Some(false) {
+                    errs.push(
+                        &tp.key("latestRevision"),
+                        "must be true (or omitted) with configurationName",
+                    );
+                }
             }
-            if let Some(tag) = &t.tag {
-                check_dns_label(&tp.key("tag"), tag, errs);
-                if !tags.insert(tag.as_str()) {
-                    errs.push(&tp.key("tag"), format!("duplicate tag {tag:?}"));
+            (None, true) if t.revision_name.is_none() => {
+                errs.push(&tp, "one of configurationName or revisionName is required")
+            }
+            (None, _) => {
+                let latest = t.latest_revision.unwrap_or(t.revision_name.is_none());
+                match (&t.revision_name, latest) {
+                    (Some(_), true) if t.latest_revision == Some(true) => errs.push(
+                        &tp,
+                        "revisionName and latestRevision: true are exclusive; set only one",
+                    ),
+                    (None, false) => errs.push(
+                        &tp.key("revisionName"),
+                        "required when latestRevision is false",
+                    ),
+                    _ => {}
                 }
             }
         }
-        if sum != 100 {
-            errs.push(
-                &path,
-                format!("traffic percents must sum to 100, they sum to {sum}"),
-            );
+        if let Some(r) = &t.revision_name {
+            check_dns_label(&tp.key("revisionName"), r, errs);
         }
+        if let Some(p) = t.percent {
+            if !(0..=100).contains(&p) {
+                errs.push(
+                    &tp.key("percent"),
+                    format!("must be between 0 and 100, got {p}"),
+                );
+            }
+            sum += p;
+        }
+        if let Some(tag) = &t.tag {
+            check_dns_label(&tp.key("tag"), tag, errs);
+            if !tags.insert(tag.as_str()) {
+                errs.push(&tp.key("tag"), format!("duplicate tag {tag:?}"));
+            }
+        }
+    }
+    if sum != 100 {
+        errs.push(
+            &path,
+            format!("traffic percents must sum to 100, they sum to {sum}"),
+        );
+    }
+}
+
+/// A Configuration (serving.knative.dev/v1) written on its own: a template whose every change
+/// makes a new revision. It has no address of its own: a [`Route`] gives it one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Configuration {
+    /// `serving.knative.dev/v1`.
+    pub api_version: String,
+    /// `Configuration`.
+    pub kind: String,
+    /// Name, namespace, labels and annotations.
+    pub metadata: ObjectMeta,
+    /// The template.
+    pub spec: ConfigurationSpec,
+    /// Status as written; ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+/// A Configuration's desired state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigurationSpec {
+    /// The template every new revision is made from.
+    pub template: RevisionTemplate,
+}
+
+impl Configuration {
+    /// Checks the configuration on its own.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Errors::default();
+        self.metadata
+            .validate_into(&FieldPath::root().key("metadata"), &mut errs);
+        validate_template(&self.spec.template, &self.metadata.name, &mut errs);
+        errs.into_vec()
+    }
+
+    /// The same template as a Service would hold it (for running it).
+    pub fn as_service(&self) -> Service {
+        Service {
+            api_version: API_VERSION.to_owned(),
+            kind: "Service".to_owned(),
+            metadata: self.metadata.clone(),
+            spec: ServiceSpec {
+                template: self.spec.template.clone(),
+                traffic: Vec::new(),
+            },
+            status: None,
+        }
+    }
+}
+
+/// A Route (serving.knative.dev/v1) written on its own: an address,
+/// `{route}.{namespace}.{domain}`, whose traffic goes to Configurations' latest ready revisions
+/// (`configurationName`) or to named revisions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Route {
+    /// `serving.knative.dev/v1`.
+    pub api_version: String,
+    /// `Route`.
+    pub kind: String,
+    /// Name, namespace, labels and annotations.
+    pub metadata: ObjectMeta,
+    /// Its traffic.
+    pub spec: RouteSpec,
+    /// Status as written; ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+/// A Route's desired state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Where requests go, by percent.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub traffic: Vec<TrafficTarget>,
+}
+
+impl Route {
+    /// Checks the route on its own.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Errors::default();
+        self.metadata
+            .validate_into(&FieldPath::root().key("metadata"), &mut errs);
+        validate_traffic(&self.spec.traffic, true, &mut errs);
+        errs.into_vec()
     }
 }
