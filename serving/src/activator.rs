@@ -56,6 +56,8 @@ struct Slot {
     instance: Arc<Instance>,
     in_flight: u32,
     draining: bool,
+    /// When it became ready.
+    since: Instant,
 }
 
 #[derive(Default)]
@@ -292,7 +294,12 @@ impl Revision {
         let slot = st
             .slots
             .iter_mut()
-            .filter(|s| !s.draining && (cc == 0 || s.in_flight < cc))
+            .filter(|s| {
+                !s.draining
+                    && (cc == 0 || s.in_flight < cc)
+                    // Exited, its slot not yet cleared by its watcher: not a place to send to.
+                    && s.instance.exit_status().is_none()
+            })
             .min_by_key(|s| s.in_flight)?;
         slot.in_flight += 1;
         let lease = Lease {
@@ -418,6 +425,7 @@ impl Revision {
                     instance: instance.clone(),
                     in_flight: 0,
                     draining: false,
+                    since: Instant::now(),
                 });
                 st.ever_ready = true;
                 st.failures_in_row = 0;
@@ -446,9 +454,7 @@ impl Revision {
                 st.failure_epoch += 1;
                 st.failures_in_row += 1;
                 st.last_failure = Some(reason(&e));
-                let backoff = Duration::from_secs(1 << st.failures_in_row.min(5).saturating_sub(1))
-                    .min(Duration::from_secs(30));
-                st.next_start = Some(Instant::now() + backoff);
+                st.next_start = Some(Instant::now() + backoff(st.failures_in_row));
                 drop(st);
             }
         }
@@ -466,8 +472,16 @@ impl Revision {
         let slot = st.slots.remove(at);
         if !slot.draining && !st.stopped {
             tracing::warn!(revision = %format!("{}/{}", self.spec.namespace, self.spec.name), instance = instance.id, %status, output = %instance.last_output().join(" | "), "instance exited; replacing it");
-            st.in_flight = st.in_flight.saturating_sub(slot.in_flight as usize);
+            // Its requests in flight fail with the connection; their leases uncount them.
             st.last_failure = Some(format!("instance exited ({status})"));
+            // One that keeps dying soon after it started is replaced with backoff (as a
+            // failing start is), not in a tight loop.
+            if slot.since.elapsed() < CRASH_LOOP_WINDOW {
+                st.failures_in_row += 1;
+                st.next_start = Some(Instant::now() + backoff(st.failures_in_row));
+            } else {
+                st.failures_in_row = 0;
+            }
         }
         drop(st);
         self.changed.notify_waiters();
@@ -516,6 +530,14 @@ impl Revision {
             let _ = r.await;
         }
     }
+}
+
+/// An instance that dies within this of becoming ready counts as a failed start.
+const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(10);
+
+/// The wait before the next start after `failures` in a row: 1 s doubling to 30 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1 << failures.clamp(1, 6).saturating_sub(1)).min(Duration::from_secs(30))
 }
 
 fn reason(e: &StartError) -> String {

@@ -312,3 +312,36 @@ async fn a_template_change_makes_a_new_revision_and_moves_traffic_without_a_fail
     again.shutdown().await;
     serving.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_dies_is_replaced() {
+    let data = tempfile::tempdir().unwrap();
+    let serving = Serving::new(data.path());
+    serving
+        .apply(&services(&echo_service("crashy", "", "")))
+        .unwrap();
+    let (status, body) = get(&serving, "crashy", None, "/?exit=7").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // Once Ember has seen it exit, the next request waits for the replacement (started after a short backoff: it died
+    // right after it started) and gets a new process.
+    let exited = async {
+        while serving.revisions("default", "crashy")[0]
+            .1
+            .last_failure
+            .is_none()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), exited)
+        .await
+        .expect("the exit is noticed");
+    let (status, body) = get(&serving, "crashy", None, "/").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_ne!(first["pid"], second["pid"]);
+    let revs = serving.revisions("default", "crashy");
+    assert_eq!(revs[0].1.ready, 1);
+    serving.shutdown().await;
+}

@@ -10,7 +10,8 @@
 //! afterwards is echoed back (a stand-in for a WebSocket, without its framing).
 //!
 //! Query parameters: `sleep=MS` waits before answering; `stream=MS` sends the head and a first
-//! chunk at once, then the rest after MS; `status=N` answers N. Every response also says how
+//! chunk at once, then the rest after MS; `status=N` answers N; `exit=CODE` exits with CODE
+//! once the answer is sent (a function that crashes). Every response also says how
 //! many requests this process had in flight then and at most (`in_flight`, `max_in_flight`).
 //! Standard library only, so it starts in about a millisecond.
 
@@ -173,6 +174,10 @@ fn serve(conn: TcpStream, started: &Started) {
             }
         };
         IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        if let Some(code) = param("exit") {
+            let _ = out.flush();
+            std::process::exit(code as i32);
+        }
         if !ok || close {
             return;
         }
