@@ -780,9 +780,10 @@ impl Serving {
             other => other?,
         };
         let timeout = revision.spec().timeout;
+        let h2c = revision.spec().h2c;
         let (resp, tunnel) = self
             .client
-            .forward(lease.addr, req, origin, timeout)
+            .forward(lease.addr, req, origin, timeout, h2c)
             .await?;
         if let Some(tunnel) = tunnel {
             // An upgraded connection (a WebSocket) holds its instance's room while it lasts.

@@ -20,23 +20,40 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// The error of a boxed body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The keep-alive client to instances, shared by every revision.
+/// The keep-alive clients to instances, shared by every revision: HTTP/1.1, and HTTP/2 with
+/// prior knowledge for functions whose port is named `h2c`.
 #[derive(Clone)]
-pub struct InstanceClient(Client<HttpConnector, Body>);
+pub struct InstanceClient {
+    http1: Client<HttpConnector, Body>,
+    h2c: Client<HttpConnector, Body>,
+}
 
 impl Default for InstanceClient {
     fn default() -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        InstanceClient(
-            Client::builder(TokioExecutor::new())
+        InstanceClient {
+            http1: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(1024)
+                .build(connector.clone()),
+            h2c: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .http2_only(true)
                 .build(connector),
-        )
+        }
     }
 }
+
+/// Headers that name a hop's connection: meaningless, and forbidden, in HTTP/2.
+const CONNECTION_HEADERS: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// Why forwarding failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +102,15 @@ impl InstanceClient {
         mut req: Request<Body>,
         origin: Origin,
         timeout: Duration,
+        h2c: bool,
     ) -> Result<(Response<Body>, Option<Tunnel>), ProxyError> {
+        // An HTTP/2 request names its host in the URI, not in a Host header.
+        if !req.headers().contains_key(http::header::HOST)
+            && let Some(authority) = req.uri().authority()
+            && let Ok(v) = HeaderValue::from_str(authority.as_str())
+        {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
         let client_side = req
             .headers()
             .contains_key(http::header::UPGRADE)
@@ -105,7 +130,16 @@ impl InstanceClient {
                 error: e.to_string(),
             })?;
         set_forwarding(&mut req, origin);
-        let sent = self.0.request(req);
+        let sent = if h2c {
+            *req.version_mut() = http::Version::HTTP_2;
+            for h in CONNECTION_HEADERS {
+                req.headers_mut().remove(h);
+            }
+            self.h2c.request(req)
+        } else {
+            *req.version_mut() = http::Version::HTTP_11;
+            self.http1.request(req)
+        };
         let resp = match tokio::time::timeout(timeout, sent).await {
             Err(_) => return Err(ProxyError::Timeout(timeout)),
             Ok(Err(e)) => {

@@ -50,6 +50,8 @@ pub struct RevisionSpec {
     pub timeout: Duration,
     /// How readiness is probed.
     pub probe: Probe,
+    /// The function speaks HTTP/2 without TLS (its port is named `h2c`).
+    pub h2c: bool,
     /// Instances kept even when idle (`min-scale`).
     pub min_scale: u32,
     /// Instances at most (`max-scale`; `None`: no bound).
@@ -125,6 +127,10 @@ impl RevisionSpec {
                 .and_then(|s| u64::try_from(s).ok())
                 .map_or(DEFAULT_TIMEOUT, Duration::from_secs),
             probe,
+            h2c: container
+                .ports
+                .first()
+                .is_some_and(|p| p.name.as_deref() == Some("h2c")),
             min_scale: autoscaling.min_scale,
             max_scale: autoscaling.max_scale.filter(|m| *m > 0),
             initial_scale: initial_scale(&autoscaling),
@@ -169,6 +175,7 @@ mod tests {
             container_concurrency: cc,
             timeout: DEFAULT_TIMEOUT,
             probe: Probe::Tcp,
+            h2c: false,
             min_scale: min,
             max_scale: max,
             initial_scale: 1,

@@ -345,3 +345,21 @@ async fn an_instance_that_dies_is_replaced() {
     assert_eq!(revs[0].1.ready, 1);
     serving.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_whose_port_is_named_h2c_is_spoken_to_in_http2() {
+    let data = tempfile::tempdir().unwrap();
+    let serving = Serving::new(data.path());
+    let yaml = format!(
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {{name: grpcish}}\nspec:\n  template:\n    spec:\n      containers:\n      - command: [{}]\n        ports: [{{containerPort: 8080, name: h2c}}]\n",
+        function("ember-h2c")
+    );
+    serving.apply(&services(&yaml)).unwrap();
+    let (status, body) = get(&serving, "grpcish", None, "/pkg.Service/Method").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["version"], "HTTP/2.0");
+    assert_eq!(report["path"], "/pkg.Service/Method");
+    assert_eq!(report["revision"], "grpcish-00001");
+    serving.shutdown().await;
+}

@@ -1,6 +1,6 @@
 //! Tiny functions for Ember's serving examples and tests (see `src/bin/`): `ember-echo`, an HTTP
-//! function that reports its environment and each request, and `ember-fail`, one that exits at
-//! once with a message.
+//! function that reports its environment and each request, `ember-fail`, one that exits at once
+//! with a message, and `ember-h2c`, one that speaks only HTTP/2 without TLS.
 //!
 //! [`built`] gives tests the path of one, building them first (once per process): a test crate
 //! cannot depend on another crate's binaries.
