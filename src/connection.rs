@@ -398,7 +398,11 @@ pub fn spawn<S, B>(
     graceful: &Drain,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) where
-    S: Service<http::Request<TimedBody>, Response = http::Response<B>> + Clone + Send + 'static,
+    S: Service<http::Request<TimedBody>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     B: Body + Send + 'static,
@@ -406,6 +410,115 @@ pub fn spawn<S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     STATS.opened.fetch_add(1, Ordering::Relaxed);
+    let shutdown = graceful.signal.subscribe();
+    let open = graceful.open.clone();
+    tokio::spawn(async move {
+        // HTTP/2 with prior knowledge (h2c) starts with its preface, `PRI * HTTP/2.0`; every
+        // HTTP/1 request starts with its method. One peek per connection tells them apart.
+        match starts_with_h2_preface(&stream, limits.header_read_timeout).await {
+            Some(true) => serve_h2(stream, limits, service, shutdown, permit, open).await,
+            Some(false) => serve_http1(stream, limits, service, shutdown, permit, open),
+            // Nothing (or not enough) arrived in time, or the peer left.
+            None => {
+                STATS.header_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+}
+
+/// Whether the connection's first bytes are HTTP/2's preface; `None` if they do not arrive
+/// within `timeout`.
+async fn starts_with_h2_preface(stream: &TcpStream, timeout: Duration) -> Option<bool> {
+    const PREFACE: &[u8] = b"PRI ";
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(timeout, async {
+        loop {
+            let n = stream.peek(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if buf[..n] != PREFACE[..n] {
+                return Some(false);
+            }
+            if n == PREFACE.len() {
+                return Some(true);
+            }
+            // A prefix of the preface so far: wait for more.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Serves an HTTP/2 connection (h2c): every stream through `service`, until the client closes
+/// or Ember shuts down (streams in progress finish). The per-connection watchdog is HTTP/1's;
+/// HTTP/2 streams are bounded by the protocol (250 at once) and each body by its read timeout.
+async fn serve_h2<S, B>(
+    stream: TcpStream,
+    limits: ConnectionLimits,
+    service: S,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    open: tokio::sync::mpsc::Sender<()>,
+) where
+    S: Service<http::Request<TimedBody>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let _ = stream.set_nodelay(true);
+    let body_timeout = limits.body_read_timeout;
+    let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        let service = service.clone();
+        async move {
+            service
+                .call(req.map(|b| TimedBody::new(b, body_timeout)))
+                .await
+        }
+    });
+    let mut http = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    http.max_concurrent_streams(250);
+    let conn = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let shutting_down = *shutdown.borrow_and_update();
+    if shutting_down {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.changed(), if !shutting_down => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+    drop(permit);
+    drop(open);
+}
+
+/// Serves an HTTP/1 connection (see [`spawn`]).
+fn serve_http1<S, B>(
+    stream: TcpStream,
+    limits: ConnectionLimits,
+    service: S,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    open: tokio::sync::mpsc::Sender<()>,
+) where
+    S: Service<http::Request<TimedBody>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let _ = stream.set_nodelay(true);
     let phase = Arc::new(Phase::new());
     let io = TokioIo::new(Watched {
@@ -420,8 +533,6 @@ pub fn spawn<S, B>(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.keep_alive(true);
     let conn = http.serve_connection(io, service).with_upgrades();
-    let mut shutdown = graceful.signal.subscribe();
-    let open = graceful.open.clone();
     let ended = phase.clone();
     let connection = tokio::spawn(async move {
         tokio::pin!(conn);

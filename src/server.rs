@@ -88,11 +88,13 @@ impl Router {
         req: Request<TimedBody>,
         client: Option<std::net::SocketAddr>,
     ) -> Response<RouterBody> {
+        // HTTP/1 names the host in `Host`, HTTP/2 in the request's authority.
         if let Some(services) = &self.services
             && let Some(target) = req
                 .headers()
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str()))
                 .and_then(|host| services.by_host(host))
         {
             return services

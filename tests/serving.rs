@@ -523,3 +523,73 @@ async fn a_configuration_and_a_route_written_on_their_own_run_as_knative_runs_th
     assert_eq!(config["status"]["latestCreatedRevisionName"], "cfg-00001");
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_without_tls_reaches_a_function_end_to_end_and_the_broker_too() {
+    use http_body_util::BodyExt as _;
+    let yaml = format!(
+        "{}---\napiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {{name: grpcish}}\nspec:\n  template:\n    spec:\n      containers:\n      - command: [{}]\n        ports: [{{containerPort: 8080, name: h2c}}]\n",
+        broker(),
+        function("ember-h2c")
+    );
+    let ember = TestEmber::start(&yaml).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    // A gRPC-style call: HTTP/2 all the way, the host in the authority.
+    let uri: http::Uri = format!(
+        "http://grpcish.default.localhost:{}/pkg.Service/Method",
+        ember.ember.addr.port()
+    )
+    .parse()
+    .unwrap();
+    let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::new()));
+    *req.uri_mut() = uri;
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.request(with_loopback(req, ember.ember.addr)),
+    )
+    .await
+    .expect("answered")
+    .expect("an HTTP/2 answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["version"], "HTTP/2.0");
+    assert_eq!(report["path"], "/pkg.Service/Method");
+    // The broker's ingress answers HTTP/2 too.
+    let mut event = http::Request::new(http_body_util::Full::new(bytes::Bytes::from("{}")));
+    *event.method_mut() = http::Method::POST;
+    *event.uri_mut() = format!("http://{}/default/default", ember.ember.addr)
+        .parse()
+        .unwrap();
+    for (k, v) in binary_event("h2-1", "a") {
+        event.headers_mut().insert(
+            http::HeaderName::from_static(k),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let resp = client.request(event).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    ember.stop().await;
+}
+
+/// `req` aimed at `addr` (loopback), keeping its host name in the authority: the request's
+/// URI names the host as the client would see it, and the connection goes to Ember.
+fn with_loopback<B>(mut req: http::Request<B>, addr: std::net::SocketAddr) -> http::Request<B> {
+    // The legacy client connects to the URI's host: *.localhost may not resolve here, so the
+    // URI is Ember's address and the authority header carries the host name.
+    let host = req.uri().host().unwrap_or_default().to_owned();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *req.uri_mut() = format!("http://{addr}{path}").parse().unwrap();
+    req.headers_mut().insert(
+        http::header::HOST,
+        http::HeaderValue::from_str(&format!("{host}:{}", addr.port())).unwrap(),
+    );
+    req
+}
