@@ -452,9 +452,10 @@ async fn starts_with_h2_preface(stream: &TcpStream, timeout: Duration) -> Option
     .flatten()
 }
 
-/// Serves an HTTP/2 connection (h2c): every stream through `service`, until the client closes
-/// or Ember shuts down (streams in progress finish). The per-connection watchdog is HTTP/1's;
-/// HTTP/2 streams are bounded by the protocol (250 at once) and each body by its read timeout.
+/// Serves an HTTP/2 connection (h2c): every stream through `service`, until the client closes,
+/// the connection has had no stream for the idle timeout, or Ember shuts down (streams in
+/// progress finish). Streams are bounded by the protocol (250 at once), each body by its read
+/// timeout, and a peer that stops answering pings is dropped.
 async fn serve_h2<S, B>(
     stream: TcpStream,
     limits: ConnectionLimits,
@@ -476,27 +477,53 @@ async fn serve_h2<S, B>(
 {
     let _ = stream.set_nodelay(true);
     let body_timeout = limits.body_read_timeout;
-    let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-        let service = service.clone();
-        async move {
-            service
-                .call(req.map(|b| TimedBody::new(b, body_timeout)))
-                .await
-        }
-    });
+    // Streams being answered, and when the last one ended: for the idle timeout.
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let last_end = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let service = {
+        let (active, last_end) = (active.clone(), last_end.clone());
+        hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let service = service.clone();
+            let (active, last_end) = (active.clone(), last_end.clone());
+            active.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let out = service
+                    .call(req.map(|b| TimedBody::new(b, body_timeout)))
+                    .await;
+                *last_end.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                active.fetch_sub(1, Ordering::SeqCst);
+                out
+            }
+        })
+    };
     let mut http = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-    http.max_concurrent_streams(250);
+    http.max_concurrent_streams(250)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let conn = http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let shutting_down = *shutdown.borrow_and_update();
-    if shutting_down {
+    let mut closing = *shutdown.borrow_and_update();
+    if closing {
         conn.as_mut().graceful_shutdown();
     }
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = shutdown.changed(), if !shutting_down => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    let tick = (limits.idle_timeout / 4).max(Duration::from_millis(10));
+    let mut ticks = tokio::time::interval_at(Instant::now() + tick, tick);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = ticks.tick(), if !closing => {
+                let idle_since = *last_end.lock().unwrap_or_else(|e| e.into_inner());
+                if active.load(Ordering::SeqCst) == 0 && idle_since.elapsed() >= limits.idle_timeout {
+                    STATS.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
         }
     }
     drop(permit);

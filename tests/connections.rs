@@ -197,3 +197,38 @@ async fn ember_display_applies_the_same_timeouts() {
     let _ = display.wait();
     assert!(closed, "ember display held a silent connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_serves_requests_and_closes_when_idle() {
+    use http_body_util::BodyExt as _;
+    let ember = start().await;
+    let stream = TcpStream::connect(ember.ember.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("an HTTP/2 connection (prior knowledge)");
+    let conn = tokio::spawn(conn);
+    let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::from("{}")));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = format!("http://{}/default/default", ember.ember.addr)
+        .parse()
+        .unwrap();
+    for (k, v) in binary_event("h2-idle", "a") {
+        req.headers_mut().insert(
+            http::HeaderName::from_static(k),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::ACCEPTED);
+    let _ = resp.into_body().collect().await;
+    // No stream for the idle timeout (800 ms): Ember closes the connection.
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("closed once idle")
+        .unwrap()
+        .ok();
+    ember.stop().await;
+}
