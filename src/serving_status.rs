@@ -229,7 +229,7 @@ fn revision(r: &RevisionRecord) -> Value {
 }
 
 /// The traffic of a Route, as Knative writes it (each tag with its own URL).
-fn traffic_json(
+pub fn traffic_json(
     traffic: &[ember_serving::TrafficStatus],
     url: &dyn Fn(&str) -> String,
     name: &str,

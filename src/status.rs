@@ -710,22 +710,11 @@ impl Statuses {
         if let Some(r) = st.latest_ready {
             status.insert("latestReadyRevisionName".into(), r.into());
         }
-        let traffic: Vec<Value> = st
-            .traffic
-            .iter()
-            .map(|t| {
-                let mut v = json!({
-                    "revisionName": t.revision,
-                    "percent": t.percent,
-                    "latestRevision": t.latest,
-                });
-                if let Some(tag) = &t.tag {
-                    v["tag"] = tag.as_str().into();
-                    v["url"] = url(format!("{tag}-{}", id.name)).into();
-                }
-                v
-            })
-            .collect();
+        let traffic = crate::serving_status::traffic_json(
+            &st.traffic,
+            &|host| url(host.to_owned()),
+            &id.name,
+        );
         status.insert("traffic".into(), traffic.into());
     }
 

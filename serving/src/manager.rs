@@ -549,16 +549,10 @@ impl Serving {
         })
     }
 
-    /// The Services that run, as `(namespace, name)`, in `namespace` or all.
+    /// The Services (and Configurations written on their own) that run, as
+    /// `(namespace, name)`, in `namespace` or all.
     pub fn service_names(&self, namespace: Option<&str>) -> Vec<(String, String)> {
-        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<(String, String)> = services
-            .keys()
-            .filter(|(ns, _)| namespace.is_none_or(|n| n == ns))
-            .cloned()
-            .collect();
-        out.sort();
-        out
+        keys_in(&self.services, namespace)
     }
 
     /// Every revision kept for the Services in `namespace` (or all): from the history, with the
@@ -689,14 +683,7 @@ impl Serving {
 
     /// The Routes written on their own, as `(namespace, name)`, in `namespace` or all.
     pub fn route_names(&self, namespace: Option<&str>) -> Vec<(String, String)> {
-        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<(String, String)> = routes
-            .keys()
-            .filter(|(ns, _)| namespace.is_none_or(|n| n == ns))
-            .cloned()
-            .collect();
-        out.sort();
-        out
+        keys_in(&self.routes, namespace)
     }
 
     /// Where a Route written on its own sends its traffic now.
@@ -861,6 +848,18 @@ fn finish_rollout(state: &Arc<Mutex<ServiceState>>) {
         let pinned = st.pinned.clone();
         st.latest.retain(|r| pinned.iter().any(|n| n == r.name()));
     });
+}
+
+/// The keys of `map` in `namespace` (or all), sorted.
+fn keys_in<V>(map: &RwLock<HashMap<ServiceKey, V>>, namespace: Option<&str>) -> Vec<ServiceKey> {
+    let map = map.read().unwrap_or_else(|e| e.into_inner());
+    let mut out: Vec<ServiceKey> = map
+        .keys()
+        .filter(|(ns, _)| namespace.is_none_or(|n| n == ns))
+        .cloned()
+        .collect();
+    out.sort();
+    out
 }
 
 fn with_template(service: &Service, template: RevisionTemplate) -> Service {
