@@ -6,6 +6,8 @@
 //! - [`process`]: the process runtime, under Knative's runtime contract;
 //! - [`activator`]: per revision, the queue that holds requests while an instance starts, the
 //!   per-instance concurrency limit and the simple scaler;
+//! - [`autoscaler`]: Knative's scaling decision (stable and panic windows, rate limits), not yet
+//!   driving the scaler;
 //! - [`route`]: traffic splits, tags and `Host` names;
 //! - [`proxy`]: streaming a request to an instance and its response back;
 //! - [`manager`]: [`Serving`], the Services that run and the way in to them.
@@ -14,6 +16,7 @@
 //! triggers whose subscriber is a Service.
 
 pub mod activator;
+pub mod autoscaler;
 pub mod history;
 pub mod manager;
 pub mod process;
