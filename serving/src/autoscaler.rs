@@ -283,3 +283,60 @@ mod tests {
         }
     }
 }
+
+impl DeciderSpec {
+    /// The decider for a revision with these `autoscaling.knative.dev/*` settings and
+    /// `container_concurrency`, as Knative derives it: the target is the annotation's, else
+    /// `containerConcurrency` when set, else 100 (concurrency) or 200 (rps); times the
+    /// utilization; the panic window is a percentage of the stable window.
+    pub fn from_settings(
+        settings: &ember_api::serving::AutoscalingSettings,
+        container_concurrency: u32,
+    ) -> Self {
+        use ember_api::serving::ScalingMetric;
+        let default_target = match settings.metric {
+            ScalingMetric::Concurrency if container_concurrency > 0 => {
+                f64::from(container_concurrency)
+            }
+            ScalingMetric::Concurrency => 100.0,
+            ScalingMetric::Rps => 200.0,
+        };
+        let target = settings.target.unwrap_or(default_target) * settings.target_utilization;
+        DeciderSpec {
+            // Knative never lets the target fall below 0.01.
+            target: target.max(0.01),
+            panic_threshold: settings.panic_threshold_percentage / 100.0,
+            stable_window: settings.window,
+            panic_window: settings
+                .window
+                .mul_f64(settings.panic_window_percentage / 100.0)
+                .max(Duration::from_secs(1)),
+            scale_down_delay: settings.scale_down_delay,
+            ..DeciderSpec::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+    use ember_api::serving::{AutoscalingSettings, ScalingMetric};
+
+    #[test]
+    fn the_target_follows_knatives_defaults() {
+        let d = AutoscalingSettings::default();
+        // Concurrency, no annotation, no containerConcurrency: 100 × 0.7.
+        assert_eq!(DeciderSpec::from_settings(&d, 0).target, 70.0);
+        // containerConcurrency 10: 10 × 0.7.
+        assert!((DeciderSpec::from_settings(&d, 10).target - 7.0).abs() < 1e-9);
+        let rps = AutoscalingSettings {
+            metric: ScalingMetric::Rps,
+            ..d
+        };
+        assert!((DeciderSpec::from_settings(&rps, 0).target - 140.0).abs() < 1e-9);
+        let spec = DeciderSpec::from_settings(&d, 0);
+        assert_eq!(spec.stable_window, Duration::from_secs(60));
+        assert_eq!(spec.panic_window, Duration::from_secs(6));
+        assert_eq!(spec.panic_threshold, 2.0);
+    }
+}
