@@ -27,9 +27,11 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 #[command(after_help = "Examples:\n  ember get triggers\n  \
     ember get trigger orders -n shop -o yaml\n  \
     ember get brokers -A\n  \
-    ember get pingsources --server http://10.0.0.7:8080\n\n\
+    ember get pingsources --server http://10.0.0.7:8080\n  \
+    ember get revisions\n\n\
     Kinds: broker(s), trigger(s), pingsource(s), webhooksource(s), kafkasource(s), \
-    rabbitmqsource(s), service(s) or ksvc.")]
+    rabbitmqsource(s), service(s) or ksvc, revision(s) or rev, route(s) or rt, \
+    configuration(s) or config.")]
 pub struct GetArgs {
     /// The kind, as kubectl names it: `trigger`, `triggers`, `ksvc`, ...
     #[arg(value_name = "KIND")]
