@@ -12,8 +12,8 @@ use crate::run::RunArgs;
 use crate::send::SendArgs;
 
 /// Ember: CloudEvents sources feed durable brokers; triggers filter events and deliver them to
-/// subscribers. Reads Knative-style YAML (Broker, Trigger, ...); runs with no Kafka and no
-/// Kubernetes.
+/// subscribers — your functions among them, run from zero. Reads Knative-style YAML (Broker,
+/// Trigger, Service, ...); runs with no Kafka and no Kubernetes.
 #[derive(Debug, Parser)]
 #[command(name = "ember", version, propagate_version = true)]
 #[command(
@@ -31,7 +31,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the brokers, triggers, PingSources and WebhookSources described by the configuration.
+    /// Run the brokers, triggers, PingSources, WebhookSources and Knative Services (as local
+    /// processes, woken from zero) described by the configuration.
     Run(RunArgs),
     /// Check the configuration without starting anything; prints every problem found.
     #[command(after_help = "Example:\n  ember validate -f examples/")]
