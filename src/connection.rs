@@ -349,6 +349,45 @@ impl<F: Future> Future for Answered<F> {
     }
 }
 
+/// What a listener serves: a hyper service over requests with [`TimedBody`] bodies (Ember's
+/// router, `ember display`'s printer), shared by the connection's tasks.
+pub trait Served<B>:
+    Service<
+        http::Request<TimedBody>,
+        Response = http::Response<B>,
+        Future: Send + 'static,
+        Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> Served<B> for S where
+    S: Service<
+            http::Request<TimedBody>,
+            Response = http::Response<B>,
+            Future: Send + 'static,
+            Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A response body a listener can send.
+pub trait ServedBody:
+    Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> ServedBody for B where
+    B: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
 /// Graceful shutdown for a listener's connections: [`Drain::shutdown`] asks every connection to
 /// finish its request in progress and close (idle ones close at once), and waits until they
 /// have. Ember's own (not hyper-util's `GracefulShutdown`, which does not cover connections
@@ -398,16 +437,8 @@ pub fn spawn<S, B>(
     graceful: &Drain,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) where
-    S: Service<http::Request<TimedBody>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Served<B>,
+    B: ServedBody,
 {
     STATS.opened.fetch_add(1, Ordering::Relaxed);
     let shutdown = graceful.signal.subscribe();
@@ -464,16 +495,8 @@ async fn serve_h2<S, B>(
     permit: tokio::sync::OwnedSemaphorePermit,
     open: tokio::sync::mpsc::Sender<()>,
 ) where
-    S: Service<http::Request<TimedBody>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Served<B>,
+    B: ServedBody,
 {
     let _ = stream.set_nodelay(true);
     let body_timeout = limits.body_read_timeout;
@@ -539,12 +562,8 @@ fn serve_http1<S, B>(
     permit: tokio::sync::OwnedSemaphorePermit,
     open: tokio::sync::mpsc::Sender<()>,
 ) where
-    S: Service<http::Request<TimedBody>, Response = http::Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Served<B>,
+    B: ServedBody,
 {
     let _ = stream.set_nodelay(true);
     let phase = Arc::new(Phase::new());

@@ -86,8 +86,14 @@ impl Services {
     }
 
     /// The Service a `Host` names, if it names one that runs: `(tag, service, namespace)`.
+    ///
+    /// Asked of every request at Ember's listener, broker ingress included: with no Service
+    /// running it answers at once, and otherwise reads the domain without copying it.
     pub fn by_host(&self, host: &str) -> Option<(Option<String>, String, String)> {
-        let domain = self.domain();
+        if self.serving.is_empty() {
+            return None;
+        }
+        let domain = self.domain.read().unwrap_or_else(|e| e.into_inner());
         let (tag, service, namespace) =
             ember_serving::route::parse_host(host, &domain, |s, ns| self.serving.knows(s, ns))?;
         Some((

@@ -160,6 +160,8 @@ pub struct Serving {
     pins: Mutex<HashMap<ServiceKey, Vec<String>>>,
     /// Routes written on their own.
     routes: RwLock<HashMap<ServiceKey, Arc<Route>>>,
+    /// Whether any Service or Route runs.
+    reachable: std::sync::atomic::AtomicBool,
     services: RwLock<HashMap<ServiceKey, Arc<Mutex<ServiceState>>>>,
 }
 
@@ -173,6 +175,7 @@ impl Serving {
             env: Mutex::default(),
             pins: Mutex::default(),
             routes: RwLock::default(),
+            reachable: std::sync::atomic::AtomicBool::new(false),
             services: RwLock::default(),
         }
     }
@@ -184,6 +187,27 @@ impl Serving {
             .scale_to_zero_grace
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = grace;
+    }
+
+    /// Whether nothing is reachable by Host: no Service and no Route runs (read without a lock,
+    /// since the listener asks it of every request).
+    pub fn is_empty(&self) -> bool {
+        !self.reachable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn update_reachable(&self) {
+        let any = !self
+            .services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+            || !self
+                .routes
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+        self.reachable
+            .store(any, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether Service `namespace/name` runs.
@@ -249,9 +273,10 @@ impl Serving {
         }
         *self.pins.lock().unwrap_or_else(|e| e.into_inner()) = pins;
         let all: Vec<(Service, Env)> = services.iter().chain(configurations).cloned().collect();
-        let applied = self.apply_services(&all, &standalone)?;
+        let applied = self.apply_services(&all, &standalone);
         self.build_routes(routes);
-        Ok(applied)
+        self.update_reachable();
+        applied
     }
 
     fn apply_services(
@@ -799,6 +824,11 @@ impl Serving {
             .drain()
             .map(|(_, s)| s)
             .collect();
+        self.routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.update_reachable();
         let mut scalers = Vec::new();
         for s in states {
             let mut st = s.lock().unwrap_or_else(|e| e.into_inner());

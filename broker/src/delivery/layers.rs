@@ -148,30 +148,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::policy::tests::{linear as policy, response};
     use crate::delivery::policy::{BackoffPolicy, is_retryable_status};
-    use bytes::Bytes;
-    use http::{HeaderMap, HeaderValue, StatusCode};
-
-    fn response(status: u16, retry_after: Option<&str>) -> Response {
-        let mut headers = HeaderMap::new();
-        if let Some(v) = retry_after {
-            headers.insert(http::header::RETRY_AFTER, HeaderValue::from_str(v).unwrap());
-        }
-        Response {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers,
-            body: Bytes::new(),
-        }
-    }
-
-    fn policy() -> DeliveryPolicy {
-        DeliveryPolicy {
-            retry: 3,
-            backoff_policy: BackoffPolicy::Linear,
-            backoff_delay: Duration::from_millis(100),
-            ..Default::default()
-        }
-    }
 
     /// Runs `with_retries` against scripted attempt results on a paused clock; returns when
     /// each attempt happened (ms after the first) and the result.

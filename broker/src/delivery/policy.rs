@@ -116,7 +116,7 @@ pub fn is_retryable_status(status: u16) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn policy(backoff_policy: BackoffPolicy) -> DeliveryPolicy {
@@ -170,7 +170,9 @@ mod tests {
     use bytes::Bytes;
     use http::{HeaderMap, HeaderValue, StatusCode};
 
-    fn response(status: u16, retry_after: Option<&str>) -> Response {
+    /// A receiver's answer with `status` and, if given, `Retry-After` (shared by the layers'
+    /// tests).
+    pub(crate) fn response(status: u16, retry_after: Option<&str>) -> Response {
         let mut headers = HeaderMap::new();
         if let Some(v) = retry_after {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from_str(v).unwrap());
@@ -182,7 +184,8 @@ mod tests {
         }
     }
 
-    fn linear() -> DeliveryPolicy {
+    /// Three retries, linear from 100 ms (shared by the layers' tests).
+    pub(crate) fn linear() -> DeliveryPolicy {
         DeliveryPolicy {
             retry: 3,
             backoff_policy: BackoffPolicy::Linear,
