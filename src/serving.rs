@@ -6,13 +6,16 @@
 //! loopback), or the default domain of a `config-domain` ConfigMap in namespace
 //! `knative-serving`, as Knative users set it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use ember_api::config::Config;
-use ember_broker::delivery::ServiceGateway;
+use ember_broker::delivery::{BrokerDirectory, Destination, ServiceGateway};
+use ember_broker::dispatch::LaneState;
 use ember_serving::Serving;
+use ember_serving::activator::Backlog;
 use ember_serving::proxy::{Body, Origin};
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -40,19 +43,20 @@ pub fn domain(config: &Config, flag: &str) -> String {
         .unwrap_or_else(|| flag.to_owned())
 }
 
-/// Knative's `scale-to-zero-grace-period` from a `config-autoscaler` ConfigMap (namespace
-/// `knative-serving`), else its default (30 s). It applies to revisions created from then on.
-pub fn scale_to_zero_grace(config: &Config) -> std::time::Duration {
-    config
-        .config_maps
-        .iter()
-        .rev()
-        .find(|m| {
-            m.metadata.namespace == "knative-serving" && m.metadata.name == "config-autoscaler"
-        })
-        .and_then(|m| m.data.get("scale-to-zero-grace-period"))
-        .and_then(|v| ember_api::duration::parse_flexible(v).ok())
-        .unwrap_or(ember_serving::revision::DEFAULT_SCALE_TO_ZERO_GRACE)
+/// The events waiting in the brokers for each Service: the waiting-event counters of the
+/// triggers delivering to it, indexed when triggers change and read as atomics.
+#[derive(Default)]
+struct BrokerBacklog {
+    index: RwLock<HashMap<(String, String), Vec<Arc<LaneState>>>>,
+}
+
+impl Backlog for BrokerBacklog {
+    fn waiting(&self, namespace: &str, service: &str) -> u64 {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index
+            .get(&(namespace.to_owned(), service.to_owned()))
+            .map_or(0, |lanes| lanes.iter().map(|l| l.pending()).sum())
+    }
 }
 
 /// The Services of a running Ember and the domain they are reached under.
@@ -61,15 +65,40 @@ pub struct Services {
     /// The running Services.
     pub serving: Arc<Serving>,
     domain: Arc<RwLock<String>>,
+    backlog: Arc<BrokerBacklog>,
 }
 
 impl Services {
     /// Services with revision histories under `data_dir`, reached under `domain`.
     pub fn new(serving: Arc<Serving>, domain: String) -> Self {
+        let backlog = Arc::new(BrokerBacklog::default());
+        serving.set_backlog(backlog.clone());
         Self {
             serving,
             domain: Arc::new(RwLock::new(domain)),
+            backlog,
         }
+    }
+
+    /// Indexes, again, the triggers of `brokers` that deliver to a Service (call when triggers
+    /// change): their waiting events are what the Services' autoscalers see.
+    pub fn index_backlog(&self, brokers: &BrokerDirectory) {
+        let mut index: HashMap<(String, String), Vec<Arc<LaneState>>> = HashMap::new();
+        for broker in brokers.all() {
+            for (subscriber, lane) in broker.subscriber_lanes() {
+                if let Destination::Service {
+                    namespace, name, ..
+                } = subscriber
+                {
+                    index.entry((namespace, name)).or_default().push(lane);
+                }
+            }
+        }
+        *self
+            .backlog
+            .index
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = index;
     }
 
     /// The domain now.
@@ -130,6 +159,11 @@ impl Services {
 }
 
 impl ServiceGateway for Services {
+    fn admit(&self, namespace: &str, name: &str) -> BoxFuture<'static, Box<dyn Send + Sync>> {
+        let admit = self.serving.admit(namespace, name);
+        Box::pin(async move { Box::new(admit.await) as Box<dyn Send + Sync> })
+    }
+
     fn send(
         &self,
         namespace: &str,

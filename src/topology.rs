@@ -132,6 +132,7 @@ impl Ember {
         for running in brokers.values_mut() {
             running.start(&client, &directory, grace);
         }
+        services.index_backlog(&directory);
         // Sources: each into its sink, a broker of this Ember (appended directly) or a URL.
         let routes = Arc::new(WebhookRoutes::new());
         let sources = Arc::new(SourceManager::new(crate::sources::kinds(&routes), data_dir));
@@ -318,9 +319,11 @@ impl Ember {
                 let d = diff.of_kind(kind);
                 !(d.added.is_empty() && d.changed.is_empty() && d.removed.is_empty())
             });
+        self.services.serving.set_autoscaler(config.autoscaler());
         if serving_changed {
             apply_services(&self.services, &config)?;
         }
+        self.services.index_backlog(&self.directory);
         // 5. Sources.
         self.reload_sources(&config, &diff).await?;
         // 6. Removed brokers: no new requests, in-flight ones finish, then stop and close.
@@ -410,9 +413,7 @@ impl Ember {
 
 /// Runs the Services of `config` (a new revision for each changed template).
 fn apply_services(services: &crate::serving::Services, config: &Config) -> anyhow::Result<()> {
-    services
-        .serving
-        .set_scale_to_zero_grace(crate::serving::scale_to_zero_grace(config));
+    services.serving.set_autoscaler(config.autoscaler());
     // `env` values from Secret and ConfigMap keys (`valueFrom`), resolved here: the revision
     // history keeps the template, never a secret's value.
     let with_env = |s: ember_api::serving::Service| {

@@ -51,7 +51,7 @@ async fn an_event_wakes_a_service_from_zero_arrives_once_and_it_scales_back_to_z
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("deliveries");
     let yaml = format!(
-        "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: config-autoscaler, namespace: knative-serving}}\ndata: {{scale-to-zero-grace-period: 500ms}}\n{}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: to-fn}}\nspec:\n  broker: default\n  subscriber: {{ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: fn}}, uri: /events}}\n",
+        "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: config-autoscaler, namespace: knative-serving}}\ndata: {{scale-to-zero-grace-period: 500ms, stable-window: 6s}}\n{}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: to-fn}}\nspec:\n  broker: default\n  subscriber: {{ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: fn}}, uri: /events}}\n",
         broker(),
         service(
             "fn",
@@ -89,7 +89,7 @@ async fn an_event_wakes_a_service_from_zero_arrives_once_and_it_scales_back_to_z
         "exactly once, at the ref's uri"
     );
     assert!(
-        eventually(Duration::from_secs(10), || revision().ready == 0).await,
+        eventually(Duration::from_secs(20), || revision().ready == 0).await,
         "back to zero after the grace period"
     );
     let stats = ember

@@ -2,7 +2,7 @@
 # A function from zero: builds ember and the example function, starts Ember with
 # examples/function-from-zero/ember.yaml, and shows a cold start (the first request wakes the
 # function), a warm request, an event delivered to it through a Trigger, and the scale back to
-# zero after 3 s idle.
+# zero about 9 s after the last request (a 6 s stable window, then a 3 s grace).
 #
 # Environment:
 #   EMBER_LISTEN=HOST:PORT     Ember's listener (default 127.0.0.1:8080)
@@ -40,7 +40,7 @@ echo "== an event through the Broker's Trigger to the Service"
 "$EMBER" send --to "http://$LISTEN/default/default" --type com.example.greet --source /readme --data '{"hi": 1}'
 echo
 echo "   instances started so far: $(instances)"
-echo "== waiting for the scale back to zero (3 s idle)..."
+echo "== waiting for the scale back to zero (6 s window + 3 s grace)..."
 for _ in $(seq 100); do
   grep -q "instance stopping (idle)" "$LOG" && break
   sleep 0.1

@@ -7,24 +7,146 @@
 //!   room, the least loaded gets the request.
 //! - Wake from zero is pushed: the first waiting request wakes the scaler, which starts an
 //!   instance at once; there is no polling tick on that path.
-//! - Scaling (the simple policy): instances wanted = what the work in flight and waiting needs
-//!   at `containerConcurrency` each (100 when unlimited), within `min-scale`..`max-scale`; up at
-//!   once, down — to zero too — once the revision has been idle for the scale-to-zero grace
-//!   period. An instance leaving finishes its requests first.
+//! - Scaling: Knative's decider ([`crate::autoscaler`]) fed with the load the revision sees —
+//!   requests in flight at its instances, requests waiting here, and the events waiting for it
+//!   in the broker ([`Queue`]) — every 2 s, and at once when the revision is at zero with work
+//!   waiting or the load has doubled since the last decision. Its count is bounded by
+//!   `activation-scale`, `min-scale`, `max-scale`; scale-up is immediate, scale-down takes the
+//!   least loaded instances, and the last one stops only after the decider has wanted zero for
+//!   the scale-to-zero grace period (and the revision has been quiet for the retention period).
+//!   An instance leaving finishes its requests first.
 //! - An instance that dies is replaced; a start that fails is retried with backoff (1 s doubling
 //!   to 30 s) while work waits, and fails the requests waiting for it (a trigger's delivery then
 //!   follows its retry and dead-letter policy) — with the exit status and the last output.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use ember_api::serving::ScalingMetric;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::autoscaler::{Decider, Decision, ScalingSpec};
 use crate::process::{Instance, StartError};
 use crate::revision::RevisionSpec;
+
+/// How often the decider looks without being woken (Knative's tick).
+pub const TICK: Duration = Duration::from_secs(2);
+
+/// The events waiting for a Service in the broker, as the binary counts them (serving never
+/// depends on the broker): the pending events of every trigger whose subscriber is the Service.
+pub trait Backlog: Send + Sync {
+    /// Events matched for Service `namespace/service` and not yet finished, admitted ones
+    /// included.
+    fn waiting(&self, namespace: &str, service: &str) -> u64;
+}
+
+/// Where a revision reads its backlog from; set once serving is wired to a broker.
+pub type BacklogSource = Arc<RwLock<Option<Arc<dyn Backlog>>>>;
+
+/// The deliveries admitted to one Service: at most the room of its ready instances.
+#[derive(Default)]
+pub struct Admissions {
+    admitted: AtomicU64,
+    room: Notify,
+}
+
+impl Admissions {
+    /// Deliveries admitted and not yet finished.
+    pub fn admitted(&self) -> u64 {
+        self.admitted.load(Ordering::Acquire)
+    }
+
+    /// Takes one of `capacity` places, if one is free.
+    pub fn try_admit(self: &Arc<Self>, capacity: u64) -> Option<Admitted> {
+        self.admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < capacity).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Admitted(self.clone()))
+    }
+
+    /// Takes a place whatever the capacity (the Service cannot start: the attempt should fail
+    /// as it would, not wait).
+    pub fn admit_anyway(self: &Arc<Self>) -> Admitted {
+        self.admitted.fetch_add(1, Ordering::AcqRel);
+        Admitted(self.clone())
+    }
+
+    /// Resolves when room may have freed up (register before looking, see [`Notify`]).
+    pub fn room(&self) -> &Notify {
+        &self.room
+    }
+}
+
+/// One admitted delivery; gives its place back when dropped.
+pub struct Admitted(Arc<Admissions>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+        self.0.room.notify_one();
+    }
+}
+
+/// What a revision knows of the events waiting for its Service in the broker.
+pub struct Queue {
+    source: BacklogSource,
+    namespace: String,
+    service: String,
+    /// Percent of the Service's events this revision gets (its traffic share).
+    share: AtomicU32,
+    /// The Service's admitted deliveries (counted in flight or waiting here already).
+    admissions: Arc<Admissions>,
+}
+
+impl Queue {
+    /// The queue of Service `namespace/service`, read from `source`.
+    pub fn new(
+        source: BacklogSource,
+        namespace: &str,
+        service: &str,
+        admissions: Arc<Admissions>,
+    ) -> Self {
+        Queue {
+            source,
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            share: AtomicU32::new(100),
+            admissions,
+        }
+    }
+
+    /// A queue that never has events (a revision nothing delivers to).
+    pub fn none() -> Self {
+        Queue::new(Arc::default(), "", "", Arc::default())
+    }
+
+    /// Events waiting in the broker for this revision: the Service's not yet admitted, times
+    /// the revision's traffic share.
+    pub fn backlog(&self) -> u64 {
+        let source = self
+            .source
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(source) = source else {
+            return 0;
+        };
+        let waiting = source
+            .waiting(&self.namespace, &self.service)
+            .saturating_sub(self.admissions.admitted());
+        waiting * u64::from(self.share.load(Ordering::Relaxed)) / 100
+    }
+
+    /// The Service's admissions.
+    pub fn admissions(&self) -> &Arc<Admissions> {
+        &self.admissions
+    }
+}
 
 /// Requests that may wait for an instance of one revision; more are refused (503).
 pub const QUEUE_CAPACITY: usize = 1000;
@@ -84,6 +206,36 @@ struct State {
     ever_ready: bool,
     stopped: bool,
     next_instance: u64,
+    /// How it scales, and its decider.
+    scaling: ScalingSpec,
+    decider: Option<Decider>,
+    /// The last decision, what it saw, and the count it led to.
+    decision: Option<Decision>,
+    observed: Observed,
+    desired: u32,
+    /// The load at the last decision (a doubling is decided at once).
+    decided_load: f64,
+    next_tick: Option<Instant>,
+    /// Since when the decider has wanted zero.
+    zero_since: Option<Instant>,
+    /// Requests that arrived since `rate_since` (for `metric: rps`), and the last rate.
+    arrivals: u64,
+    rate_since: Option<Instant>,
+    rate: f64,
+}
+
+/// The load a revision's decider saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Observed {
+    /// Requests in flight at its instances.
+    pub in_flight: usize,
+    /// Requests waiting here for room.
+    pub waiting: usize,
+    /// Events waiting for it in the broker, not yet sent.
+    pub backlog: u64,
+    /// The load the decider was fed: their sum (concurrency), or the arrival rate plus the
+    /// backlog spread over the stable window (rps).
+    pub load: f64,
 }
 
 /// Upper bounds, in seconds, of the cold-start histogram's buckets (the last is +Inf).
@@ -127,10 +279,12 @@ pub struct Revision {
     wake: Notify,
     /// Counters.
     pub stats: RevisionStats,
+    /// The events waiting for it in the broker.
+    queue: Queue,
 }
 
 /// What a revision looks like now, for statuses and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RevisionSnapshot {
     /// Instances ready.
     pub ready: u32,
@@ -146,6 +300,10 @@ pub struct RevisionSnapshot {
     pub ever_ready: bool,
     /// Why the last start failed, if the last start failed.
     pub last_failure: Option<String>,
+    /// The load the last decision saw.
+    pub observed: Observed,
+    /// The last decision.
+    pub decision: Option<Decision>,
 }
 
 /// An instance's room for one request: released when dropped.
@@ -171,15 +329,69 @@ impl Drop for Lease {
 }
 
 impl Revision {
-    /// A revision with no instance yet; [`Revision::run`] scales it.
+    /// A revision with no instance yet and nothing queued for it in a broker;
+    /// [`Revision::run`] scales it.
     pub fn new(spec: RevisionSpec) -> Arc<Self> {
+        Self::with_queue(spec, Queue::none())
+    }
+
+    /// A revision whose Service's events wait in `queue`.
+    pub fn with_queue(spec: RevisionSpec, queue: Queue) -> Arc<Self> {
+        let state = State {
+            scaling: spec.scaling.clone(),
+            ..State::default()
+        };
         Arc::new(Revision {
             spec: Arc::new(spec),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             changed: Notify::new(),
             wake: Notify::new(),
             stats: RevisionStats::default(),
+            queue,
         })
+    }
+
+    /// Changes how it scales (a new `config-autoscaler`), keeping what the decider has seen.
+    pub fn set_scaling(&self, scaling: ScalingSpec) {
+        let mut st = self.lock();
+        if let Some(d) = st.decider.as_mut() {
+            d.set_spec(scaling.decider.clone());
+        }
+        st.scaling = scaling;
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// How it scales now.
+    pub fn scaling(&self) -> ScalingSpec {
+        self.lock().scaling.clone()
+    }
+
+    /// Sets the percent of its Service's queued events it counts (its traffic share).
+    pub fn set_share(&self, percent: u32) {
+        self.queue.share.store(percent.min(100), Ordering::Relaxed);
+    }
+
+    /// Requests its ready instances take at once, as admission counts them.
+    pub fn capacity(&self) -> u64 {
+        let st = self.lock();
+        let ready = st.slots.iter().filter(|s| !s.draining).count() as u64;
+        ready * u64::from(st.scaling.per_instance)
+    }
+
+    /// Whether it cannot take requests: stopped, or its last start failed with nothing
+    /// running or starting (a delivery should fail now rather than wait).
+    pub fn failing(&self) -> bool {
+        let st = self.lock();
+        st.stopped
+            || (st.last_failure.is_some()
+                && st.starting == 0
+                && st.slots.iter().all(|s| s.draining))
+    }
+
+    /// Has the scaler look now (work is waiting for admission).
+    pub fn nudge(&self) {
+        self.wake.notify_one();
     }
 
     /// What it runs.
@@ -202,11 +414,13 @@ impl Revision {
         RevisionSnapshot {
             ready: st.slots.iter().filter(|s| !s.draining).count() as u32,
             starting: st.starting,
-            wanted: self.wanted(&st),
+            wanted: st.desired,
             in_flight: st.in_flight,
             waiting: st.waiting,
             ever_ready: st.ever_ready,
             last_failure: st.last_failure.clone(),
+            observed: st.observed,
+            decision: st.decision,
         }
     }
 
@@ -235,6 +449,7 @@ impl Revision {
     pub async fn acquire(self: &Arc<Self>) -> Result<Lease, ActivateError> {
         let deadline = Instant::now() + self.spec.timeout;
         let mut waiting_since_epoch: Option<u64> = None;
+        self.lock().arrivals += 1;
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -312,24 +527,35 @@ impl Revision {
         Some(lease)
     }
 
-    fn wanted(&self, st: &State) -> u32 {
-        let mut wanted = self.spec.instances_for(st.in_flight + st.waiting);
-        if st.waiting > 0 && wanted == 0 {
-            wanted = 1;
+    /// The load the decider is fed now.
+    fn observe(&self, st: &mut State, now: Instant) -> Observed {
+        let backlog = self.queue.backlog();
+        let load = match st.scaling.metric {
+            ScalingMetric::Concurrency => (st.in_flight + st.waiting) as f64 + backlog as f64,
+            ScalingMetric::Rps => {
+                let since = *st.rate_since.get_or_insert(now);
+                let elapsed = now.duration_since(since);
+                if elapsed >= Duration::from_secs(1) {
+                    st.rate = st.arrivals as f64 / elapsed.as_secs_f64();
+                    st.arrivals = 0;
+                    st.rate_since = Some(now);
+                }
+                // Waiting events arrive, as far as the decider can tell, over the window.
+                let window = st.scaling.decider.stable_window.as_secs_f64().max(1.0);
+                st.rate + backlog as f64 / window
+            }
+        };
+        Observed {
+            in_flight: st.in_flight,
+            waiting: st.waiting,
+            backlog,
+            load,
         }
-        if !st.ever_ready && st.slots.is_empty() && st.starting == 0 && st.failures_in_row == 0 {
-            // A new revision starts at its initial scale.
-            wanted = wanted.max(
-                self.spec
-                    .initial_scale
-                    .min(self.spec.max_scale.unwrap_or(u32::MAX)),
-            );
-        }
-        wanted
     }
 
-    /// Scales the revision until it is stopped: starts instances when work needs them (at once
-    /// when waking from zero), replaces those that die, stops idle ones after the grace period.
+    /// Scales the revision until it is stopped: decides every [`TICK`] and whenever woken
+    /// (at once when waking from zero or when the load jumps), starts and stops instances to
+    /// match, replaces those that die.
     pub async fn run(self: Arc<Self>) {
         loop {
             let next_check = self.scale_once();
@@ -337,70 +563,113 @@ impl Revision {
                 break;
             }
             let wake = self.wake.notified();
-            match next_check {
-                Some(at) => {
-                    tokio::select! {
-                        _ = wake => {}
-                        _ = tokio::time::sleep_until(at) => {}
-                    }
-                }
-                None => wake.await,
+            tokio::select! {
+                _ = wake => {}
+                _ = tokio::time::sleep_until(next_check) => {}
             }
         }
         self.drain_all().await;
     }
 
-    /// One scaling decision; returns when to look again without being woken.
-    fn scale_once(self: &Arc<Self>) -> Option<Instant> {
+    /// One look: records the load, decides when due, and starts or stops instances; returns
+    /// when to look again without being woken.
+    fn scale_once(self: &Arc<Self>) -> Instant {
         let now = Instant::now();
         let mut st = self.lock();
+        let next_tick = *st.next_tick.get_or_insert(now);
         if st.stopped {
-            return None;
+            return now + TICK;
         }
-        let wanted = self.wanted(&st);
-        let live = st.slots.iter().filter(|s| !s.draining).count() as u32 + st.starting;
-        if live < wanted {
+        let observed = self.observe(&mut st, now);
+        st.observed = observed;
+        if st.slots.is_empty() && observed.load > 0.0 && st.cold_since.is_none() {
+            // Work waits (here or in the broker) with nothing running: a cold start begins.
+            st.cold_since = Some(now);
+        }
+        let ready = st.slots.iter().filter(|s| !s.draining).count() as u32;
+        let live = ready + st.starting;
+        let decider_spec = st.scaling.decider.clone();
+        let decider = st.decider.get_or_insert_with(|| Decider::new(decider_spec));
+        decider.record(now, observed.load);
+        let tick = now >= next_tick;
+        let jump =
+            observed.load > 0.0 && (live == 0 || observed.load >= 2.0 * st.decided_load + 1.0);
+        if tick || jump || st.decision.is_none() {
+            if tick {
+                st.next_tick = Some(now + TICK);
+            }
+            let decision = st.decider.as_mut().expect("made above").decide(now, ready);
+            st.decision = Some(decision);
+            st.decided_load = observed.load;
+            let mut desired = st.scaling.bound(decision.desired);
+            if observed.waiting > 0 && desired == 0 {
+                desired = 1;
+            }
+            if !st.ever_ready && st.failures_in_row == 0 {
+                // A new revision starts at its initial scale.
+                desired = desired.max(
+                    st.scaling
+                        .initial_scale
+                        .min(st.scaling.max_scale.unwrap_or(u32::MAX)),
+                );
+            }
+            st.desired = desired;
+        }
+        let desired = st.desired;
+        let next_tick = st.next_tick.unwrap_or(now + TICK);
+        if desired > 0 {
+            st.zero_since = None;
+        }
+        if live < desired {
             if let Some(at) = st.next_start
                 && at > now
             {
-                return Some(at);
+                return at.min(next_tick);
             }
-            for _ in live..wanted {
+            for _ in live..desired {
                 st.starting += 1;
                 st.next_instance += 1;
                 let id = st.next_instance;
                 let cold = st.slots.is_empty();
                 tokio::spawn(self.clone().start_instance(id, cold));
             }
-            return None;
+            return next_tick;
         }
-        let idle = st.in_flight == 0 && st.waiting == 0;
-        let keep = wanted.max(self.spec.min_scale);
-        let serving = st.slots.iter().filter(|s| !s.draining).count() as u32;
-        if serving > keep {
-            let quiet_until = st.last_busy.unwrap_or(now) + self.spec.scale_to_zero_grace;
-            if idle || keep > 0 {
-                if now >= quiet_until {
-                    // The least loaded leave first.
-                    let mut extra = serving - keep;
-                    let mut order: Vec<usize> = (0..st.slots.len())
-                        .filter(|&i| !st.slots[i].draining)
-                        .collect();
-                    order.sort_by_key(|&i| st.slots[i].in_flight);
-                    for i in order {
-                        if extra == 0 {
-                            break;
-                        }
-                        st.slots[i].draining = true;
-                        extra -= 1;
-                        tokio::spawn(self.clone().retire(st.slots[i].instance.clone()));
-                    }
-                    return None;
-                }
-                return Some(quiet_until);
+        if ready <= desired {
+            return next_tick;
+        }
+        if desired == 0 {
+            // Scale to zero: once the decider has wanted it for the grace period, nothing is
+            // in flight or waiting, and the revision has been quiet for the retention period.
+            let zero_since = *st.zero_since.get_or_insert(now);
+            let busy = st.in_flight > 0 || st.waiting > 0 || observed.backlog > 0;
+            let quiet_from = st.last_busy.unwrap_or(zero_since);
+            let at = (zero_since + st.scaling.scale_to_zero_grace)
+                .max(quiet_from + st.scaling.scale_to_zero_retention);
+            if busy {
+                return next_tick;
+            }
+            if now < at {
+                return at.min(next_tick);
             }
         }
-        None
+        // The least loaded leave first.
+        let mut extra = ready - desired;
+        let mut order: Vec<usize> = (0..st.slots.len())
+            .filter(|&i| !st.slots[i].draining)
+            .collect();
+        order.sort_by_key(|&i| st.slots[i].in_flight);
+        for i in order {
+            if extra == 0 {
+                break;
+            }
+            st.slots[i].draining = true;
+            extra -= 1;
+            tokio::spawn(self.clone().retire(st.slots[i].instance.clone()));
+        }
+        drop(st);
+        self.queue.admissions.room.notify_waiters();
+        next_tick
     }
 
     async fn start_instance(self: Arc<Self>, id: u64, cold: bool) {
@@ -446,6 +715,7 @@ impl Revision {
                     self.stats.cold_start_buckets[bucket].fetch_add(1, Ordering::Relaxed);
                 }
                 drop(st);
+                self.queue.admissions.room.notify_waiters();
                 tokio::spawn(self.clone().watch(instance));
             }
             Err(e) => {
@@ -456,6 +726,8 @@ impl Revision {
                 st.last_failure = Some(reason(&e));
                 st.next_start = Some(Instant::now() + backoff(st.failures_in_row));
                 drop(st);
+                // Deliveries waiting for room fail now rather than wait.
+                self.queue.admissions.room.notify_waiters();
             }
         }
         self.changed.notify_waiters();
@@ -484,6 +756,7 @@ impl Revision {
             }
         }
         drop(st);
+        self.queue.admissions.room.notify_waiters();
         self.changed.notify_waiters();
         self.wake.notify_one();
     }
@@ -512,6 +785,7 @@ impl Revision {
     /// stop. Returns once they have.
     pub fn stop(&self) {
         self.lock().stopped = true;
+        self.queue.admissions.room.notify_waiters();
         self.changed.notify_waiters();
         self.wake.notify_one();
     }

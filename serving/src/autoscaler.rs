@@ -14,14 +14,16 @@
 //! - `scale-down-delay`: the result is the largest decided over that long, so a dip does not
 //!   take instances away at once.
 //!
-//! Knative averages per-second buckets; here each sample counts equally within a window — the
-//! caller records one per tick, and whenever the load jumps, so the averages are the same for a
-//! steady cadence. Bounds (`min-scale`, `max-scale`) and scale to zero are applied by the caller,
-//! as Knative's reconciler does after `Scale`.
+//! As Knative's, samples are averaged in one-second buckets and a window's average is the mean
+//! of its buckets, so however often the load is sampled (every 2 s tick, and at once when it
+//! jumps) each second weighs the same. Bounds (`min-scale`, `max-scale`, `activation-scale`)
+//! and scale to zero are applied by [`ScalingSpec::bound`] and the activator, as Knative's
+//! reconciler does after `Scale`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use ember_api::serving::{AutoscalerConfig, AutoscalingSettings, ScalingMetric};
 use tokio::time::Instant;
 
 /// What the decider works with; Knative's defaults in [`DeciderSpec::default`].
@@ -61,7 +63,10 @@ impl Default for DeciderSpec {
 #[derive(Debug, Clone)]
 pub struct Decider {
     spec: DeciderSpec,
-    samples: VecDeque<(Instant, f64)>,
+    /// Seconds are counted from here.
+    origin: Instant,
+    /// Per-second buckets: (second, sum, samples).
+    samples: VecDeque<(u64, f64, u32)>,
     panic_since: Option<Instant>,
     max_panic: u32,
     delayed: VecDeque<(Instant, u32)>,
@@ -85,6 +90,7 @@ impl Decider {
     pub fn new(spec: DeciderSpec) -> Self {
         Decider {
             spec,
+            origin: Instant::now(),
             samples: VecDeque::new(),
             panic_since: None,
             max_panic: 0,
@@ -94,9 +100,17 @@ impl Decider {
 
     /// Records the load seen `now` (requests in flight and waiting, events waiting).
     pub fn record(&mut self, now: Instant, load: f64) {
-        self.samples.push_back((now, load));
-        while let Some((t, _)) = self.samples.front() {
-            if now.duration_since(*t) > self.spec.stable_window {
+        let sec = self.second(now);
+        match self.samples.back_mut() {
+            Some((s, sum, n)) if *s == sec => {
+                *sum += load;
+                *n += 1;
+            }
+            _ => self.samples.push_back((sec, load, 1)),
+        }
+        let keep = self.spec.stable_window.as_secs().max(1);
+        while let Some((s, _, _)) = self.samples.front() {
+            if sec.saturating_sub(*s) >= keep {
                 self.samples.pop_front();
             } else {
                 break;
@@ -104,18 +118,32 @@ impl Decider {
         }
     }
 
+    /// Changes the spec (a `config-autoscaler` change), keeping the samples.
+    pub fn set_spec(&mut self, spec: DeciderSpec) {
+        self.spec = spec;
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &DeciderSpec {
+        &self.spec
+    }
+
+    fn second(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_secs()
+    }
+
+    /// The mean of the buckets within `window` of `now`.
     fn average(&self, now: Instant, window: Duration) -> f64 {
-        let within: Vec<f64> = self
+        let sec = self.second(now);
+        let span = window.as_secs().max(1);
+        let (sum, n) = self
             .samples
             .iter()
-            .filter(|(t, _)| now.duration_since(*t) <= window)
-            .map(|(_, v)| *v)
-            .collect();
-        if within.is_empty() {
-            0.0
-        } else {
-            within.iter().sum::<f64>() / within.len() as f64
-        }
+            .filter(|(s, _, _)| sec.saturating_sub(*s) < span)
+            .fold((0.0, 0u32), |(sum, n), (_, b, c)| {
+                (sum + b / f64::from(*c), n + 1)
+            });
+        if n == 0 { 0.0 } else { sum / f64::from(n) }
     }
 
     /// The instances wanted `now` with `ready` instances running (Knative's `Scale`).
@@ -224,26 +252,26 @@ mod tests {
             d.record(now, 100.0);
         }
         let got = d.decide(now, 1);
-        // Panic window (6 s, ends inclusive): samples at 58 and 59 s (10) and 60–64 s (100):
-        // 520 / 7 = 74.3 → 8 instances; 8 / 1 ready ≥ 2: panic.
+        // Panic window (6 one-second buckets, 59–64 s): 59 s at 10, 60–64 s at 100:
+        // 510 / 6 = 85 → 9 instances; 9 / 1 ready ≥ 2: panic.
         assert!(got.panicking);
-        assert_eq!(got.desired, 8);
+        assert_eq!(got.desired, 9);
         // The load falls; within a stable window of the surge panic holds: no scale down.
         for _ in 0..10 {
             now += Duration::from_secs(1);
             d.record(now, 10.0);
         }
-        let got = d.decide(now, 8);
+        let got = d.decide(now, 9);
         assert!(got.panicking);
-        assert_eq!(got.desired, 8);
+        assert_eq!(got.desired, 9);
         // A stable window later, panic ends and the stable average decides.
         for _ in 0..61 {
             now += Duration::from_secs(1);
             d.record(now, 10.0);
         }
-        let got = d.decide(now, 8);
+        let got = d.decide(now, 9);
         assert!(!got.panicking);
-        // 8 ready → at least floor(8 / 2) = 4 (the scale-down rate), though the load asks 1.
+        // 9 ready → at least floor(9 / 2) = 4 (the scale-down rate), though the load asks 1.
         assert_eq!(got.desired, 4);
     }
 
@@ -284,25 +312,57 @@ mod tests {
     }
 }
 
-impl DeciderSpec {
-    /// The decider for a revision with these `autoscaling.knative.dev/*` settings and
-    /// `container_concurrency`, as Knative derives it: the target is the annotation's, else
-    /// `containerConcurrency` when set, else 100 (concurrency) or 200 (rps); times the
-    /// utilization; the panic window is a percentage of the stable window.
-    pub fn from_settings(
-        settings: &ember_api::serving::AutoscalingSettings,
+/// How one revision scales: its decider's spec and the bounds applied after it, from its
+/// `autoscaling.knative.dev/*` annotations over `config-autoscaler`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingSpec {
+    /// The decider's spec.
+    pub decider: DeciderSpec,
+    /// `concurrency` or `rps`.
+    pub metric: ScalingMetric,
+    /// `min-scale`.
+    pub min_scale: u32,
+    /// `max-scale` (`None`: no bound).
+    pub max_scale: Option<u32>,
+    /// `initial-scale`: instances a new revision starts with.
+    pub initial_scale: u32,
+    /// `activation-scale`: the fewest instances started when scaling up from zero.
+    pub activation_scale: u32,
+    /// `scale-to-zero-grace-period`: idle time before the last instance stops.
+    pub scale_to_zero_grace: Duration,
+    /// `scale-to-zero-pod-retention-period`: the last instance stays at least this long after
+    /// the revision was last busy.
+    pub scale_to_zero_retention: Duration,
+    /// `enable-scale-to-zero`.
+    pub enable_scale_to_zero: bool,
+    /// Requests one ready instance is counted to take when deliveries are admitted:
+    /// `containerConcurrency`, else the target rounded up.
+    pub per_instance: u32,
+}
+
+impl Default for ScalingSpec {
+    fn default() -> Self {
+        ScalingSpec::new(
+            &AutoscalingSettings::default(),
+            0,
+            &AutoscalerConfig::default(),
+        )
+    }
+}
+
+impl ScalingSpec {
+    /// The scaling of a revision with these settings and `container_concurrency`, as Knative
+    /// derives it: the target is the annotation's, else `containerConcurrency` when set, else
+    /// the cluster default (100 concurrency, 200 rps); times the utilization; the panic window
+    /// is a percentage of the stable window; the rates and the grace are cluster-wide.
+    pub fn new(
+        settings: &AutoscalingSettings,
         container_concurrency: u32,
+        globals: &AutoscalerConfig,
     ) -> Self {
-        use ember_api::serving::ScalingMetric;
-        let default_target = match settings.metric {
-            ScalingMetric::Concurrency if container_concurrency > 0 => {
-                f64::from(container_concurrency)
-            }
-            ScalingMetric::Concurrency => 100.0,
-            ScalingMetric::Rps => 200.0,
-        };
-        let target = settings.target.unwrap_or(default_target) * settings.target_utilization;
-        DeciderSpec {
+        let per = globals.target_for(settings, container_concurrency);
+        let target = per * settings.target_utilization;
+        let decider = DeciderSpec {
             // Knative never lets the target fall below 0.01.
             target: target.max(0.01),
             panic_threshold: settings.panic_threshold_percentage / 100.0,
@@ -311,8 +371,41 @@ impl DeciderSpec {
                 .window
                 .mul_f64(settings.panic_window_percentage / 100.0)
                 .max(Duration::from_secs(1)),
+            max_scale_up_rate: globals.max_scale_up_rate,
+            max_scale_down_rate: globals.max_scale_down_rate,
             scale_down_delay: settings.scale_down_delay,
-            ..DeciderSpec::default()
+        };
+        ScalingSpec {
+            decider,
+            metric: settings.metric,
+            min_scale: settings.min_scale,
+            max_scale: settings.max_scale.filter(|m| *m > 0),
+            initial_scale: settings.initial_scale.max(settings.min_scale),
+            activation_scale: settings.activation_scale.max(1),
+            scale_to_zero_grace: globals.scale_to_zero_grace,
+            scale_to_zero_retention: settings.scale_to_zero_retention,
+            enable_scale_to_zero: globals.enable_scale_to_zero,
+            per_instance: match container_concurrency {
+                0 => (per.ceil() as u32).max(1),
+                cc => cc,
+            },
+        }
+    }
+
+    /// The decider's count within the revision's bounds: `activation-scale` when it asks for
+    /// any, `min-scale`, `max-scale`; at least one when scale to zero is off.
+    pub fn bound(&self, desired: u32) -> u32 {
+        let mut n = desired;
+        if n > 0 {
+            n = n.max(self.activation_scale);
+        }
+        n = n.max(self.min_scale);
+        if !self.enable_scale_to_zero {
+            n = n.max(1);
+        }
+        match self.max_scale {
+            Some(max) => n.min(max),
+            None => n,
         }
     }
 }
@@ -320,23 +413,53 @@ impl DeciderSpec {
 #[cfg(test)]
 mod spec_tests {
     use super::*;
-    use ember_api::serving::{AutoscalingSettings, ScalingMetric};
 
     #[test]
     fn the_target_follows_knatives_defaults() {
         let d = AutoscalingSettings::default();
+        let g = AutoscalerConfig::default();
         // Concurrency, no annotation, no containerConcurrency: 100 × 0.7.
-        assert_eq!(DeciderSpec::from_settings(&d, 0).target, 70.0);
+        assert_eq!(ScalingSpec::new(&d, 0, &g).decider.target, 70.0);
         // containerConcurrency 10: 10 × 0.7.
-        assert!((DeciderSpec::from_settings(&d, 10).target - 7.0).abs() < 1e-9);
+        let cc10 = ScalingSpec::new(&d, 10, &g);
+        assert!((cc10.decider.target - 7.0).abs() < 1e-9);
+        assert_eq!(cc10.per_instance, 10);
         let rps = AutoscalingSettings {
             metric: ScalingMetric::Rps,
             ..d
         };
-        assert!((DeciderSpec::from_settings(&rps, 0).target - 140.0).abs() < 1e-9);
-        let spec = DeciderSpec::from_settings(&d, 0);
+        assert!((ScalingSpec::new(&rps, 0, &g).decider.target - 140.0).abs() < 1e-9);
+        let spec = ScalingSpec::new(&d, 0, &g).decider;
         assert_eq!(spec.stable_window, Duration::from_secs(60));
         assert_eq!(spec.panic_window, Duration::from_secs(6));
         assert_eq!(spec.panic_threshold, 2.0);
+        assert_eq!(spec.max_scale_up_rate, 1000.0);
+    }
+
+    #[test]
+    fn bounds_apply_activation_min_and_max_scale() {
+        let g = AutoscalerConfig::default();
+        let s = ScalingSpec::new(
+            &AutoscalingSettings {
+                min_scale: 1,
+                max_scale: Some(8),
+                activation_scale: 3,
+                ..AutoscalingSettings::default()
+            },
+            10,
+            &g,
+        );
+        assert_eq!(s.bound(0), 1, "min-scale holds one");
+        assert_eq!(s.bound(1), 3, "activation-scale when any is wanted");
+        assert_eq!(s.bound(1000), 8, "max-scale");
+        let no_zero = ScalingSpec::new(
+            &AutoscalingSettings::default(),
+            0,
+            &AutoscalerConfig {
+                enable_scale_to_zero: false,
+                ..g
+            },
+        );
+        assert_eq!(no_zero.bound(0), 1);
     }
 }

@@ -15,13 +15,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use ember_api::serving::{RevisionTemplate, Service};
+use ember_api::serving::{AutoscalerConfig, RevisionTemplate, Service};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 
-use crate::activator::{ActivateError, Lease, Revision, RevisionSnapshot};
+use crate::activator::{
+    ActivateError, Admissions, Admitted, Backlog, BacklogSource, Lease, Queue, Revision,
+    RevisionSnapshot,
+};
 use crate::history::{History, HistoryError};
 use crate::proxy::{Body, BoxError, InstanceClient, Origin, text};
 use crate::revision::RevisionSpec;
@@ -47,6 +50,8 @@ struct ServiceState {
     /// A Service (reached by its name) rather than a Configuration written on its own (reached
     /// only through a Route).
     addressable: bool,
+    /// The deliveries admitted to it.
+    admissions: Arc<Admissions>,
 }
 
 /// A Service as its status shows it.
@@ -152,8 +157,10 @@ pub type Env = HashMap<String, String>;
 pub struct Serving {
     data_dir: PathBuf,
     client: InstanceClient,
-    /// Knative's `scale-to-zero-grace-period` for every revision.
-    scale_to_zero_grace: Mutex<std::time::Duration>,
+    /// Knative's `config-autoscaler`, for every revision.
+    autoscaler: Mutex<AutoscalerConfig>,
+    /// The events waiting for each Service in the broker, once the binary wires it.
+    backlog: BacklogSource,
     /// Each Service's `env` values from `valueFrom`.
     env: Mutex<HashMap<ServiceKey, Env>>,
     /// Revisions Routes written on their own name, by the Service or Configuration they are of.
@@ -171,7 +178,8 @@ impl Serving {
         Serving {
             data_dir: data_dir.into(),
             client: InstanceClient::default(),
-            scale_to_zero_grace: Mutex::new(crate::revision::DEFAULT_SCALE_TO_ZERO_GRACE),
+            autoscaler: Mutex::default(),
+            backlog: BacklogSource::default(),
             env: Mutex::default(),
             pins: Mutex::default(),
             routes: RwLock::default(),
@@ -180,13 +188,56 @@ impl Serving {
         }
     }
 
-    /// Sets how long a revision stays idle before its last instance stops, for the revisions
-    /// created from now on (Knative's `scale-to-zero-grace-period`, default 30 s).
-    pub fn set_scale_to_zero_grace(&self, grace: std::time::Duration) {
-        *self
-            .scale_to_zero_grace
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = grace;
+    /// Sets Knative's `config-autoscaler` settings; running revisions take them at once.
+    pub fn set_autoscaler(&self, config: AutoscalerConfig) {
+        let mut current = self.autoscaler.lock().unwrap_or_else(|e| e.into_inner());
+        if *current == config {
+            return;
+        }
+        *current = config.clone();
+        drop(current);
+        for (_, _, revision) in self.all_revisions() {
+            revision.set_scaling(revision.spec().scaling_over(&config));
+        }
+    }
+
+    /// Sets where the events waiting for each Service in the broker are counted.
+    pub fn set_backlog(&self, backlog: Arc<dyn Backlog>) {
+        *self.backlog.write().unwrap_or_else(|e| e.into_inner()) = Some(backlog);
+    }
+
+    /// Resolves once Service `namespace/name` has room for one more delivery — its ready
+    /// instances' concurrency not all taken by admitted deliveries — waking its revisions so
+    /// they see the work waiting. `None` (at once) when it is not a Service that runs.
+    pub fn admit(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl std::future::Future<Output = Option<Admitted>> + Send + 'static {
+        let found = self.state(namespace, name).and_then(|state| {
+            let st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.addressable
+                .then(|| (st.admissions.clone(), st.route.revisions()))
+        });
+        async move {
+            let (admissions, revisions) = found?;
+            loop {
+                let room = admissions.room().notified();
+                tokio::pin!(room);
+                room.as_mut().enable();
+                if revisions.iter().any(|r| r.failing()) {
+                    return Some(admissions.admit_anyway());
+                }
+                let capacity: u64 = revisions.iter().map(|r| r.capacity()).sum();
+                if let Some(admitted) = admissions.try_admit(capacity) {
+                    return Some(admitted);
+                }
+                for r in &revisions {
+                    r.nudge();
+                }
+                room.await;
+            }
+        }
     }
 
     /// Whether nothing is reachable by Host: no Service and no Route runs (read without a lock,
@@ -350,6 +401,7 @@ impl Serving {
             latest_created: String::new(),
             pinned: Vec::new(),
             addressable,
+            admissions: Arc::default(),
         };
         self.update(&mut st, service, applied)?;
         Ok(st)
@@ -435,17 +487,23 @@ impl Serving {
                 .get(&(ns.clone(), name.clone()))
                 .cloned()
                 .unwrap_or_default();
-            let mut spec =
-                RevisionSpec::from_service(&with_template(service, template), r, &resolved);
+            let globals = self
+                .autoscaler
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let mut spec = RevisionSpec::from_service(
+                &with_template(service, template),
+                r,
+                &resolved,
+                &globals,
+            );
             if !st.addressable {
                 // A Configuration on its own belongs to no Service.
                 spec.service.clear();
             }
-            spec.scale_to_zero_grace = *self
-                .scale_to_zero_grace
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let revision = Revision::new(spec);
+            let queue = Queue::new(self.backlog.clone(), ns, name, st.admissions.clone());
+            let revision = Revision::with_queue(spec, queue);
             let scaler = tokio::spawn(revision.clone().run());
             st.revisions.insert(r.clone(), Running { revision, scaler });
         }
@@ -462,6 +520,8 @@ impl Serving {
             .filter_map(|n| st.revisions.get(*n).map(|r| r.revision.clone()))
             .collect();
         st.route = Arc::new(self.route_of(st));
+        st.route
+            .share_queue(st.revisions.values().map(|r| r.revision.clone()));
         // Stop what nothing routes to any more.
         let routed: Vec<String> = st
             .revisions
@@ -877,6 +937,8 @@ fn finish_rollout(state: &Arc<Mutex<ServiceState>>) {
         }
         let pinned = st.pinned.clone();
         st.latest.retain(|r| pinned.iter().any(|n| n == r.name()));
+        st.route
+            .share_queue(st.revisions.values().map(|r| r.revision.clone()));
     });
 }
 

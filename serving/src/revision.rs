@@ -4,7 +4,39 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ember_api::serving::{AutoscalingSettings, Service};
+use std::collections::BTreeMap;
+
+use ember_api::serving::{AutoscalerConfig, Service};
+
+use crate::autoscaler::ScalingSpec;
+
+pub use ember_api::serving::INVOKER_ANNOTATION;
+
+/// How a revision's function takes requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Invoker {
+    /// It is an HTTP server on `PORT` (Knative's runtime contract).
+    #[default]
+    Http,
+    /// One process per event: the data on stdin, the attributes as `CE_*` variables, the reply
+    /// on stdout (`ember.dev/invoker: command`).
+    Command,
+    /// A long-lived process reading one structured JSON event per line on stdin and writing
+    /// one line per event on stdout (`ember.dev/invoker: stream`).
+    Stream,
+}
+
+impl Invoker {
+    /// The invoker an annotation value names.
+    pub fn parse(v: &str) -> Option<Invoker> {
+        match v.trim() {
+            "http" => Some(Invoker::Http),
+            "command" => Some(Invoker::Command),
+            "stream" => Some(Invoker::Stream),
+            _ => None,
+        }
+    }
+}
 
 /// Knative's default request timeout (`timeoutSeconds`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -52,14 +84,13 @@ pub struct RevisionSpec {
     pub probe: Probe,
     /// The function speaks HTTP/2 without TLS (its port is named `h2c`).
     pub h2c: bool,
-    /// Instances kept even when idle (`min-scale`).
-    pub min_scale: u32,
-    /// Instances at most (`max-scale`; `None`: no bound).
-    pub max_scale: Option<u32>,
-    /// Instances started when the revision is created (`initial-scale`).
-    pub initial_scale: u32,
-    /// Idle time before the last instance stops (`scale-to-zero-grace-period`).
-    pub scale_to_zero_grace: Duration,
+    /// How it scales (changed live when `config-autoscaler` changes).
+    pub scaling: ScalingSpec,
+    /// The template's annotations (the autoscaling ones are re-read over a new
+    /// `config-autoscaler`).
+    pub annotations: BTreeMap<String, String>,
+    /// How its function takes requests.
+    pub invoker: Invoker,
     /// SIGTERM to SIGKILL.
     pub stop_grace: Duration,
     /// How long an instance may take to become ready.
@@ -75,6 +106,7 @@ impl RevisionSpec {
         service: &Service,
         name: &str,
         resolved: &std::collections::HashMap<String, String>,
+        globals: &AutoscalerConfig,
     ) -> Self {
         let template = &service.spec.template;
         let container = template
@@ -83,7 +115,12 @@ impl RevisionSpec {
             .first()
             .cloned()
             .unwrap_or_default();
-        let autoscaling = service.autoscaling().unwrap_or_default();
+        let autoscaling = service.autoscaling_over(&globals.defaults);
+        let container_concurrency = template
+            .spec
+            .container_concurrency
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(0);
         let probe = container
             .readiness_probe
             .as_ref()
@@ -116,11 +153,7 @@ impl RevisionSpec {
                 })
                 .collect(),
             working_dir: container.working_dir.as_ref().map(PathBuf::from),
-            container_concurrency: template
-                .spec
-                .container_concurrency
-                .and_then(|c| u32::try_from(c).ok())
-                .unwrap_or(0),
+            container_concurrency,
             timeout: template
                 .spec
                 .timeout_seconds
@@ -131,67 +164,42 @@ impl RevisionSpec {
                 .ports
                 .first()
                 .is_some_and(|p| p.name.as_deref() == Some("h2c")),
-            min_scale: autoscaling.min_scale,
-            max_scale: autoscaling.max_scale.filter(|m| *m > 0),
-            initial_scale: initial_scale(&autoscaling),
-            scale_to_zero_grace: DEFAULT_SCALE_TO_ZERO_GRACE,
+            scaling: ScalingSpec::new(&autoscaling, container_concurrency, globals),
+            annotations: template.metadata.annotations.clone(),
+            invoker: template
+                .metadata
+                .annotations
+                .get(INVOKER_ANNOTATION)
+                .and_then(|v| Invoker::parse(v))
+                .unwrap_or_default(),
             stop_grace: DEFAULT_STOP_GRACE,
             progress_deadline: DEFAULT_PROGRESS_DEADLINE,
         }
     }
 
-    /// The most instances `waiting + in_flight` requests need.
-    pub fn instances_for(&self, demand: usize) -> u32 {
-        let per = match self.container_concurrency {
-            0 => 100, // Knative's default concurrency target when unlimited
-            c => c as usize,
+    /// The scaling of this revision over a new `config-autoscaler`.
+    pub fn scaling_over(&self, globals: &AutoscalerConfig) -> ScalingSpec {
+        let meta = ember_api::serving::TemplateMeta {
+            annotations: self.annotations.clone(),
+            ..Default::default()
         };
-        let wanted = demand.div_ceil(per) as u32;
-        let wanted = wanted.max(self.min_scale);
-        match self.max_scale {
-            Some(max) => wanted.min(max),
-            None => wanted,
-        }
+        ScalingSpec::new(
+            &meta.autoscaling_over(&globals.defaults),
+            self.container_concurrency,
+            globals,
+        )
     }
-}
-
-fn initial_scale(a: &AutoscalingSettings) -> u32 {
-    a.initial_scale.max(a.min_scale)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spec(cc: u32, min: u32, max: Option<u32>) -> RevisionSpec {
-        RevisionSpec {
-            namespace: "default".into(),
-            service: "s".into(),
-            configuration: "s".into(),
-            name: "s-00001".into(),
-            argv: vec!["true".into()],
-            env: vec![],
-            working_dir: None,
-            container_concurrency: cc,
-            timeout: DEFAULT_TIMEOUT,
-            probe: Probe::Tcp,
-            h2c: false,
-            min_scale: min,
-            max_scale: max,
-            initial_scale: 1,
-            scale_to_zero_grace: DEFAULT_SCALE_TO_ZERO_GRACE,
-            stop_grace: DEFAULT_STOP_GRACE,
-            progress_deadline: DEFAULT_PROGRESS_DEADLINE,
-        }
-    }
-
     #[test]
-    fn instances_follow_demand_within_the_bounds() {
-        assert_eq!(spec(1, 0, None).instances_for(10), 10);
-        assert_eq!(spec(1, 0, Some(3)).instances_for(10), 3);
-        assert_eq!(spec(4, 0, None).instances_for(9), 3);
-        assert_eq!(spec(0, 0, None).instances_for(150), 2);
-        assert_eq!(spec(1, 2, None).instances_for(0), 2);
-        assert_eq!(spec(1, 0, None).instances_for(0), 0);
+    fn invokers_are_named_by_annotation() {
+        assert_eq!(Invoker::parse("command"), Some(Invoker::Command));
+        assert_eq!(Invoker::parse(" stream "), Some(Invoker::Stream));
+        assert_eq!(Invoker::parse("http"), Some(Invoker::Http));
+        assert_eq!(Invoker::parse("grpc"), None);
     }
 }

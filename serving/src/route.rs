@@ -92,6 +92,37 @@ impl Route {
         Some(self.resolve(&self.targets[b]))
     }
 
+    /// The revisions the untagged traffic goes to now, with their percents.
+    pub fn shares(&self) -> Vec<(Arc<Revision>, u32)> {
+        let mut out: Vec<(Arc<Revision>, u32)> = Vec::new();
+        for t in self.targets.iter().filter(|t| t.percent > 0) {
+            let r = self.resolve(t);
+            match out.iter_mut().find(|(o, _)| Arc::ptr_eq(o, &r)) {
+                Some((_, p)) => *p += t.percent,
+                None => out.push((r, t.percent)),
+            }
+        }
+        out
+    }
+
+    /// The revisions the untagged traffic goes to now.
+    pub fn revisions(&self) -> Vec<Arc<Revision>> {
+        self.shares().into_iter().map(|(r, _)| r).collect()
+    }
+
+    /// Gives each revision of `all` the share of its Service's queued events it counts: its
+    /// percent of the untagged traffic (0 when it gets none).
+    pub fn share_queue(&self, all: impl Iterator<Item = Arc<Revision>>) {
+        let shares = self.shares();
+        for r in all {
+            let p = shares
+                .iter()
+                .find(|(o, _)| Arc::ptr_eq(o, &r))
+                .map_or(0, |(_, p)| *p);
+            r.set_share(p);
+        }
+    }
+
     /// The revision tagged `tag`.
     pub fn tagged(&self, tag: &str) -> Option<Arc<Revision>> {
         self.targets

@@ -65,7 +65,16 @@ async fn the_runtime_contract_holds_and_a_revision_wakes_from_zero_and_goes_back
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let serving = Serving::new(data.path());
-    serving.set_scale_to_zero_grace(Duration::from_millis(300));
+    // The shortest stable window Knative allows: the decider wants zero 6 s after the last
+    // request, then the grace period runs.
+    serving.set_autoscaler(ember_api::serving::AutoscalerConfig {
+        scale_to_zero_grace: Duration::from_millis(300),
+        defaults: ember_api::serving::AutoscalingSettings {
+            window: Duration::from_secs(6),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
     let yaml = format!(
         "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {{name: hello}}\nspec:\n  template:\n    spec:\n      containers:\n      - command: [{}]\n        args: [first, second]\n        workingDir: {}\n        env: [{{name: ECHO_ENV, value: GREETING}}, {{name: GREETING, value: hi}}]\n",
         function("ember-echo"),
@@ -110,7 +119,7 @@ async fn the_runtime_contract_holds_and_a_revision_wakes_from_zero_and_goes_back
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), at_zero)
+    tokio::time::timeout(Duration::from_secs(20), at_zero)
         .await
         .expect("scales to zero after the grace period");
     // Woken from zero by the next request: a new process.

@@ -20,7 +20,7 @@ use super::locate::locate;
 use super::parse::{self, TypedError, typed};
 use super::validate;
 use super::{Config, Located, Origin};
-use crate::field::FieldPath;
+use crate::field::{FieldError, FieldPath};
 use crate::meta::DEFAULT_NAMESPACE;
 use crate::resource::{Kind, Resource, ResourceId};
 
@@ -182,6 +182,7 @@ fn load_texts(
     // of the files in this order would.
     let parsed = later_wins(parsed, &mut config.notices);
     let defaults = broker_defaults(&config, &mut found);
+    check_autoscaler_config(&config, &mut found);
     let mut parsed = parsed;
     for p in &mut parsed {
         if let (Some(d), Some(Resource::Broker(b))) = (&defaults, &mut p.resource) {
@@ -291,6 +292,35 @@ fn broker_defaults(
             );
             found.push(((seq, doc, e.line.unwrap_or(0)), e));
             None
+        }
+    }
+}
+
+/// Checks the `config-autoscaler` ConfigMap of `knative-serving`, if there is one: every bad
+/// value is an error at its key.
+fn check_autoscaler_config(config: &Config, found: &mut Vec<((usize, usize, usize), ConfigError)>) {
+    use crate::serving::AutoscalerConfig;
+    let Some(map) = config.config_maps.iter().rev().find(|m| {
+        m.metadata.name == AutoscalerConfig::NAME
+            && m.metadata.namespace == AutoscalerConfig::NAMESPACE
+    }) else {
+        return;
+    };
+    if let Err(errs) = AutoscalerConfig::parse(&map.data) {
+        for (key, why) in errs {
+            let (seq, doc) = map.origin.sort_key();
+            let e = map.origin.error(
+                Some(format!(
+                    "ConfigMap {}/{}",
+                    AutoscalerConfig::NAMESPACE,
+                    AutoscalerConfig::NAME
+                )),
+                FieldError {
+                    path: FieldPath::parse_keys("data").key(&key),
+                    reason: why,
+                },
+            );
+            found.push(((seq, doc, e.line.unwrap_or(0)), e));
         }
     }
 }

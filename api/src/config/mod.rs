@@ -145,6 +145,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Knative's autoscaler settings: the `config-autoscaler` ConfigMap of `knative-serving`
+    /// (validated when the configuration was loaded), else Knative's defaults.
+    pub fn autoscaler(&self) -> crate::serving::AutoscalerConfig {
+        use crate::serving::AutoscalerConfig;
+        self.config_maps
+            .iter()
+            .rev()
+            .find(|m| {
+                m.metadata.name == AutoscalerConfig::NAME
+                    && m.metadata.namespace == AutoscalerConfig::NAMESPACE
+            })
+            .and_then(|m| AutoscalerConfig::parse(&m.data).ok())
+            .unwrap_or_default()
+    }
+
     fn push(&mut self, resource: Resource, origin: Origin) {
         match resource {
             Resource::Broker(r) => self.brokers.push(Located {

@@ -129,7 +129,22 @@ impl TemplateMeta {
         meta_path: &FieldPath,
         errs: &mut Errors,
     ) -> AutoscalingSettings {
-        let d = AutoscalingSettings::default();
+        self.autoscaling_with(meta_path, errs, AutoscalingSettings::default())
+    }
+
+    /// The autoscaling annotations over `defaults` (a `config-autoscaler`'s); values that do
+    /// not parse (refused when the configuration was validated) keep the defaults.
+    pub fn autoscaling_over(&self, defaults: &AutoscalingSettings) -> AutoscalingSettings {
+        self.autoscaling_with(&FieldPath::root(), &mut Errors::default(), *defaults)
+    }
+
+    /// Parses the autoscaling annotations over the defaults `d` (a `config-autoscaler`'s).
+    pub(super) fn autoscaling_with(
+        &self,
+        meta_path: &FieldPath,
+        errs: &mut Errors,
+        d: AutoscalingSettings,
+    ) -> AutoscalingSettings {
         // Normalize legacy aliases to the current names.
         let mut a: BTreeMap<String, String> = BTreeMap::new();
         let mut origin: BTreeMap<String, String> = BTreeMap::new();
@@ -249,9 +264,10 @@ impl TemplateMeta {
             min_scale: get("min-scale")
                 .and_then(|v| scale(v).ok())
                 .unwrap_or(d.min_scale),
-            max_scale: get("max-scale")
-                .and_then(|v| scale(v).ok())
-                .filter(|&n| n > 0),
+            max_scale: match get("max-scale").and_then(|v| scale(v).ok()) {
+                Some(n) => (n > 0).then_some(n),
+                None => d.max_scale,
+            },
             initial_scale: get("initial-scale")
                 .and_then(|v| scale(v).ok())
                 .unwrap_or(d.initial_scale),
@@ -306,5 +322,198 @@ impl TemplateMeta {
             }
         }
         s
+    }
+}
+
+/// Knative's cluster-wide autoscaler settings: the `config-autoscaler` ConfigMap in namespace
+/// `knative-serving`, read as Knative reads it. The per-revision defaults it sets apply where a
+/// revision template has no annotation of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoscalerConfig {
+    /// Defaults for the annotations a template leaves out (`stable-window`,
+    /// `container-concurrency-target-percentage`, `panic-window-percentage`,
+    /// `panic-threshold-percentage`, `initial-scale`, `min-scale`, `max-scale`,
+    /// `scale-down-delay`, `scale-to-zero-pod-retention-period`, `target-burst-capacity`).
+    pub defaults: AutoscalingSettings,
+    /// `container-concurrency-target-default` (100): the concurrency target of a revision with
+    /// neither a `target` annotation nor a `containerConcurrency`.
+    pub concurrency_target: f64,
+    /// `requests-per-second-target-default` (200).
+    pub rps_target: f64,
+    /// `max-scale-up-rate` (1000): at most this many times the ready instances per decision.
+    pub max_scale_up_rate: f64,
+    /// `max-scale-down-rate` (2): at least the ready instances divided by this.
+    pub max_scale_down_rate: f64,
+    /// `scale-to-zero-grace-period` (30 s): how long a revision with nothing to do keeps its
+    /// last instance.
+    pub scale_to_zero_grace: Duration,
+    /// `enable-scale-to-zero` (true): with `false`, at least one instance always runs.
+    pub enable_scale_to_zero: bool,
+}
+
+impl Default for AutoscalerConfig {
+    fn default() -> Self {
+        AutoscalerConfig {
+            defaults: AutoscalingSettings::default(),
+            concurrency_target: 100.0,
+            rps_target: 200.0,
+            max_scale_up_rate: 1000.0,
+            max_scale_down_rate: 2.0,
+            scale_to_zero_grace: Duration::from_secs(30),
+            enable_scale_to_zero: true,
+        }
+    }
+}
+
+/// The `config-autoscaler` keys that configure Knative's own components and mean nothing here.
+const KNATIVE_ONLY_KEYS: &[&str] = &[
+    "pod-autoscaler-class",
+    "activator-capacity",
+    "max-scale-limit",
+    "allow-zero-initial-scale",
+    "scale-down-delay-limit",
+    "_example",
+];
+
+impl AutoscalerConfig {
+    /// The ConfigMap's name.
+    pub const NAME: &'static str = "config-autoscaler";
+    /// Its namespace.
+    pub const NAMESPACE: &'static str = "knative-serving";
+
+    /// Reads the ConfigMap's `data`; every bad value is an error naming its key and why.
+    pub fn parse(data: &BTreeMap<String, String>) -> Result<Self, Vec<(String, String)>> {
+        let mut c = AutoscalerConfig::default();
+        let mut errs: Vec<(String, String)> = Vec::new();
+        for (key, value) in data {
+            let v = value.trim();
+            let d = &mut c.defaults;
+            let result: Result<(), String> = match key.as_str() {
+                "container-concurrency-target-default" => {
+                    parse_float_in(v, 0.01, f64::MAX).map(|n| c.concurrency_target = n)
+                }
+                "requests-per-second-target-default" => {
+                    parse_float_in(v, 0.01, f64::MAX).map(|n| c.rps_target = n)
+                }
+                "container-concurrency-target-percentage" | "target-utilization-percentage" => {
+                    parse_float_in(v, 1.0, 100.0).map(|n| d.target_utilization = n / 100.0)
+                }
+                "target-burst-capacity" => match v {
+                    "-1" => {
+                        d.target_burst_capacity = None;
+                        Ok(())
+                    }
+                    _ => {
+                        parse_float_in(v, 0.0, f64::MAX).map(|n| d.target_burst_capacity = Some(n))
+                    }
+                },
+                "stable-window" => {
+                    parse_duration_in(v, Duration::from_secs(6), Duration::from_secs(3600))
+                        .map(|w| d.window = w)
+                }
+                "panic-window-percentage" => {
+                    parse_float_in(v, 1.0, 100.0).map(|n| d.panic_window_percentage = n)
+                }
+                "panic-threshold-percentage" => {
+                    parse_float_in(v, 110.0, 1000.0).map(|n| d.panic_threshold_percentage = n)
+                }
+                "max-scale-up-rate" => {
+                    parse_float_in(v, 1.000_001, f64::MAX).map(|n| c.max_scale_up_rate = n)
+                }
+                "max-scale-down-rate" => {
+                    parse_float_in(v, 1.000_001, f64::MAX).map(|n| c.max_scale_down_rate = n)
+                }
+                "scale-to-zero-grace-period" => {
+                    parse_duration_in(v, Duration::ZERO, Duration::from_secs(3600))
+                        .map(|g| c.scale_to_zero_grace = g)
+                }
+                "scale-to-zero-pod-retention-period" => {
+                    parse_duration_in(v, Duration::ZERO, Duration::from_secs(3600))
+                        .map(|g| d.scale_to_zero_retention = g)
+                }
+                "scale-down-delay" => {
+                    parse_duration_in(v, Duration::ZERO, Duration::from_secs(3600))
+                        .map(|g| d.scale_down_delay = g)
+                }
+                "enable-scale-to-zero" => match v {
+                    "true" => {
+                        c.enable_scale_to_zero = true;
+                        Ok(())
+                    }
+                    "false" => {
+                        c.enable_scale_to_zero = false;
+                        Ok(())
+                    }
+                    other => Err(format!("must be true or false, got {other:?}")),
+                },
+                "initial-scale" => scale(v).map(|n| d.initial_scale = n),
+                "min-scale" => scale(v).map(|n| d.min_scale = n),
+                "max-scale" => scale(v).map(|n| d.max_scale = (n > 0).then_some(n)),
+                k if KNATIVE_ONLY_KEYS.contains(&k) => Ok(()),
+                _ => Err("unknown key; see Knative's config-autoscaler for the known ones".into()),
+            };
+            if let Err(why) = result {
+                errs.push((key.clone(), why));
+            }
+        }
+        if errs.is_empty() { Ok(c) } else { Err(errs) }
+    }
+
+    /// The concurrency (or rps) target a revision aims at per instance, before utilization:
+    /// its `target` annotation, else its `containerConcurrency` (concurrency only), else the
+    /// cluster default.
+    pub fn target_for(&self, settings: &AutoscalingSettings, container_concurrency: u32) -> f64 {
+        match settings.metric {
+            // containerConcurrency is a hard limit: the target defaults to it and never
+            // exceeds it.
+            ScalingMetric::Concurrency if container_concurrency > 0 => {
+                let cc = f64::from(container_concurrency);
+                settings.target.unwrap_or(cc).min(cc)
+            }
+            ScalingMetric::Concurrency => settings.target.unwrap_or(self.concurrency_target),
+            ScalingMetric::Rps => settings.target.unwrap_or(self.rps_target),
+        }
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn config_autoscaler_reads_knatives_keys_and_names_bad_ones() {
+        let data: BTreeMap<String, String> = [
+            ("stable-window", "10s"),
+            ("max-scale-up-rate", "10"),
+            ("enable-scale-to-zero", "false"),
+            ("scale-to-zero-grace-period", "2s"),
+            ("container-concurrency-target-default", "50"),
+            ("pod-autoscaler-class", "kpa.autoscaling.knative.dev"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let c = AutoscalerConfig::parse(&data).unwrap();
+        assert_eq!(c.defaults.window, Duration::from_secs(10));
+        assert_eq!(c.max_scale_up_rate, 10.0);
+        assert!(!c.enable_scale_to_zero);
+        assert_eq!(c.scale_to_zero_grace, Duration::from_secs(2));
+        assert_eq!(c.target_for(&AutoscalingSettings::default(), 0), 50.0);
+        assert_eq!(c.target_for(&AutoscalingSettings::default(), 10), 10.0);
+
+        let bad: BTreeMap<String, String> = [
+            ("stable-window", "1s"),
+            ("max-scale-down-rate", "x"),
+            ("typo", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let errs = AutoscalerConfig::parse(&bad).unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|(k, why)| k == "stable-window" && why.contains("between"))
+        );
     }
 }

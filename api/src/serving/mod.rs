@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::field::{Errors, FieldError, FieldPath};
 use crate::meta::{ObjectMeta, check_dns_label, null_as_default, qualified_name};
 
-pub use autoscaling::{AutoscalingSettings, ScalingMetric};
+pub use autoscaling::{AutoscalerConfig, AutoscalingSettings, ScalingMetric};
 
 /// The API version of Service.
 pub const API_VERSION: &str = "serving.knative.dev/v1";
@@ -230,6 +230,16 @@ impl Service {
         }
     }
 
+    /// The autoscaling settings of the revision template over a `config-autoscaler`'s
+    /// defaults (the annotations win).
+    pub fn autoscaling_over(&self, defaults: &AutoscalingSettings) -> AutoscalingSettings {
+        self.spec.template.metadata.autoscaling_with(
+            &FieldPath::parse_keys("spec.template.metadata"),
+            &mut Errors::default(),
+            *defaults,
+        )
+    }
+
     /// Checks the service on its own (not against other resources).
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errs = Errors::default();
@@ -240,6 +250,9 @@ impl Service {
         errs.into_vec()
     }
 }
+
+/// The annotation naming how a function without an HTTP server takes events.
+pub const INVOKER_ANNOTATION: &str = "ember.dev/invoker";
 
 /// Checks a revision template (a Service's or a Configuration's, named `owner`).
 fn validate_template(template: &RevisionTemplate, owner: &str, errs: &mut Errors) {
@@ -262,6 +275,14 @@ fn validate_template(template: &RevisionTemplate, owner: &str, errs: &mut Errors
         }
     }
     tm.autoscaling_into(&tm_path, errs);
+    if let Some(v) = tm.annotations.get(INVOKER_ANNOTATION)
+        && !matches!(v.trim(), "http" | "command" | "stream")
+    {
+        errs.push(
+            &crate::annotations::annotation_path(&tm_path, INVOKER_ANNOTATION),
+            format!("unknown invoker {v:?}; expected command, stream or http"),
+        );
+    }
     validate_revision_spec(&template.spec, &tmpl.key("spec"), errs);
 }
 

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::cursor::CursorStore;
-use crate::delivery::{BrokerDirectory, HttpClient};
+use crate::delivery::{BrokerDirectory, Destination, HttpClient};
 use crate::dispatch::{AttachRequest, DispatchStats, LaneState, TriggerConfig};
 use crate::fanout::FanoutCommand;
 use crate::log::{AppendError, Durability, EventLog, LogConfig, LogError, LogSettings};
@@ -340,6 +340,16 @@ impl Broker {
                 position: t.position.load(Ordering::Acquire),
                 pending: t.lane.pending(),
             })
+            .collect()
+    }
+
+    /// Each trigger's subscriber and waiting-event counter ([`LaneState::pending`]): what the
+    /// autoscaler reads as the events waiting for a Service.
+    pub fn subscriber_lanes(&self) -> Vec<(Destination, Arc<LaneState>)> {
+        self.triggers
+            .read()
+            .iter()
+            .map(|t| (t.config.subscriber.clone(), t.lane.clone()))
             .collect()
     }
 

@@ -50,6 +50,19 @@ pub trait ServiceGateway: Send + Sync {
         'static,
         Result<http::Response<bytes::Bytes>, (http::StatusCode, String)>,
     >;
+
+    /// Resolves once Service `namespace/name` has room for one more delivery (its ready
+    /// instances' concurrency is not all taken by admitted deliveries), with a guard that gives
+    /// the room back when dropped. At once when the Service does not exist or cannot start (the
+    /// attempt then fails as it would).
+    fn admit(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> futures_util::future::BoxFuture<'static, Box<dyn Send + Sync>> {
+        let _ = (namespace, name);
+        Box::pin(async { Box::new(()) as Box<dyn Send + Sync> })
+    }
 }
 
 impl Destination {

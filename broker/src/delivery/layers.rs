@@ -52,11 +52,16 @@ impl<A: Attempt> Attempt for Timeout<A> {
 }
 
 /// Holds one of a shared set of permits for each attempt: the requests in flight to one
-/// subscriber, across every trigger delivering there.
+/// subscriber, across every trigger delivering there. For a Service of this Ember it first
+/// waits to be admitted — until the Service has room for one more request — so that a
+/// revision waking from zero is filled, not flooded; the wait is not part of the attempt's
+/// timeout, and the event keeps counting as waiting for the Service meanwhile.
 #[derive(Debug, Clone)]
 pub struct InFlightLimit<A> {
     /// The permits, when the subscriber has a limit.
     pub permits: Option<Arc<Semaphore>>,
+    /// Where the Service gateway is, when the destination is a Service.
+    pub admission: Option<super::destination::BrokerDirectory>,
     /// The layer below.
     pub inner: A,
 }
@@ -67,6 +72,18 @@ impl<A: Attempt> Attempt for InFlightLimit<A> {
     }
 
     async fn attempt(&self, event: &CloudEvent) -> Result<Response, Tried> {
+        let _admitted = match (&self.admission, self.inner.destination()) {
+            (
+                Some(directory),
+                Destination::Service {
+                    namespace, name, ..
+                },
+            ) => match directory.services() {
+                Some(gateway) => Some(gateway.admit(namespace, name).await),
+                None => None,
+            },
+            _ => None,
+        };
         let _permit = match &self.permits {
             Some(permits) => permits.clone().acquire_owned().await.ok(),
             None => None,

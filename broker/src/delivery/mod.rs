@@ -129,6 +129,8 @@ impl Route {
             retry_after_max: self.retry_after_max,
             inner: InFlightLimit {
                 permits,
+                admission: matches!(destination, Destination::Service { .. })
+                    .then(|| self.brokers.clone()),
                 inner: Timeout {
                     timeout: self.policy.timeout,
                     inner: Transport {
