@@ -47,8 +47,11 @@ pub fn domain(config: &Config, flag: &str) -> String {
 /// triggers delivering to it, indexed when triggers change and read as atomics.
 #[derive(Default)]
 struct BrokerBacklog {
-    index: RwLock<HashMap<(String, String), Vec<Arc<LaneState>>>>,
+    index: RwLock<LanesByService>,
 }
+
+/// The waiting-event counters of the triggers delivering to each `(namespace, service)`.
+type LanesByService = HashMap<(String, String), Vec<Arc<LaneState>>>;
 
 impl Backlog for BrokerBacklog {
     fn waiting(&self, namespace: &str, service: &str) -> u64 {
@@ -83,7 +86,7 @@ impl Services {
     /// Indexes, again, the triggers of `brokers` that deliver to a Service (call when triggers
     /// change): their waiting events are what the Services' autoscalers see.
     pub fn index_backlog(&self, brokers: &BrokerDirectory) {
-        let mut index: HashMap<(String, String), Vec<Arc<LaneState>>> = HashMap::new();
+        let mut index = LanesByService::new();
         for broker in brokers.all() {
             for (subscriber, lane) in broker.subscriber_lanes() {
                 if let Destination::Service {
