@@ -24,7 +24,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use crate::revision::{Probe, RevisionSpec};
+use crate::revision::{Invoker, Probe, RevisionSpec};
 
 /// Lines of output kept per instance for failure messages.
 const KEPT_LINES: usize = 20;
@@ -77,51 +77,91 @@ pub struct Instance {
     pub pid: u32,
     /// Its exit, once it has exited.
     exited: watch::Receiver<Option<ExitStatus>>,
+    /// For an instance with no process of its own (a `command` invoker): how it is marked
+    /// stopped.
+    exit_tx: Option<watch::Sender<Option<ExitStatus>>>,
+    /// For an invoker instance: its adapter's server.
+    adapter: Option<tokio::task::AbortHandle>,
     output: Arc<Mutex<VecDeque<String>>>,
 }
 
+/// The command that runs `spec`'s program under the runtime contract: its arguments and
+/// environment with `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION`, its working directory, in a
+/// process group of its own that dies with Ember. The caller sets `PORT` and the standard
+/// streams.
+pub(crate) fn command(spec: &RevisionSpec) -> Command {
+    let program = spec.argv.first().cloned().unwrap_or_default();
+    let mut cmd = Command::new(&program);
+    cmd.args(spec.argv.iter().skip(1))
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("K_CONFIGURATION", &spec.configuration)
+        .env("K_REVISION", &spec.name)
+        .kill_on_drop(true);
+    // A Configuration written on its own belongs to no Service: no K_SERVICE then.
+    if !spec.service.is_empty() {
+        cmd.env("K_SERVICE", &spec.service);
+    }
+    if let Some(dir) = &spec.working_dir {
+        cmd.current_dir(dir);
+    }
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Ember may have died between fork and prctl.
+            if libc::getppid() == 1 {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 impl Instance {
+    /// An invoker instance: an adapter serving at `addr`, with the process `pid` behind it (0:
+    /// none of its own — `exit_tx` marks it stopped).
+    pub(crate) fn adapter(
+        id: u64,
+        addr: SocketAddr,
+        pid: u32,
+        exited: watch::Receiver<Option<ExitStatus>>,
+        exit_tx: Option<watch::Sender<Option<ExitStatus>>>,
+        output: Arc<Mutex<VecDeque<String>>>,
+        server: tokio::task::AbortHandle,
+    ) -> Instance {
+        Instance {
+            id,
+            addr,
+            pid,
+            exited,
+            exit_tx,
+            adapter: Some(server),
+            output,
+        }
+    }
+
     /// Starts instance `id` of `spec` and waits until it is ready.
     pub async fn start(spec: &RevisionSpec, id: u64) -> Result<Instance, StartError> {
+        if spec.invoker != Invoker::Http {
+            return crate::invoker::start(spec, id).await;
+        }
         let port = free_port().map_err(|e| StartError::Spawn {
             program: spec.argv.first().cloned().unwrap_or_default(),
             error: format!("no free port: {e}"),
         })?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let program = spec.argv.first().cloned().unwrap_or_default();
-        let mut cmd = Command::new(&program);
-        cmd.args(&spec.argv[1..])
-            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("PORT", port.to_string())
-            .env("K_CONFIGURATION", &spec.configuration)
-            .env("K_REVISION", &spec.name)
+        let mut cmd = command(spec);
+        cmd.env("PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // A Configuration written on its own belongs to no Service: no K_SERVICE then.
-        if !spec.service.is_empty() {
-            cmd.env("K_SERVICE", &spec.service);
-        }
-        if let Some(dir) = &spec.working_dir {
-            cmd.current_dir(dir);
-        }
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setpgid(0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // Ember may have died between fork and prctl.
-                if libc::getppid() == 1 {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| StartError::Spawn {
             program: program.clone(),
             error: e.to_string(),
@@ -145,6 +185,8 @@ impl Instance {
             addr,
             pid,
             exited,
+            exit_tx: None,
+            adapter: None,
             output,
         };
         let started = Instant::now();
@@ -226,6 +268,14 @@ impl Instance {
 
     /// SIGTERM to its process group; SIGKILL after `grace` if it has not exited.
     pub async fn stop(&self, grace: Duration) {
+        if let Some(server) = &self.adapter {
+            server.abort();
+        }
+        if let Some(tx) = &self.exit_tx {
+            use std::os::unix::process::ExitStatusExt;
+            let _ = tx.send(Some(ExitStatus::from_raw(0)));
+            return;
+        }
         if self.exit_status().is_some() {
             return;
         }
@@ -247,6 +297,9 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
+        if let Some(server) = &self.adapter {
+            server.abort();
+        }
         // The child itself is killed on drop; its process group too.
         if self.exit_status().is_none() {
             signal_group(self.pid, libc::SIGKILL);
@@ -265,7 +318,7 @@ fn signal_group(pid: u32, signal: i32) {
     }
 }
 
-fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
@@ -309,7 +362,7 @@ async fn http_probe(addr: SocketAddr, path: &str) -> bool {
 }
 
 /// Copies one output stream into the log, line by line, keeping the last lines.
-async fn forward(
+pub(crate) async fn forward(
     stream: impl AsyncRead + Unpin,
     name: &'static str,
     revision: Arc<String>,

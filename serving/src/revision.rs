@@ -116,11 +116,22 @@ impl RevisionSpec {
             .cloned()
             .unwrap_or_default();
         let autoscaling = service.autoscaling_over(&globals.defaults);
-        let container_concurrency = template
+        let invoker = template
+            .metadata
+            .annotations
+            .get(INVOKER_ANNOTATION)
+            .and_then(|v| Invoker::parse(v))
+            .unwrap_or_default();
+        let container_concurrency = match template
             .spec
             .container_concurrency
             .and_then(|c| u32::try_from(c).ok())
-            .unwrap_or(0);
+            .unwrap_or(0)
+        {
+            // A stream function takes one line at a time unless told otherwise.
+            0 if invoker == Invoker::Stream => 1,
+            cc => cc,
+        };
         let probe = container
             .readiness_probe
             .as_ref()
@@ -166,12 +177,7 @@ impl RevisionSpec {
                 .is_some_and(|p| p.name.as_deref() == Some("h2c")),
             scaling: ScalingSpec::new(&autoscaling, container_concurrency, globals),
             annotations: template.metadata.annotations.clone(),
-            invoker: template
-                .metadata
-                .annotations
-                .get(INVOKER_ANNOTATION)
-                .and_then(|v| Invoker::parse(v))
-                .unwrap_or_default(),
+            invoker,
             stop_grace: DEFAULT_STOP_GRACE,
             progress_deadline: DEFAULT_PROGRESS_DEADLINE,
         }

@@ -136,7 +136,8 @@ fn serve(conn: TcpStream, started: &Started) {
                 .append(true)
                 .open(log)
             {
-                let _ = writeln!(f, "{id} {target}");
+                // One write per line: instances append to the same file at once.
+                let _ = f.write_all(format!("{id} {target}\n").as_bytes());
             }
         }
         let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
