@@ -265,7 +265,7 @@ impl Collector for Revisions {
         let gauges: [(&str, &str, Read); 5] = [
             (
                 "ember_revision_instances_wanted",
-                "Instances the revision's current work asks for.",
+                "Instances the autoscaler wants for the revision (its decision within min-scale, max-scale and activation-scale).",
                 |s| u64::from(s.wanted),
             ),
             (
@@ -306,6 +306,56 @@ impl Collector for Revisions {
                     )
                 }),
             )?;
+        }
+        family(
+            &mut encoder,
+            "ember_revision_events_waiting",
+            "Events waiting in the broker for the revision (its share of its Service's), not yet sent: the queue-depth part of the autoscaler's load.",
+            MetricType::Gauge,
+            rows.iter().map(|(ns, svc, r, snap)| {
+                (
+                    vec![
+                        ("namespace", ns.as_str()),
+                        ("service", svc.as_str()),
+                        ("revision", r.name()),
+                    ],
+                    snap.observed.backlog,
+                )
+            }),
+        )?;
+        type ReadF = fn(&ember_serving::activator::RevisionSnapshot) -> f64;
+        let decider: [(&str, &str, ReadF); 4] = [
+            (
+                "ember_revision_autoscaler_load",
+                "The load the autoscaler last saw: requests in flight and waiting plus events waiting (metric concurrency), or their arrival rate (rps).",
+                |s| s.observed.load,
+            ),
+            (
+                "ember_revision_autoscaler_stable_average",
+                "The load averaged over the stable window at the last decision.",
+                |s| s.decision.map_or(0.0, |d| d.stable),
+            ),
+            (
+                "ember_revision_autoscaler_panic_average",
+                "The load averaged over the panic window at the last decision.",
+                |s| s.decision.map_or(0.0, |d| d.panic),
+            ),
+            (
+                "ember_revision_autoscaler_panic_mode",
+                "1 while the autoscaler is in panic mode (it never scales down then).",
+                |s| f64::from(u8::from(s.decision.is_some_and(|d| d.panicking))),
+            ),
+        ];
+        for (name, help, read) in decider {
+            let mut f = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (ns, svc, r, snap) in &rows {
+                let labels: &Labels = &[
+                    ("namespace", ns.as_str()),
+                    ("service", svc.as_str()),
+                    ("revision", r.name()),
+                ];
+                ConstGauge::new(read(snap)).encode(f.encode_family(&labels)?)?;
+            }
         }
         family(
             &mut encoder,

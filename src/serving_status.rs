@@ -204,6 +204,21 @@ fn revision(r: &RevisionRecord) -> Value {
         }
     };
     let (actual, desired) = r.state.as_ref().map_or((0, 0), |s| (s.ready, s.wanted));
+    // Ember's own: what the autoscaler saw and decided.
+    let autoscaler = r.state.as_ref().map(|s| {
+        json!({
+            "observedLoad": s.observed.load,
+            "requestsInFlight": s.observed.in_flight,
+            "requestsWaiting": s.observed.waiting,
+            "eventsWaiting": s.observed.backlog,
+            "stableAverage": s.decision.map_or(0.0, |d| d.stable),
+            "panicAverage": s.decision.map_or(0.0, |d| d.panic),
+            "panicMode": s.decision.is_some_and(|d| d.panicking),
+            "decided": s.decision.map_or(0, |d| d.desired),
+            "desiredReplicas": s.wanted,
+            "actualReplicas": s.ready,
+        })
+    });
     json!({
         "apiVersion": GROUP_VERSION,
         "kind": "Revision",
@@ -224,6 +239,7 @@ fn revision(r: &RevisionRecord) -> Value {
             "actualReplicas": actual,
             "desiredReplicas": desired,
             "notApplied": not_applied(&r.template),
+            "autoscaler": autoscaler,
         },
     })
 }

@@ -116,6 +116,38 @@ async fn a_burst_of_queued_events_asks_for_max_scale_at_once_drains_and_returns_
         eventually(Duration::from_secs(30), || revision().ready == 0).await,
         "back to zero after the stable window and the grace"
     );
+    // The decider's inputs and output are visible in the Revision's status and in /metrics.
+    let status = common::request(
+        http::Method::GET,
+        &ember.url("/apis/serving.knative.dev/v1/namespaces/default/revisions/worker-00001"),
+        &[],
+        bytes::Bytes::new(),
+    )
+    .await;
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    let autoscaler = &status["status"]["autoscaler"];
+    assert_eq!(autoscaler["eventsWaiting"], 0, "{status}");
+    assert_eq!(autoscaler["actualReplicas"], 0, "{status}");
+    assert!(
+        autoscaler["stableAverage"].as_f64().unwrap() >= 0.0,
+        "{status}"
+    );
+    assert!(autoscaler["panicMode"].is_boolean(), "{status}");
+    let metrics = common::request(
+        http::Method::GET,
+        &ember.url("/metrics"),
+        &[],
+        bytes::Bytes::new(),
+    )
+    .await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    for name in [
+        "ember_revision_events_waiting{",
+        "ember_revision_autoscaler_load{",
+        "ember_revision_autoscaler_panic_mode{",
+    ] {
+        assert!(metrics.contains(name), "{name} in {metrics}");
+    }
     ember.stop().await;
 }
 
@@ -286,5 +318,27 @@ done
         "only the failing event: {:?}",
         dls.ids()
     );
+    ember.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_shell_one_liner_runs_as_written() {
+    let example =
+        std::fs::read_to_string(common::repo_root().join("examples/script-function/ember.yaml"))
+            .unwrap();
+    let replies = Subscriber::start().await;
+    let yaml = format!(
+        "{example}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: shouted}}\nspec:\n  broker: default\n  filter: {{attributes: {{type: order.created.reply}}}}\n  subscriber: {{uri: \"{}\"}}\n",
+        replies.uri()
+    );
+    let ember = TestEmber::start(&yaml).await;
+    let mut headers = binary_event("42", "order.created");
+    headers.push(("content-type", "text/plain"));
+    let r = post(&ember.url("/default/default"), &headers, "two apples").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(eventually(Duration::from_secs(20), || replies.count() == 1).await);
+    let got = &replies.received()[0];
+    assert_eq!(&got.body[..], b"ORDER 42: TWO APPLES\n");
+    assert_eq!(got.header("ce-id"), Some("42.reply"));
     ember.stop().await;
 }
