@@ -182,7 +182,7 @@ fn load_texts(
     // of the files in this order would.
     let parsed = later_wins(parsed, &mut config.notices);
     let defaults = broker_defaults(&config, &mut found);
-    check_autoscaler_config(&config, &mut found);
+    check_autoscaler_config(&mut config, &mut found);
     let mut parsed = parsed;
     for p in &mut parsed {
         if let (Some(d), Some(Resource::Broker(b))) = (&defaults, &mut p.resource) {
@@ -298,7 +298,10 @@ fn broker_defaults(
 
 /// Checks the `config-autoscaler` ConfigMap of `knative-serving`, if there is one: every bad
 /// value is an error at its key.
-fn check_autoscaler_config(config: &Config, found: &mut Vec<((usize, usize, usize), ConfigError)>) {
+fn check_autoscaler_config(
+    config: &mut Config,
+    found: &mut Vec<((usize, usize, usize), ConfigError)>,
+) {
     use crate::serving::AutoscalerConfig;
     let Some(map) = config.config_maps.iter().rev().find(|m| {
         m.metadata.name == AutoscalerConfig::NAME
@@ -306,6 +309,25 @@ fn check_autoscaler_config(config: &Config, found: &mut Vec<((usize, usize, usiz
     }) else {
         return;
     };
+    let resource = || {
+        Some(format!(
+            "ConfigMap {}/{}",
+            AutoscalerConfig::NAMESPACE,
+            AutoscalerConfig::NAME
+        ))
+    };
+    let notices: Vec<ConfigError> = AutoscalerConfig::unknown_keys(&map.data)
+        .into_iter()
+        .map(|key| {
+            map.origin.error(
+                resource(),
+                FieldError {
+                    path: FieldPath::parse_keys("data").key(&key),
+                    reason: "not a key Ember knows: ignored, as Knative ignores it".into(),
+                },
+            )
+        })
+        .collect();
     if let Err(errs) = AutoscalerConfig::parse(&map.data) {
         for (key, why) in errs {
             let (seq, doc) = map.origin.sort_key();
@@ -323,6 +345,7 @@ fn check_autoscaler_config(config: &Config, found: &mut Vec<((usize, usize, usiz
             found.push(((seq, doc, e.line.unwrap_or(0)), e));
         }
     }
+    config.notices.extend(notices);
 }
 
 fn doc_error(

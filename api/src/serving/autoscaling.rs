@@ -381,82 +381,96 @@ impl AutoscalerConfig {
     /// Its namespace.
     pub const NAMESPACE: &'static str = "knative-serving";
 
+    /// The keys of `data` this version of Ember does not know (Knative ignores unknown keys,
+    /// and so does Ember; `ember validate` and `ember run` mention them, in case of a typo).
+    pub fn unknown_keys(data: &BTreeMap<String, String>) -> Vec<String> {
+        let mut scratch = AutoscalerConfig::default();
+        data.iter()
+            .filter(|(k, v)| matches!(scratch.set(k, v.trim()), Err(None)))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Reads the ConfigMap's `data`; every bad value is an error naming its key and why.
+    /// Unknown keys are skipped (see [`AutoscalerConfig::unknown_keys`]).
     pub fn parse(data: &BTreeMap<String, String>) -> Result<Self, Vec<(String, String)>> {
         let mut c = AutoscalerConfig::default();
-        let mut errs: Vec<(String, String)> = Vec::new();
-        for (key, value) in data {
-            let v = value.trim();
-            let d = &mut c.defaults;
-            let result: Result<(), String> = match key.as_str() {
-                "container-concurrency-target-default" => {
-                    parse_float_in(v, 0.01, f64::MAX).map(|n| c.concurrency_target = n)
-                }
-                "requests-per-second-target-default" => {
-                    parse_float_in(v, 0.01, f64::MAX).map(|n| c.rps_target = n)
-                }
-                "container-concurrency-target-percentage" | "target-utilization-percentage" => {
-                    parse_float_in(v, 1.0, 100.0).map(|n| d.target_utilization = n / 100.0)
-                }
-                "target-burst-capacity" => match v {
-                    "-1" => {
-                        d.target_burst_capacity = None;
-                        Ok(())
-                    }
-                    _ => {
-                        parse_float_in(v, 0.0, f64::MAX).map(|n| d.target_burst_capacity = Some(n))
-                    }
-                },
-                "stable-window" => {
-                    parse_duration_in(v, Duration::from_secs(6), Duration::from_secs(3600))
-                        .map(|w| d.window = w)
-                }
-                "panic-window-percentage" => {
-                    parse_float_in(v, 1.0, 100.0).map(|n| d.panic_window_percentage = n)
-                }
-                "panic-threshold-percentage" => {
-                    parse_float_in(v, 110.0, 1000.0).map(|n| d.panic_threshold_percentage = n)
-                }
-                "max-scale-up-rate" => {
-                    parse_float_in(v, 1.000_001, f64::MAX).map(|n| c.max_scale_up_rate = n)
-                }
-                "max-scale-down-rate" => {
-                    parse_float_in(v, 1.000_001, f64::MAX).map(|n| c.max_scale_down_rate = n)
-                }
-                "scale-to-zero-grace-period" => {
-                    parse_duration_in(v, Duration::ZERO, Duration::from_secs(3600))
-                        .map(|g| c.scale_to_zero_grace = g)
-                }
-                "scale-to-zero-pod-retention-period" => {
-                    parse_duration_in(v, Duration::ZERO, Duration::from_secs(3600))
-                        .map(|g| d.scale_to_zero_retention = g)
-                }
-                "scale-down-delay" => {
-                    parse_duration_in(v, Duration::ZERO, Duration::from_secs(3600))
-                        .map(|g| d.scale_down_delay = g)
-                }
-                "enable-scale-to-zero" => match v {
-                    "true" => {
-                        c.enable_scale_to_zero = true;
-                        Ok(())
-                    }
-                    "false" => {
-                        c.enable_scale_to_zero = false;
-                        Ok(())
-                    }
-                    other => Err(format!("must be true or false, got {other:?}")),
-                },
-                "initial-scale" => scale(v).map(|n| d.initial_scale = n),
-                "min-scale" => scale(v).map(|n| d.min_scale = n),
-                "max-scale" => scale(v).map(|n| d.max_scale = (n > 0).then_some(n)),
-                k if KNATIVE_ONLY_KEYS.contains(&k) => Ok(()),
-                _ => Err("unknown key; see Knative's config-autoscaler for the known ones".into()),
-            };
-            if let Err(why) = result {
-                errs.push((key.clone(), why));
-            }
-        }
+        let errs: Vec<(String, String)> = data
+            .iter()
+            .filter_map(|(k, v)| match c.set(k, v.trim()) {
+                Err(Some(why)) => Some((k.clone(), why)),
+                _ => None,
+            })
+            .collect();
         if errs.is_empty() { Ok(c) } else { Err(errs) }
+    }
+
+    /// Sets one key: `Err(None)` when it is not a key Ember knows, `Err(Some(why))` when its
+    /// value is bad.
+    fn set(&mut self, key: &str, v: &str) -> Result<(), Option<String>> {
+        let c = self;
+        let d = &mut c.defaults;
+        let result: Result<(), String> = match key {
+            "container-concurrency-target-default" => {
+                parse_float_in(v, 0.01, f64::MAX).map(|n| c.concurrency_target = n)
+            }
+            "requests-per-second-target-default" => {
+                parse_float_in(v, 0.01, f64::MAX).map(|n| c.rps_target = n)
+            }
+            "container-concurrency-target-percentage" | "target-utilization-percentage" => {
+                parse_float_in(v, 1.0, 100.0).map(|n| d.target_utilization = n / 100.0)
+            }
+            "target-burst-capacity" => match v {
+                "-1" => {
+                    d.target_burst_capacity = None;
+                    Ok(())
+                }
+                _ => parse_float_in(v, 0.0, f64::MAX).map(|n| d.target_burst_capacity = Some(n)),
+            },
+            "stable-window" => {
+                parse_duration_in(v, Duration::from_secs(6), Duration::from_secs(3600))
+                    .map(|w| d.window = w)
+            }
+            "panic-window-percentage" => {
+                parse_float_in(v, 1.0, 100.0).map(|n| d.panic_window_percentage = n)
+            }
+            "panic-threshold-percentage" => {
+                parse_float_in(v, 110.0, 1000.0).map(|n| d.panic_threshold_percentage = n)
+            }
+            "max-scale-up-rate" => {
+                parse_float_in(v, 1.000_001, f64::MAX).map(|n| c.max_scale_up_rate = n)
+            }
+            "max-scale-down-rate" => {
+                parse_float_in(v, 1.000_001, f64::MAX).map(|n| c.max_scale_down_rate = n)
+            }
+            "scale-to-zero-grace-period" => {
+                parse_duration_in(v, Duration::ZERO, Duration::from_secs(3600))
+                    .map(|g| c.scale_to_zero_grace = g)
+            }
+            "scale-to-zero-pod-retention-period" => {
+                parse_duration_in(v, Duration::ZERO, Duration::from_secs(3600))
+                    .map(|g| d.scale_to_zero_retention = g)
+            }
+            "scale-down-delay" => parse_duration_in(v, Duration::ZERO, Duration::from_secs(3600))
+                .map(|g| d.scale_down_delay = g),
+            "enable-scale-to-zero" => match v {
+                "true" => {
+                    c.enable_scale_to_zero = true;
+                    Ok(())
+                }
+                "false" => {
+                    c.enable_scale_to_zero = false;
+                    Ok(())
+                }
+                other => Err(format!("must be true or false, got {other:?}")),
+            },
+            "initial-scale" => scale(v).map(|n| d.initial_scale = n),
+            "min-scale" => scale(v).map(|n| d.min_scale = n),
+            "max-scale" => scale(v).map(|n| d.max_scale = (n > 0).then_some(n)),
+            k if KNATIVE_ONLY_KEYS.contains(&k) => Ok(()),
+            _ => return Err(None),
+        };
+        result.map_err(Some)
     }
 
     /// The concurrency (or rps) target a revision aims at per instance, before utilization:
@@ -510,7 +524,8 @@ mod config_tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let errs = AutoscalerConfig::parse(&bad).unwrap_err();
-        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(errs.len(), 2, "an unknown key is no error: {errs:?}");
+        assert_eq!(AutoscalerConfig::unknown_keys(&bad), ["typo"]);
         assert!(
             errs.iter()
                 .any(|(k, why)| k == "stable-window" && why.contains("between"))
