@@ -69,7 +69,7 @@ YAML
   svc stream 'ember.dev/invoker: stream, autoscaling.knative.dev/min-scale: "1", autoscaling.knative.dev/max-scale: "1"' 8 /bin/sh "$WORK/stream.sh"
 } > "$WORK/ember.yaml"
 PORT=18099
-"$BIN/ember" run -f "$WORK/ember.yaml" --data-dir "$WORK/data" --listen 127.0.0.1:$PORT 2>"$WORK/ember.log" &
+"$BIN/ember" run -f "$WORK/ember.yaml" --data-dir "$WORK/data" --listen 127.0.0.1:$PORT 2>>"$WORK/ember.log" &
 wait_port $PORT
 sleep 2
 
@@ -77,12 +77,13 @@ echo "## 1. scale-up reaction and drain (10,000 events, 100 ms each, cc 10, max-
 for i in 1 2 3; do
   echo -n "from zero   : "
   "$BIN/scaleup" --ember 127.0.0.1:$PORT --revision /apis/serving.knative.dev/v1/namespaces/default/revisions/cold-00001 \
-    --event-type burst --log "$WORK/cold.log"
+    --event-type burst --log "$WORK/cold.log" --ember-log "$WORK/ember.log"
   echo -n "8 held warm : "
   "$BIN/scaleup" --ember 127.0.0.1:$PORT --revision /apis/serving.knative.dev/v1/namespaces/default/revisions/warm-00001 \
     --event-type warmburst --log "$WORK/warm.log"
   # Back to zero before the next round (6 s window + 1 s grace, and panic's window).
   sleep 16
+  : > "$WORK/ember.log"  # the next round's decision is the first in the log again
 done
 
 echo "## 2. invoker cost per event (one instance, 8 connections, ${SECS}s)"

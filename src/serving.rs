@@ -50,14 +50,17 @@ struct BrokerBacklog {
     index: RwLock<LanesByService>,
 }
 
-/// The waiting-event counters of the triggers delivering to each `(namespace, service)`.
-type LanesByService = HashMap<(String, String), Vec<Arc<LaneState>>>;
+/// The waiting-event counters of the triggers delivering to each Service, by namespace and
+/// name.
+type LanesByService = HashMap<String, HashMap<String, Vec<Arc<LaneState>>>>;
 
 impl Backlog for BrokerBacklog {
     fn waiting(&self, namespace: &str, service: &str) -> u64 {
+        // Asked on every scaling look of every revision: no allocation, atomics only.
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         index
-            .get(&(namespace.to_owned(), service.to_owned()))
+            .get(namespace)
+            .and_then(|services| services.get(service))
             .map_or(0, |lanes| lanes.iter().map(|l| l.pending()).sum())
     }
 }
@@ -93,7 +96,12 @@ impl Services {
                     namespace, name, ..
                 } = subscriber
                 {
-                    index.entry((namespace, name)).or_default().push(lane);
+                    index
+                        .entry(namespace)
+                        .or_default()
+                        .entry(name)
+                        .or_default()
+                        .push(lane);
                 }
             }
         }

@@ -613,6 +613,19 @@ impl Revision {
                         .min(st.scaling.max_scale.unwrap_or(u32::MAX)),
                 );
             }
+            if desired != st.desired {
+                tracing::info!(
+                    revision = %format!("{}/{}", self.spec.namespace, self.spec.name),
+                    from = st.desired,
+                    to = desired,
+                    load = observed.load,
+                    in_flight = observed.in_flight,
+                    waiting = observed.waiting,
+                    queued = observed.backlog,
+                    panic = decision.panicking,
+                    "autoscaler: instances wanted"
+                );
+            }
             st.desired = desired;
         }
         let desired = st.desired;

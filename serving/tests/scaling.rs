@@ -176,3 +176,25 @@ async fn a_config_autoscaler_change_reaches_running_revisions() {
     pass(Duration::from_millis(50)).await;
     assert_eq!(state(&serving).wanted, 3, "{:?}", state(&serving));
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_metric_rps_waiting_events_count_as_arrivals_over_the_window() {
+    let queued = Arc::new(Queued::default());
+    let (_data, serving) = with_queue(&queued);
+    serving
+        .apply(&service(
+            "autoscaling.knative.dev/metric: rps, autoscaling.knative.dev/target: \"10\", autoscaling.knative.dev/initial-scale: \"0\"",
+        ))
+        .unwrap();
+    pass(Duration::from_secs(1)).await;
+    // 600 waiting over the 6 s window: 100 events/s at a target of 10 × 70 % = 7 per
+    // instance: ceil(100 / 7) = 15.
+    queued.0.store(600, Ordering::SeqCst);
+    let _admit = tokio::spawn(serving.admit("default", "fn"));
+    pass(Duration::from_millis(50)).await;
+    let s = state(&serving);
+    assert_eq!(s.wanted, 15, "{s:?}");
+    // The one delivery admitted counts where it is (in flight), not as waiting: 599 / 6.
+    assert_eq!(s.observed.backlog, 599, "{s:?}");
+    assert!((s.observed.load - 599.0 / 6.0).abs() < 1e-9, "{s:?}");
+}

@@ -40,6 +40,26 @@ struct Args {
     /// The function's time per event, in milliseconds.
     #[arg(long, default_value_t = 100)]
     service_ms: u64,
+    /// Ember's log (text format): the autoscaler's decision is timed from its line.
+    #[arg(long)]
+    ember_log: Option<std::path::PathBuf>,
+}
+
+/// When Ember logged that `revision` wants `max` instances (its first such line).
+fn decided_at(
+    log: &std::path::Path,
+    revision: &str,
+    max: u64,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let wanted = format!("to={max} ");
+    text.lines()
+        .filter(|l| l.contains("autoscaler: instances wanted"))
+        .filter(|l| l.contains(&format!("revision={revision}")))
+        .find(|l| l.contains(&wanted))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// One request on a new connection; the status and the body.
@@ -119,6 +139,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let burst = Instant::now();
     let mut first_accepted = None;
+    let mut first_wall = None;
     for b in &batches {
         let (status, body) = http(
             args.ember,
@@ -129,6 +150,9 @@ async fn main() {
         )
         .await;
         assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+        if first_accepted.is_none() {
+            first_wall = Some(chrono::Utc::now());
+        }
         first_accepted.get_or_insert_with(|| burst.elapsed());
     }
     let first_accepted = first_accepted.unwrap_or_default();
@@ -149,14 +173,33 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let drained = burst.elapsed();
+    // From Ember's own log: the decision's time, to the microsecond, after the first 202.
+    let revision_name = args
+        .revision
+        .rsplit('/')
+        .next()
+        .map(|r| format!("default/{r}"))
+        .unwrap_or_default();
+    let logged = match (&args.ember_log, first_wall) {
+        (Some(log), Some(first)) => decided_at(log, &revision_name, args.max_scale)
+            .map(|t| {
+                format!(
+                    "{:.2} ms",
+                    (t - first).num_microseconds().unwrap_or(0) as f64 / 1e3
+                )
+            })
+            .unwrap_or_else(|| "-".into()),
+        _ => "-".into(),
+    };
     let ideal = Duration::from_millis(
         args.events as u64 * args.service_ms / (args.max_scale * args.concurrency),
     );
     println!(
-        "events {}  first 1,000 durable after {:.1} ms, all after {:.1} ms; from the first durable: desired {} after {}, ready after {}; drained in {:.2} s, ideal {:.2} s ({:.1}% of ideal)",
+        "events {}  first 1,000 durable after {:.1} ms, all after {:.1} ms; from the first durable: decision logged after {}, desired {} seen after {}, ready after {}; drained in {:.2} s, ideal {:.2} s ({:.1}% of ideal)",
         args.events,
         first_accepted.as_secs_f64() * 1e3,
         accepted.as_secs_f64() * 1e3,
+        logged,
         args.max_scale,
         since_burst(desired_at),
         since_burst(ready_at),
