@@ -23,7 +23,7 @@ trap cleanup EXIT
 
 "$EMBER" run -f examples/function-from-zero/ember.yaml --data-dir "$DATA_DIR/data" --listen "$LISTEN" 2>"$LOG" &
 EMBER_PID=$!
-for _ in $(seq 100); do
+for _ in $(seq 200); do
   curl -fsS "http://$LISTEN/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
@@ -41,7 +41,7 @@ echo "== an event through the Broker's Trigger to the Service"
 echo
 echo "   instances started so far: $(instances)"
 echo "== waiting for the scale back to zero (6 s window + 3 s grace)..."
-for _ in $(seq 100); do
+for _ in $(seq 200); do
   grep -q "instance stopping (idle)" "$LOG" && break
   sleep 0.1
 done

@@ -323,8 +323,10 @@ impl Drop for Lease {
         }
         st.last_busy = Some(Instant::now());
         drop(st);
+        // Room freed: a waiting request takes it. The scaler is not woken for this — it looks
+        // at its tick, and at once when work waits — so a busy revision costs it nothing per
+        // request.
         self.revision.changed.notify_waiters();
-        self.revision.wake.notify_one();
     }
 }
 
@@ -449,13 +451,18 @@ impl Revision {
     pub async fn acquire(self: &Arc<Self>) -> Result<Lease, ActivateError> {
         let deadline = Instant::now() + self.spec.timeout;
         let mut waiting_since_epoch: Option<u64> = None;
-        self.lock().arrivals += 1;
+        let mut arrived = false;
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut st = self.lock();
+                if !arrived {
+                    // Counted once, for `metric: rps`.
+                    st.arrivals += 1;
+                    arrived = true;
+                }
                 if st.stopped {
                     if waiting_since_epoch.is_some() {
                         st.waiting -= 1;
