@@ -342,3 +342,31 @@ async fn the_readmes_shell_one_liner_runs_as_written() {
     assert_eq!(got.header("ce-id"), Some("42.reply"));
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_past_its_timeout_is_answered_504_and_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("slow.sh");
+    // A child in the background and one in the foreground: both must go.
+    std::fs::write(&script, "sleep 7.31 &\nsleep 7.32\necho late\n").unwrap();
+    let yaml = format!(
+        "{}---\napiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {{name: slow}}\nspec:\n  template:\n    metadata:\n      annotations: {{ember.dev/invoker: command}}\n    spec:\n      timeoutSeconds: 1\n      containers:\n      - command: [/bin/sh, {}]\n",
+        broker(),
+        script.display()
+    );
+    let ember = TestEmber::start(&yaml).await;
+    let r = common::get_host(&ember, "slow.default.localhost", "/").await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{:?}", r.body);
+    let left = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", "sleep 7.3[12]"])
+            .output()
+            .map(|o| o.stdout.is_empty())
+            .unwrap_or(false)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), left).await,
+        "the command's whole process group is gone"
+    );
+    ember.stop().await;
+}

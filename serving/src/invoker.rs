@@ -341,6 +341,9 @@ async fn run_command(
             ),
         )
     })?;
+    // When the invocation ends — or is abandoned, its request timed out or cancelled — its
+    // whole process group goes, not only the direct child: nothing it started outlives it.
+    let _group = GroupGuard(child.id().unwrap_or_default());
     let data = event.data_bytes().unwrap_or_default();
     let mut stdin = child.stdin.take().expect("piped");
     let mut stdout = child.stdout.take().expect("piped");
@@ -387,6 +390,15 @@ async fn run_command(
         ));
     }
     reply_of(spec, event, &out).map_err(|why| (StatusCode::BAD_GATEWAY, why))
+}
+
+/// Kills a process group when dropped before it is forgotten.
+struct GroupGuard(u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        process::signal_group(self.0, libc::SIGKILL);
+    }
 }
 
 /// A `stream` instance's process: lines out in order, answers back in the same order.

@@ -307,7 +307,7 @@ impl Drop for Instance {
     }
 }
 
-fn signal_group(pid: u32, signal: i32) {
+pub(crate) fn signal_group(pid: u32, signal: i32) {
     if let Ok(pid) = i32::try_from(pid)
         && pid > 0
     {
