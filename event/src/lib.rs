@@ -33,6 +33,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/io.cloudevents.v1.rs"));
 }
 
+pub mod amqp_binding;
 pub mod http_binding;
 pub mod json_format;
 pub mod sink;
