@@ -163,7 +163,10 @@ pub fn encode_binary(event: &CloudEvent) -> AmqpMessage {
             "cloudEvents:specversion".to_owned(),
             AmqpValue::Str(event.spec_version.clone()),
         ),
-        ("cloudEvents:id".to_owned(), AmqpValue::Str(event.id.clone())),
+        (
+            "cloudEvents:id".to_owned(),
+            AmqpValue::Str(event.id.clone()),
+        ),
         (
             "cloudEvents:source".to_owned(),
             AmqpValue::Str(event.source.clone()),
@@ -178,7 +181,10 @@ pub fn encode_binary(event: &CloudEvent) -> AmqpMessage {
             continue;
         }
         if let Some(v) = event.attribute(name) {
-            properties.push((format!("cloudEvents:{name}"), AmqpValue::Str(v.into_owned())));
+            properties.push((
+                format!("cloudEvents:{name}"),
+                AmqpValue::Str(v.into_owned()),
+            ));
         }
     }
     AmqpMessage {
@@ -206,7 +212,10 @@ mod tests {
                 ("cloudEvents:id".into(), s("a-1")),
                 ("cloudEvents_source".into(), s("/orders")),
                 ("cloudEvents:type".into(), s("order.created")),
-                ("cloudEvents:time".into(), AmqpValue::Timestamp(1_700_000_000)),
+                (
+                    "cloudEvents:time".into(),
+                    AmqpValue::Timestamp(1_700_000_000),
+                ),
                 ("cloudEvents:retries".into(), AmqpValue::Int(3)),
                 ("x-other".into(), s("not an attribute")),
             ],
@@ -254,7 +263,10 @@ mod tests {
             ],
             body: Bytes::new(),
         };
-        assert!(decode(missing_id).is_err(), "claims to be one, is not valid");
+        assert!(
+            decode(missing_id).is_err(),
+            "claims to be one, is not valid"
+        );
         let twice = AmqpMessage {
             content_type: None,
             properties: vec![

@@ -28,6 +28,7 @@ mod log_throttle;
 mod manager;
 mod metrics;
 pub mod ping;
+pub mod rabbitmq;
 pub mod webhook;
 mod write_failures;
 

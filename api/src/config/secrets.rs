@@ -136,6 +136,27 @@ impl Config {
     /// (those that do not resolve stay empty; [`Config::readiness`] reports them).
     pub(super) fn resolve_secret_values(&mut self) {
         let secrets = self.secrets.clone();
+        for r in &mut self.rabbitmq_sources {
+            let ns = r.resource.metadata.namespace.clone();
+            if let Some(c) = r.resource.spec.rabbitmq_cluster_reference.as_mut()
+                && let Some(name) = c.connection_secret.as_ref().map(|s| s.name.clone())
+            {
+                let secret = secrets
+                    .iter()
+                    .rev()
+                    .find(|s| s.metadata.namespace == ns && s.metadata.name == name);
+                let key = |k: &str| {
+                    secret
+                        .and_then(|s| s.value(k).ok())
+                        .map(|v| String::from_utf8_lossy(&v).trim().to_owned())
+                };
+                c.resolved = key("uri").map(|uri| crate::sources::ResolvedConnection {
+                    uri,
+                    username: key("username"),
+                    password: key("password"),
+                });
+            }
+        }
         for w in &mut self.webhook_sources {
             let ns = w.resource.metadata.namespace.clone();
             if let Some(r) = w.resource.spec.auth.secret_mut().key_ref_mut() {

@@ -20,7 +20,7 @@ pub use kafka::{InitialOffset, KafkaSource, KafkaSourceSpec, Ordering};
 pub use ping::{PingSource, PingSourceSpec, check_schedule, check_timezone};
 pub use rabbitmq::{
     ConnectionSecret, RabbitmqClusterReference, RabbitmqConnection, RabbitmqResourcesConfig,
-    RabbitmqSource, RabbitmqSourceSpec,
+    RabbitmqSource, RabbitmqSourceSpec, ResolvedConnection,
 };
 pub use webhook::{
     BasicAuth, BearerAuth, HmacAlgorithm, HmacAuth, HmacEncoding, IdRule, RateLimit, SecretKeyRef,

@@ -71,6 +71,54 @@ pub struct RabbitmqClusterReference {
     /// A Secret holding `uri`, `username`, `password` (instead of `name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_secret: Option<ConnectionSecret>,
+    /// The connection secret's values, filled in from the configuration's Secret documents
+    /// when it was loaded (never read from or written to YAML).
+    #[serde(skip)]
+    pub resolved: Option<ResolvedConnection>,
+}
+
+/// A `connectionSecret`'s values: the `uri` key (an `amqp://` or `amqps://` URL, or a bare
+/// `host:port`) and, when the URL has no credentials, the `username` and `password` keys.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ResolvedConnection {
+    /// `uri`.
+    pub uri: String,
+    /// `username`.
+    pub username: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ResolvedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedConnection")
+            .field("uri", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ResolvedConnection {
+    /// The AMQP URL: `uri` with the scheme `amqp://` when it has none, and the username and
+    /// password put in when it has no credentials of its own.
+    pub fn url(&self) -> String {
+        let uri = self.uri.trim();
+        let (scheme, rest) = match uri.split_once("://") {
+            Some((s, r)) => (s.to_owned(), r.to_owned()),
+            None => ("amqp".to_owned(), uri.to_owned()),
+        };
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let has_credentials = rest.split('/').next().unwrap_or_default().contains('@');
+        match (&self.username, has_credentials) {
+            (Some(user), false) => format!(
+                "{scheme}://{}:{}@{rest}",
+                enc(user),
+                enc(self.password.as_deref().unwrap_or_default())
+            ),
+            _ => format!("{scheme}://{rest}"),
+        }
+    }
 }
 
 /// A Secret reference.
