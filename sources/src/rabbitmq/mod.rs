@@ -12,8 +12,9 @@
 //!   headers exchange; a direct exchange routes only the key `#`); an exchange that does not
 //!   exist is declared, durable, of type `topic`.
 //! - **Parallelism** (1–1000, default 1): with 1, messages go to the sink one batch at a time in
-//!   queue order (FIFO); with more, that many batches are under way at once. The prefetch is
-//!   64 messages per unit of parallelism (at most 65,535): the most held unacknowledged, which
+//!   queue order (FIFO), each acknowledged with one `multiple` ack; with more, that many batches
+//!   are under way at once. The prefetch is 256 messages per unit of parallelism (at most
+//!   65,535): the most held unacknowledged, which
 //!   bounds memory and is how backpressure reaches RabbitMQ — when the sink is slow or full,
 //!   nothing more is taken.
 //! - **Mapping** ([`mapping`]): the AMQP binding (binary or structured); any other message
@@ -47,8 +48,8 @@ use crate::component::{Handover, Source, SourceContext, SourceError, SourceKind}
 use crate::metrics::{Counter, CounterFamily, SourceMetrics};
 use crate::{Backoff, LogThrottle};
 
-/// Messages sent to the sink in one batch at most.
-const BATCH: usize = 64;
+/// Messages sent to the sink in one batch at most (and the prefetch per unit of parallelism).
+const BATCH: usize = 256;
 
 /// How long a stopping source lets its batches under way finish.
 const WORKERS_GRACE: Duration = Duration::from_secs(5);
@@ -137,7 +138,7 @@ impl Settings {
         })
     }
 
-    /// The prefetch: 64 per unit of parallelism.
+    /// The prefetch: a batch per unit of parallelism.
     fn prefetch(&self) -> u16 {
         (self.parallelism * BATCH).min(u16::MAX as usize) as u16
     }
@@ -299,6 +300,7 @@ async fn consume(
                 settings.mapping.clone(),
                 metrics.clone(),
                 cx.id.to_string(),
+                settings.parallelism == 1,
             ))
         })
         .collect();
@@ -397,12 +399,15 @@ async fn declare(
 }
 
 /// One worker: takes the deliveries waiting (up to a batch), sends their events, acknowledges.
+/// The only worker (`alone`: parallelism 1, deliveries in order) acknowledges a whole batch with
+/// one `multiple` ack of its last tag, once every message of it is settled.
 async fn work(
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Delivery>>>,
     sink: Arc<dyn ember_event::sink::EventSink>,
     mapping: mapping::Mapping,
     metrics: Arc<RabbitmqMetrics>,
     source: String,
+    alone: bool,
 ) {
     let refused_log: LogThrottle<()> = LogThrottle::new(Duration::from_secs(10));
     loop {
@@ -439,6 +444,7 @@ async fn work(
             }
         }
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(10));
+        let mut held: Vec<Delivery> = Vec::with_capacity(pending.len());
         while !pending.is_empty() {
             let refs: Vec<&Prepared> = pending.iter().map(|(_, p)| p).collect();
             let answers = sink.send(&refs).await;
@@ -448,7 +454,7 @@ async fn work(
                 match answer {
                     Ok(()) => {
                         metrics.sent.fetch_add(1, Ordering::Relaxed);
-                        let _ = d.acker.ack(BasicAckOptions::default()).await;
+                        held.push(d);
                     }
                     Err(r) => match r.retry {
                         Retry::Never => {
@@ -471,6 +477,17 @@ async fn work(
             if !pending.is_empty() {
                 tokio::time::sleep(wait.max(backoff.next_wait())).await;
             }
+        }
+        // Every message of the batch is settled: the sink holds the events of these.
+        if alone {
+            if let Some(last) = held.iter().max_by_key(|d| d.delivery_tag) {
+                let _ = last.acker.ack(BasicAckOptions { multiple: true }).await;
+            }
+        } else {
+            futures_util::future::join_all(
+                held.iter().map(|d| d.acker.ack(BasicAckOptions::default())),
+            )
+            .await;
         }
     }
 }
