@@ -36,6 +36,7 @@ pub mod proto {
 pub mod amqp_binding;
 pub mod http_binding;
 pub mod json_format;
+pub mod kafka_binding;
 pub mod sink;
 mod validate;
 
