@@ -13,6 +13,7 @@ use ember_api::{ConfigError, ConfigErrors, Destination};
 use ember_broker::delivery::{BrokerDirectory, HttpClient};
 use ember_broker::sink::HttpSink;
 use ember_event::sink::EventSink;
+use ember_sources::kafka::KafkaSourceKind;
 use ember_sources::ping::PingSourceKind;
 use ember_sources::rabbitmq::RabbitmqSourceKind;
 use ember_sources::webhook::{WebhookRoutes, WebhookSourceKind};
@@ -22,6 +23,7 @@ use ember_sources::{SourceKinds, SourceManager};
 pub fn kinds(routes: &Arc<WebhookRoutes>) -> SourceKinds {
     let mut kinds = SourceKinds::default();
     kinds
+        .register(KafkaSourceKind::new())
         .register(PingSourceKind::new())
         .register(RabbitmqSourceKind::new())
         .register(WebhookSourceKind::new(routes.clone()));

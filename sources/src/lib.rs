@@ -24,6 +24,7 @@
 
 mod backoff;
 pub mod component;
+pub mod kafka;
 mod log_throttle;
 mod manager;
 mod metrics;

@@ -1,0 +1,398 @@
+//! The KafkaSource (`sources.knative.dev/v1beta1` and `v1`): consumes Kafka topics with
+//! librdkafka (rdkafka, bundled) and sends each record, as a CloudEvent, to the source's sink —
+//! at least once: an offset is committed only once the sink holds the events of every record up
+//! to it in its partition (durably, for a broker of this Ember).
+//!
+//! - **Consumer group** `consumerGroup` (default `<namespace>.<name>`); `initialOffset`
+//!   (`earliest` | `latest`, Knative's default) applies only when the group has no committed
+//!   offset. Auto-commit is off.
+//! - **Batches, in order.** Records are taken as they come (up to 256 at once) and sent to the
+//!   sink in the order they were consumed, so each partition's order holds (`ordering: ordered`
+//!   needs nothing more; `unordered` is served the same way). A batch's offsets — the last of
+//!   each partition, plus one — are committed once every record of it is settled.
+//! - **Backpressure**: when the sink cannot take events now, the partitions of the batch are
+//!   paused (librdkafka stops fetching them), the batch is sent again after the wait, and the
+//!   partitions resume once it is taken: nothing buffers without bound.
+//! - **Poison records**: a record that claims to be a CloudEvent and is not valid, or whose event
+//!   the sink refuses for good, is logged with its topic, partition and offset, counted, and
+//!   skipped — its offset is committed with the rest; it never blocks its partition.
+//! - **Rebalances**: on a revocation the offsets of what is settled are committed synchronously
+//!   first.
+//! - **Mapping** ([`mapping`]): the Kafka binding, else Knative's `dev.knative.kafka.event`.
+//!
+//! Not yet: `net` (TLS and SASL) — refused by name when set.
+
+pub mod mapping;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ember_api::sources::{InitialOffset, KafkaSource};
+use ember_api::{FieldError, FieldPath, Kind, Resource};
+use ember_event::sink::{Prepared, Retry};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use crate::component::{Handover, Source, SourceContext, SourceError, SourceKind};
+use crate::metrics::{Counter, CounterFamily, SourceMetrics};
+use crate::{Backoff, LogThrottle};
+use mapping::Consumed;
+
+/// Records sent to the sink in one batch at most.
+const BATCH: usize = 256;
+
+/// Builds KafkaSources.
+#[derive(Debug, Default)]
+pub struct KafkaSourceKind;
+
+impl KafkaSourceKind {
+    /// The kind.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl SourceKind for KafkaSourceKind {
+    fn kind(&self) -> Kind {
+        Kind::KafkaSource
+    }
+
+    fn build(&self, resource: &Resource) -> Result<Box<dyn Source>, FieldError> {
+        let Resource::KafkaSource(k) = resource else {
+            return Err(FieldError::new(FieldPath::root(), "not a KafkaSource"));
+        };
+        if k.spec
+            .net
+            .as_ref()
+            .is_some_and(|n| !n.is_null() && n.as_object().is_none_or(|o| !o.is_empty()))
+        {
+            return Err(FieldError::new(
+                FieldPath::parse_keys("spec.net"),
+                "not supported yet: TLS and SASL to Kafka (net); Ember connects in plaintext",
+            ));
+        }
+        Ok(Box::new(Kafka {
+            settings: Arc::new(Settings::of(k)),
+            metrics: Arc::default(),
+        }))
+    }
+}
+
+/// What one source consumes.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    brokers: String,
+    topics: Vec<String>,
+    group: String,
+    initial: InitialOffset,
+    mapping: mapping::Mapping,
+}
+
+impl Settings {
+    /// Reads the resource.
+    pub fn of(k: &KafkaSource) -> Self {
+        Settings {
+            brokers: k.spec.bootstrap_servers.join(","),
+            topics: k.spec.topics.clone(),
+            group: k
+                .spec
+                .consumer_group
+                .clone()
+                .filter(|g| !g.is_empty())
+                .unwrap_or_else(|| format!("{}.{}", k.metadata.namespace, k.metadata.name)),
+            initial: k.spec.initial_offset(),
+            mapping: mapping::Mapping::of(k),
+        }
+    }
+}
+
+/// One KafkaSource.
+struct Kafka {
+    settings: Arc<Settings>,
+    metrics: Arc<KafkaMetrics>,
+}
+
+/// The offsets settled so far (next to read), by topic and partition: what a revocation
+/// commits.
+#[derive(Default)]
+struct Settled(Mutex<HashMap<(String, i32), i64>>);
+
+impl Settled {
+    fn list(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in self.0.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+        }
+        tpl
+    }
+}
+
+/// The consumer's context: commits what is settled before partitions are taken away.
+struct Context {
+    settled: Arc<Settled>,
+    source: String,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            let tpl = self.settled.list();
+            if tpl.count() > 0
+                && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
+            {
+                tracing::warn!(source = %self.source, error = %e, "KafkaSource: committing before a rebalance failed; those records will be read again");
+            }
+        }
+    }
+}
+
+impl Source for Kafka {
+    fn metrics(&self) -> Arc<dyn SourceMetrics> {
+        self.metrics.clone()
+    }
+
+    fn take_over(&mut self, previous: Handover) {
+        if let Some(m) = previous.take::<Arc<KafkaMetrics>>() {
+            self.metrics = m;
+        }
+    }
+
+    fn run(
+        self: Box<Self>,
+        mut cx: SourceContext,
+    ) -> BoxFuture<'static, Result<Handover, SourceError>> {
+        Box::pin(async move {
+            let settled = Arc::new(Settled::default());
+            let consumer: StreamConsumer<Context> = ClientConfig::new()
+                .set("bootstrap.servers", &self.settings.brokers)
+                .set("group.id", &self.settings.group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                // A member that is gone (Ember killed) holds its partitions at most this long.
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "3000")
+                .set(
+                    "auto.offset.reset",
+                    match self.settings.initial {
+                        InitialOffset::Earliest => "earliest",
+                        InitialOffset::Latest => "latest",
+                    },
+                )
+                .set("client.id", format!("ember-{}", cx.id))
+                .create_with_context(Context {
+                    settled: settled.clone(),
+                    source: cx.id.to_string(),
+                })
+                .map_err(|e| SourceError::new(format!("creating the Kafka consumer: {e}")))?;
+            let topics: Vec<&str> = self.settings.topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&topics)
+                .map_err(|e| SourceError::new(format!("subscribing to {topics:?}: {e}")))?;
+            cx.ready();
+            tracing::info!(source = %cx.id, brokers = %self.settings.brokers, topics = ?self.settings.topics, group = %self.settings.group, "KafkaSource consuming");
+            let log: LogThrottle<()> = LogThrottle::new(Duration::from_secs(10));
+            loop {
+                let first = tokio::select! {
+                    _ = cx.shutdown.requested() => break,
+                    m = consumer.recv() => m,
+                };
+                let mut batch = Vec::with_capacity(BATCH);
+                match first {
+                    Ok(m) => batch.push(consumed(&m)),
+                    Err(e) => {
+                        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                        if log.allow((), tokio::time::Instant::now()).is_some() {
+                            tracing::warn!(source = %cx.id, error = %e, "KafkaSource: consumer error");
+                        }
+                        continue;
+                    }
+                }
+                // Whatever else has arrived already joins the batch.
+                while batch.len() < BATCH {
+                    match consumer.recv().now_or_never() {
+                        Some(Ok(m)) => batch.push(consumed(&m)),
+                        _ => break,
+                    }
+                }
+                self.send(&cx, &consumer, batch).await;
+                let tpl = settled.list();
+                if tpl.count() > 0 {
+                    let _ = consumer.commit(&tpl, CommitMode::Async);
+                }
+            }
+            // Stopping: what is settled is committed before the consumer leaves its group.
+            let tpl = settled.list();
+            if tpl.count() > 0
+                && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
+            {
+                tracing::warn!(source = %cx.id, error = %e, "KafkaSource: final commit failed; the last records will be read again");
+            }
+            Ok(Handover::new(self.metrics.clone()))
+        })
+    }
+}
+
+/// A record as the source keeps it.
+fn consumed(m: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.map(Bytes::copy_from_slice)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Consumed {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis(),
+        record: mapping::record(m.key(), m.payload(), headers),
+    }
+}
+
+impl Kafka {
+    /// Sends a batch until every record of it is settled, pausing its partitions while the
+    /// sink cannot take events; records the offsets settled.
+    async fn send(
+        &self,
+        cx: &SourceContext,
+        consumer: &StreamConsumer<Context>,
+        batch: Vec<Consumed>,
+    ) {
+        self.metrics
+            .received
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        for c in &batch {
+            let at = next.entry((c.topic.clone(), c.partition)).or_insert(0);
+            *at = (*at).max(c.offset + 1);
+        }
+        let mut pending: Vec<(Consumed, Prepared)> = Vec::with_capacity(batch.len());
+        for c in batch {
+            match self.settings.mapping.event_of(&c).and_then(|e| {
+                cx.sink
+                    .prepare(e)
+                    .map_err(|r| format!("the sink refuses it: {}", r.reason))
+            }) {
+                Ok(p) => pending.push((c, p)),
+                Err(why) => self.skip(cx, &c, &why),
+            }
+        }
+        let mut paused: Option<TopicPartitionList> = None;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(10));
+        while !pending.is_empty() {
+            let refs: Vec<&Prepared> = pending.iter().map(|(_, p)| p).collect();
+            let answers = cx.sink.send(&refs).await;
+            let mut again = Vec::new();
+            let mut wait = Duration::ZERO;
+            for ((c, p), answer) in pending.into_iter().zip(answers) {
+                match answer {
+                    Ok(()) => {
+                        self.metrics.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(r) => match r.retry {
+                        Retry::Never => self.skip(cx, &c, &r.reason),
+                        Retry::After(w) => {
+                            wait = wait.max(w);
+                            again.push((c, p));
+                        }
+                    },
+                }
+            }
+            pending = again;
+            if !pending.is_empty() {
+                self.metrics.sink_retries.fetch_add(1, Ordering::Relaxed);
+                if paused.is_none() {
+                    let mut tpl = TopicPartitionList::new();
+                    for (t, p) in next.keys() {
+                        tpl.add_partition(t, *p);
+                    }
+                    if consumer.pause(&tpl).is_ok() {
+                        self.metrics.pauses.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(source = %cx.id, partitions = tpl.count(), "KafkaSource: the sink cannot take events now; partitions paused");
+                        paused = Some(tpl);
+                    }
+                }
+                let mut shutdown = cx.shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait.max(backoff.next_wait())) => {}
+                    // Stopping: these records stay unsettled, their offsets uncommitted.
+                    _ = shutdown.requested() => return,
+                }
+            }
+        }
+        if let Some(tpl) = paused {
+            let _ = consumer.resume(&tpl);
+            tracing::info!(source = %cx.id, "KafkaSource: partitions resumed");
+        }
+        let settled = consumer.context().settled.clone();
+        let mut s = settled.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, o) in next {
+            let at = s.entry(k).or_insert(o);
+            *at = (*at).max(o);
+        }
+    }
+
+    /// Logs and counts a record that can never become an event; its offset is settled.
+    fn skip(&self, cx: &SourceContext, c: &Consumed, why: &str) {
+        self.metrics.skipped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(source = %cx.id, topic = %c.topic, partition = c.partition, offset = c.offset, error = %why, "KafkaSource: record can never become an event; skipped");
+    }
+}
+
+/// A KafkaSource's counters.
+#[derive(Debug, Default)]
+pub struct KafkaMetrics {
+    received: AtomicU64,
+    sent: AtomicU64,
+    skipped: AtomicU64,
+    sink_retries: AtomicU64,
+    pauses: AtomicU64,
+    errors: AtomicU64,
+}
+
+static RECORDS: CounterFamily = CounterFamily {
+    name: "ember_kafka_records",
+    help: "Records a KafkaSource consumed, by outcome: received; sent (the sink holds the event); skipped (it can never be an event).",
+};
+static SINK_RETRIES: CounterFamily = CounterFamily {
+    name: "ember_kafka_sink_retries",
+    help: "Times a KafkaSource's sink could not take a batch yet and it was sent again.",
+};
+static PAUSES: CounterFamily = CounterFamily {
+    name: "ember_kafka_pauses",
+    help: "Times a KafkaSource paused its partitions because its sink could not take events.",
+};
+static ERRORS: CounterFamily = CounterFamily {
+    name: "ember_kafka_consumer_errors",
+    help: "Errors the Kafka consumer reported (librdkafka retries on its own).",
+};
+
+impl SourceMetrics for KafkaMetrics {
+    fn counters(&self) -> Vec<Counter> {
+        let c = |family, labels, value: &AtomicU64| Counter {
+            family,
+            labels,
+            value: value.load(Ordering::Relaxed),
+        };
+        vec![
+            c(&RECORDS, vec![("outcome", "received")], &self.received),
+            c(&RECORDS, vec![("outcome", "sent")], &self.sent),
+            c(&RECORDS, vec![("outcome", "skipped")], &self.skipped),
+            c(&SINK_RETRIES, vec![], &self.sink_retries),
+            c(&PAUSES, vec![], &self.pauses),
+            c(&ERRORS, vec![], &self.errors),
+        ]
+    }
+}
