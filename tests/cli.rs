@@ -68,12 +68,11 @@ fn validate_reports_file_document_line_field_and_reason() {
 #[test]
 fn run_refuses_kinds_it_cannot_run_yet() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("kafka.yaml");
+    let file = dir.path().join("image.yaml");
     std::fs::write(
         &file,
-        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n---\n\
-         apiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {name: k}\nspec:\n  \
-         bootstrapServers: [127.0.0.1:9092]\n  topics: [orders]\n  sink: {uri: http://127.0.0.1:1/}\n",
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: hello}\nspec:\n  \
+         template:\n    spec:\n      containers:\n      - image: ghcr.io/knative/helloworld-go:latest\n",
     )
     .unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -88,7 +87,7 @@ fn run_refuses_kinds_it_cannot_run_yet() {
     ]);
     assert!(!ok);
     assert!(
-        stderr.contains("not supported yet: KafkaSource"),
+        stderr.contains("not supported yet: container images"),
         "{stderr}"
     );
 }

@@ -35,6 +35,7 @@ use ember_api::{FieldError, FieldPath, Kind, Resource};
 use ember_event::sink::{Prepared, Retry};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -135,13 +136,44 @@ impl Settled {
     }
 }
 
-/// The consumer's context: commits what is settled before partitions are taken away.
+/// The consumer's context: commits what is settled before partitions are taken away, and
+/// writes librdkafka's own lines to Ember's log — each kind at most once per 10 s, since a
+/// cluster that is down makes librdkafka repeat itself every second.
 struct Context {
     settled: Arc<Settled>,
     source: String,
+    log: LogThrottle<String>,
+    errors: Arc<KafkaMetrics>,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if matches!(level, RDKafkaLogLevel::Debug | RDKafkaLogLevel::Info) {
+            return;
+        }
+        let Some(suppressed) = self.log.allow(fac.to_owned(), tokio::time::Instant::now()) else {
+            return;
+        };
+        match level {
+            RDKafkaLogLevel::Notice => {
+                tracing::info!(source = %self.source, facility = fac, suppressed, "librdkafka: {message}")
+            }
+            _ => {
+                tracing::warn!(source = %self.source, facility = fac, suppressed, "librdkafka: {message}")
+            }
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.errors.errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self
+            .log
+            .allow(format!("error:{error}"), tokio::time::Instant::now())
+        {
+            tracing::warn!(source = %self.source, suppressed, "Kafka: {error}: {reason}");
+        }
+    }
+}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -192,6 +224,8 @@ impl Source for Kafka {
                 .create_with_context(Context {
                     settled: settled.clone(),
                     source: cx.id.to_string(),
+                    log: LogThrottle::new(Duration::from_secs(10)),
+                    errors: self.metrics.clone(),
                 })
                 .map_err(|e| SourceError::new(format!("creating the Kafka consumer: {e}")))?;
             let topics: Vec<&str> = self.settings.topics.iter().map(String::as_str).collect();
@@ -376,7 +410,7 @@ static PAUSES: CounterFamily = CounterFamily {
 };
 static ERRORS: CounterFamily = CounterFamily {
     name: "ember_kafka_consumer_errors",
-    help: "Errors the Kafka consumer reported (librdkafka retries on its own).",
+    help: "Errors the Kafka client reported (brokers down, a failed fetch; librdkafka retries on its own).",
 };
 
 impl SourceMetrics for KafkaMetrics {
