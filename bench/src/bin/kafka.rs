@@ -43,7 +43,9 @@ async fn sent(url: &str) -> u64 {
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find(|l| l.starts_with("ember_kafka_records_total{source=\"default/bench\",outcome=\"sent\"}"))
+        .find(|l| {
+            l.starts_with("ember_kafka_records_total{source=\"default/bench\",outcome=\"sent\"}")
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -65,7 +67,11 @@ async fn main() {
     let mut waits = Vec::new();
     for i in 0..args.count {
         let key = format!("k{i}");
-        waits.push(producer.send_result(FutureRecord::to("bench").key(&key).payload(&body)).unwrap());
+        waits.push(
+            producer
+                .send_result(FutureRecord::to("bench").key(&key).payload(&body))
+                .unwrap(),
+        );
         if waits.len() >= 10_000 {
             for w in waits.drain(..) {
                 w.await.unwrap().unwrap();
@@ -75,7 +81,11 @@ async fn main() {
     for w in waits {
         w.await.unwrap().unwrap();
     }
-    println!("produced {} in {:.2} s", args.count, start.elapsed().as_secs_f64());
+    println!(
+        "produced {} in {:.2} s",
+        args.count,
+        start.elapsed().as_secs_f64()
+    );
 
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -94,7 +104,11 @@ async fn main() {
         .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
         .ok();
     let s = start.elapsed().as_secs_f64();
-    println!("plain rdkafka consumer: {} in {s:.2} s = {:.0} records/s", args.count, args.count as f64 / s);
+    println!(
+        "plain rdkafka consumer: {} in {s:.2} s = {:.0} records/s",
+        args.count,
+        args.count as f64 / s
+    );
     drop(consumer);
 
     let config = args.work.join("ember.yaml");
@@ -123,6 +137,10 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let s = start.elapsed().as_secs_f64();
-    println!("Ember KafkaSource, durable broker (fsync): {} in {s:.2} s = {:.0} records/s", args.count, args.count as f64 / s);
+    println!(
+        "Ember KafkaSource, durable broker (fsync): {} in {s:.2} s = {:.0} records/s",
+        args.count,
+        args.count as f64 / s
+    );
     let _ = ember.kill().await;
 }

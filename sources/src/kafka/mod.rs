@@ -6,7 +6,7 @@
 //! - **Consumer group** `consumerGroup` (default `<namespace>.<name>`); `initialOffset`
 //!   (`earliest` | `latest`, Knative's default) applies only when the group has no committed
 //!   offset. Auto-commit is off.
-//! - **Batches, in order.** Records are taken as they come (up to 256 at once) and sent to the
+//! - **Batches, in order.** Records are taken as they come (up to 2,048 at once) and sent to the
 //!   sink in the order they were consumed, so each partition's order holds (`ordering: ordered`
 //!   needs nothing more; `unordered` is served the same way). A batch's offsets — the last of
 //!   each partition, plus one — are committed once every record of it is settled.
@@ -47,8 +47,9 @@ use crate::metrics::{Counter, CounterFamily, SourceMetrics};
 use crate::{Backoff, LogThrottle};
 use mapping::Consumed;
 
-/// Records sent to the sink in one batch at most.
-const BATCH: usize = 256;
+/// Records sent to the sink in one batch at most: one append (one fsync) for up to this many,
+/// and the most records the source holds at once.
+const BATCH: usize = 2048;
 
 /// Builds KafkaSources.
 #[derive(Debug, Default)]
