@@ -75,20 +75,14 @@ fn attribute_name(property: &str) -> Option<&str> {
     PREFIXES.iter().find_map(|p| property.strip_prefix(p))
 }
 
-/// Whether the content type is the JSON event format.
-fn is_structured(content_type: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .eq_ignore_ascii_case("application/cloudevents+json")
-}
-
 /// Decodes a message: `Ok(Some(event))` in binary or structured mode, `Ok(None)` when it is not
 /// a CloudEvent at all, `Err` when it claims to be one and is not valid.
 pub fn decode(message: AmqpMessage) -> Result<Option<CloudEvent>, EventError> {
-    if message.content_type.as_deref().is_some_and(is_structured) {
+    if message
+        .content_type
+        .as_deref()
+        .is_some_and(crate::http_binding::is_structured_json)
+    {
         return crate::json_format::decode_event(&message.body).map(Some);
     }
     let Some(spec_version) = message

@@ -50,6 +50,15 @@ pub enum DecodeError {
 #[error("the request body did not arrive within the body read timeout")]
 pub struct BodyTimeout;
 
+/// Whether a content type is the JSON event format (`application/cloudevents+json`, parameters
+/// aside): structured mode in every binding.
+pub fn is_structured_json(content_type: &str) -> bool {
+    matches!(
+        content_mode(Some(content_type)),
+        Ok(ContentMode::StructuredJson)
+    )
+}
+
 /// The content mode of a request, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentMode {

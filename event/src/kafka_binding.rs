@@ -39,15 +39,6 @@ impl KafkaRecord {
     }
 }
 
-fn is_structured(content_type: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .eq_ignore_ascii_case("application/cloudevents+json")
-}
-
 fn malformed(reason: String) -> EventError {
     EventError::Malformed {
         format: "Kafka",
@@ -58,7 +49,10 @@ fn malformed(reason: String) -> EventError {
 /// Decodes a record: `Ok(Some(event))` in binary or structured mode, `Ok(None)` when it is not a
 /// CloudEvent, `Err` when it claims to be one and is not valid.
 pub fn decode(record: &KafkaRecord) -> Result<Option<CloudEvent>, EventError> {
-    if record.header("content-type").is_some_and(is_structured) {
+    if record
+        .header("content-type")
+        .is_some_and(crate::http_binding::is_structured_json)
+    {
         let value = record.value.clone().unwrap_or_default();
         return crate::json_format::decode_event(&value).map(Some);
     }

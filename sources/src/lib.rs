@@ -30,6 +30,7 @@ mod manager;
 mod metrics;
 pub mod ping;
 pub mod rabbitmq;
+mod settle;
 pub mod webhook;
 mod write_failures;
 

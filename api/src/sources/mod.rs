@@ -37,6 +37,20 @@ pub struct CeOverrides {
     pub extensions: BTreeMap<String, String>,
 }
 
+impl CeOverrides {
+    /// The extensions of `overrides` (none when absent), as name–value pairs.
+    pub fn pairs(overrides: Option<&CeOverrides>) -> Vec<(String, String)> {
+        overrides
+            .map(|o| {
+                o.extensions
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// Attributes that `ceOverrides` and header mappings may not set.
 const RESERVED_ATTRIBUTES: &[&str] =
     &["specversion", "id", "source", "type", "data", "data_base64"];

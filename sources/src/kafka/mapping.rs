@@ -44,17 +44,7 @@ impl Mapping {
         Mapping {
             namespace: s.metadata.namespace.clone(),
             name: s.metadata.name.clone(),
-            extensions: s
-                .spec
-                .ce_overrides
-                .as_ref()
-                .map(|o| {
-                    o.extensions
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            extensions: ember_api::sources::CeOverrides::pairs(s.spec.ce_overrides.as_ref()),
         }
     }
 

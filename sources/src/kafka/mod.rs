@@ -32,7 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ember_api::sources::{InitialOffset, KafkaSource};
 use ember_api::{FieldError, FieldPath, Kind, Resource};
-use ember_event::sink::{Prepared, Retry};
+use ember_event::sink::Prepared;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use rdkafka::config::RDKafkaLogLevel;
@@ -42,9 +42,9 @@ use rdkafka::consumer::{
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
+use crate::LogThrottle;
 use crate::component::{Handover, Source, SourceContext, SourceError, SourceKind};
 use crate::metrics::{Counter, CounterFamily, SourceMetrics};
-use crate::{Backoff, LogThrottle};
 use mapping::Consumed;
 
 /// Records sent to the sink in one batch at most: one append (one fsync) for up to this many,
@@ -325,47 +325,30 @@ impl Kafka {
             }
         }
         let mut paused: Option<TopicPartitionList> = None;
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(10));
-        while !pending.is_empty() {
-            let refs: Vec<&Prepared> = pending.iter().map(|(_, p)| p).collect();
-            let answers = cx.sink.send(&refs).await;
-            let mut again = Vec::new();
-            let mut wait = Duration::ZERO;
-            for ((c, p), answer) in pending.into_iter().zip(answers) {
-                match answer {
-                    Ok(()) => {
-                        self.metrics.sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(r) => match r.retry {
-                        Retry::Never => self.skip(cx, &c, &r.reason),
-                        Retry::After(w) => {
-                            wait = wait.max(w);
-                            again.push((c, p));
-                        }
-                    },
+        let settled = crate::settle::until_settled(cx.sink.as_ref(), pending, cx.shutdown.clone(), |_| {
+            self.metrics.sink_retries.fetch_add(1, Ordering::Relaxed);
+            if paused.is_none() {
+                let mut tpl = TopicPartitionList::new();
+                for (t, p) in next.keys() {
+                    tpl.add_partition(t, *p);
+                }
+                if consumer.pause(&tpl).is_ok() {
+                    self.metrics.pauses.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(source = %cx.id, partitions = tpl.count(), "KafkaSource: the sink cannot take events now; partitions paused");
+                    paused = Some(tpl);
                 }
             }
-            pending = again;
-            if !pending.is_empty() {
-                self.metrics.sink_retries.fetch_add(1, Ordering::Relaxed);
-                if paused.is_none() {
-                    let mut tpl = TopicPartitionList::new();
-                    for (t, p) in next.keys() {
-                        tpl.add_partition(t, *p);
-                    }
-                    if consumer.pause(&tpl).is_ok() {
-                        self.metrics.pauses.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(source = %cx.id, partitions = tpl.count(), "KafkaSource: the sink cannot take events now; partitions paused");
-                        paused = Some(tpl);
-                    }
-                }
-                let mut shutdown = cx.shutdown.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait.max(backoff.next_wait())) => {}
-                    // Stopping: these records stay unsettled, their offsets uncommitted.
-                    _ = shutdown.requested() => return,
-                }
-            }
+        })
+        .await;
+        self.metrics
+            .sent
+            .fetch_add(settled.held.len() as u64, Ordering::Relaxed);
+        for (c, why) in &settled.refused {
+            self.skip(cx, c, why);
+        }
+        if settled.stopped {
+            // Stopping: these records stay unsettled, their offsets uncommitted.
+            return;
         }
         if let Some(tpl) = paused {
             let _ = consumer.resume(&tpl);

@@ -51,17 +51,7 @@ pub fn config(p: &PingSource) -> Result<PingConfig, FieldError> {
         content_type: p.spec.content_type.clone(),
         data: p.spec.data.clone(),
         data_base64: p.spec.data_base64.clone(),
-        extensions: p
-            .spec
-            .ce_overrides
-            .as_ref()
-            .map(|o| {
-                o.extensions
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        extensions: ember_api::sources::CeOverrides::pairs(p.spec.ce_overrides.as_ref()),
         missed,
     })
 }

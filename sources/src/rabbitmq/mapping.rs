@@ -28,17 +28,7 @@ impl Mapping {
                 "/apis/v1/namespaces/{}/rabbitmqsources/{}",
                 r.metadata.namespace, r.metadata.name
             ),
-            extensions: r
-                .spec
-                .ce_overrides
-                .as_ref()
-                .map(|o| {
-                    o.extensions
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            extensions: ember_api::sources::CeOverrides::pairs(r.spec.ce_overrides.as_ref()),
         }
     }
 

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use ember_api::sources::{RabbitmqConnection, RabbitmqSource};
 use ember_api::{FieldError, FieldPath, Kind, Resource};
-use ember_event::sink::{Prepared, Retry};
+use ember_event::sink::Prepared;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use lapin::options::{
@@ -301,6 +301,7 @@ async fn consume(
                 metrics.clone(),
                 cx.id.to_string(),
                 settings.parallelism == 1,
+                cx.shutdown.clone(),
             ))
         })
         .collect();
@@ -408,6 +409,7 @@ async fn work(
     metrics: Arc<RabbitmqMetrics>,
     source: String,
     alone: bool,
+    shutdown: crate::Shutdown,
 ) {
     let refused_log: LogThrottle<()> = LogThrottle::new(Duration::from_secs(10));
     loop {
@@ -443,40 +445,28 @@ async fn work(
                 }
             }
         }
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(10));
-        let mut held: Vec<Delivery> = Vec::with_capacity(pending.len());
-        while !pending.is_empty() {
-            let refs: Vec<&Prepared> = pending.iter().map(|(_, p)| p).collect();
-            let answers = sink.send(&refs).await;
-            let mut again = Vec::new();
-            let mut wait = Duration::ZERO;
-            for ((d, p), answer) in pending.into_iter().zip(answers) {
-                match answer {
-                    Ok(()) => {
-                        metrics.sent.fetch_add(1, Ordering::Relaxed);
-                        held.push(d);
-                    }
-                    Err(r) => match r.retry {
-                        Retry::Never => {
-                            metrics.rejected.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(source = %source, delivery_tag = d.delivery_tag, error = %r.reason, "RabbitmqSource: the sink refuses the event for good; rejected without requeue");
-                            let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
-                        }
-                        Retry::After(w) => {
-                            metrics.sink_retries.fetch_add(1, Ordering::Relaxed);
-                            if refused_log.allow((), tokio::time::Instant::now()).is_some() {
-                                tracing::warn!(source = %source, error = %r.reason, "RabbitmqSource: the sink cannot take events now; holding them (RabbitMQ keeps the rest)");
-                            }
-                            wait = wait.max(w);
-                            again.push((d, p));
-                        }
-                    },
-                }
+        let settled = crate::settle::until_settled(sink.as_ref(), pending, shutdown.clone(), |why| {
+            metrics.sink_retries.fetch_add(1, Ordering::Relaxed);
+            if refused_log.allow((), tokio::time::Instant::now()).is_some() {
+                tracing::warn!(source = %source, error = %why, "RabbitmqSource: the sink cannot take events now; holding them (RabbitMQ keeps the rest)");
             }
-            pending = again;
-            if !pending.is_empty() {
-                tokio::time::sleep(wait.max(backoff.next_wait())).await;
-            }
+        })
+        .await;
+        for (d, why) in settled.refused {
+            metrics.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(source = %source, delivery_tag = d.delivery_tag, error = %why, "RabbitmqSource: the sink refuses the event for good; rejected without requeue");
+            let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+        }
+        let held = settled.held;
+        metrics.sent.fetch_add(held.len() as u64, Ordering::Relaxed);
+        if settled.stopped {
+            // Stopping: the unsettled ones go back to RabbitMQ with the connection; among
+            // those held, a `multiple` ack could cover unsettled tags — ack each instead.
+            futures_util::future::join_all(
+                held.iter().map(|d| d.acker.ack(BasicAckOptions::default())),
+            )
+            .await;
+            return;
         }
         // Every message of the batch is settled: the sink holds the events of these.
         if alone {
