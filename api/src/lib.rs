@@ -2,7 +2,7 @@
 //!
 //! The resources a user writes are Kubernetes-shaped YAML (`apiVersion`, `kind`, `metadata`,
 //! `spec`) in Knative's own shapes — [`Broker`], [`Trigger`], [`PingSource`], [`KafkaSource`],
-//! [`RabbitmqSource`], [`Service`] — plus Ember's [`WebhookSource`]. This crate holds their
+//! [`RabbitmqSource`], [`KafkaSink`], [`Service`] — plus Ember's [`WebhookSource`]. This crate holds their
 //! typed structs (shared by every crate and by the operator), their validation, the annotations
 //! Ember reads, duration parsing, and [`config::load`], which reads files and folders of
 //! multi-document YAML into a validated [`config::Config`] or a list of precise errors, and
@@ -22,6 +22,7 @@ pub mod field;
 pub mod meta;
 pub mod resource;
 pub mod serving;
+pub mod sinks;
 pub mod sources;
 pub mod trigger;
 
@@ -32,5 +33,6 @@ pub use field::{FieldError, FieldPath};
 pub use meta::{KReference, ObjectMeta};
 pub use resource::{Kind, Resource, ResourceId};
 pub use serving::Service;
+pub use sinks::KafkaSink;
 pub use sources::{KafkaSource, PingSource, RabbitmqSource, WebhookSource};
 pub use trigger::{DeliveryOrder, Filter, Trigger, TriggerSettings, TriggerSpec};

@@ -10,6 +10,7 @@ use crate::delivery::{DeliverySpec, Destination};
 use crate::field::{FieldError, FieldPath};
 use crate::meta::ObjectMeta;
 use crate::serving::{Configuration, Route, Service};
+use crate::sinks::KafkaSink;
 use crate::sources::{KafkaSource, PingSource, RabbitmqSource, WebhookSource};
 use crate::trigger::Trigger;
 
@@ -28,6 +29,8 @@ pub enum Kind {
     RabbitmqSource,
     /// `WebhookSource` (sources.ember.dev/v1alpha1).
     WebhookSource,
+    /// `KafkaSink` (eventing.knative.dev/v1alpha1).
+    KafkaSink,
     /// `Service` (serving.knative.dev/v1).
     Service,
     /// `Configuration` (serving.knative.dev/v1), written on its own.
@@ -38,13 +41,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Broker,
         Kind::Trigger,
         Kind::PingSource,
         Kind::KafkaSource,
         Kind::RabbitmqSource,
         Kind::WebhookSource,
+        Kind::KafkaSink,
         Kind::Service,
         Kind::Configuration,
         Kind::Route,
@@ -59,6 +63,7 @@ impl Kind {
             Kind::KafkaSource => "KafkaSource",
             Kind::RabbitmqSource => "RabbitmqSource",
             Kind::WebhookSource => "WebhookSource",
+            Kind::KafkaSink => "KafkaSink",
             Kind::Service => "Service",
             Kind::Configuration => "Configuration",
             Kind::Route => "Route",
@@ -73,6 +78,7 @@ impl Kind {
             Kind::KafkaSource => &["sources.knative.dev/v1", "sources.knative.dev/v1beta1"],
             Kind::RabbitmqSource => &["sources.knative.dev/v1alpha1"],
             Kind::WebhookSource => &["sources.ember.dev/v1alpha1"],
+            Kind::KafkaSink => &["eventing.knative.dev/v1alpha1"],
             Kind::Service | Kind::Configuration | Kind::Route => &["serving.knative.dev/v1"],
         }
     }
@@ -121,6 +127,8 @@ pub enum Resource {
     RabbitmqSource(RabbitmqSource),
     /// A WebhookSource.
     WebhookSource(WebhookSource),
+    /// A KafkaSink.
+    KafkaSink(KafkaSink),
     /// A Service.
     Service(Service),
     /// A Configuration written on its own.
@@ -139,6 +147,7 @@ impl Resource {
             Resource::KafkaSource(_) => Kind::KafkaSource,
             Resource::RabbitmqSource(_) => Kind::RabbitmqSource,
             Resource::WebhookSource(_) => Kind::WebhookSource,
+            Resource::KafkaSink(_) => Kind::KafkaSink,
             Resource::Service(_) => Kind::Service,
             Resource::Configuration(_) => Kind::Configuration,
             Resource::Route(_) => Kind::Route,
@@ -154,6 +163,7 @@ impl Resource {
             Resource::KafkaSource(r) => &r.metadata,
             Resource::RabbitmqSource(r) => &r.metadata,
             Resource::WebhookSource(r) => &r.metadata,
+            Resource::KafkaSink(r) => &r.metadata,
             Resource::Service(r) => &r.metadata,
             Resource::Configuration(r) => &r.metadata,
             Resource::Route(r) => &r.metadata,
@@ -210,7 +220,10 @@ impl Resource {
                 delivery(r.spec.delivery.as_ref(), &mut out);
             }
             Resource::WebhookSource(r) => out.push((spec.key("sink"), &r.spec.sink)),
-            Resource::Service(_) | Resource::Configuration(_) | Resource::Route(_) => {}
+            Resource::KafkaSink(_)
+            | Resource::Service(_)
+            | Resource::Configuration(_)
+            | Resource::Route(_) => {}
         }
         out
     }
@@ -224,6 +237,7 @@ impl Resource {
             Resource::WebhookSource(r) => Some(&r.spec.sink),
             Resource::Broker(_)
             | Resource::Trigger(_)
+            | Resource::KafkaSink(_)
             | Resource::Service(_)
             | Resource::Configuration(_)
             | Resource::Route(_) => None,
@@ -240,6 +254,7 @@ impl Resource {
             Resource::KafkaSource(r) => r.validate(),
             Resource::RabbitmqSource(r) => r.validate(),
             Resource::WebhookSource(r) => r.validate(),
+            Resource::KafkaSink(r) => r.validate(),
             Resource::Service(r) => r.validate(),
             Resource::Configuration(r) => r.validate(),
             Resource::Route(r) => r.validate(),

@@ -147,7 +147,8 @@ pub(super) fn other(api_version: &str, kind: &str) -> Other {
 /// The kinds Ember reads, for messages.
 pub const KINDS: &str = "Ember runs Broker, Trigger (eventing.knative.dev/v1), PingSource, \
                          KafkaSource, RabbitmqSource (sources.knative.dev), WebhookSource \
-                         (sources.ember.dev/v1alpha1), Service, Configuration and Route \
+                         (sources.ember.dev/v1alpha1), KafkaSink \
+                         (eventing.knative.dev/v1alpha1), Service, Configuration and Route \
                          (serving.knative.dev/v1); it reads Secret, ConfigMap and Namespace (v1)";
 
 /// The one message for a kind Ember does not run: what it is, and what to use instead.
@@ -170,7 +171,6 @@ pub fn unclaimed(api_version: &str, kind: &str) -> String {
              http://HOST:PORT/{namespace}/{broker}); a PingSource or WebhookSource may fit"
         }
         "ApiServerSource" => "Ember runs without a Kubernetes API server",
-        "KafkaSink" => "not run yet",
         "EventType" => "event types are not registered; Triggers filter on any type",
         "Deployment" | "StatefulSet" | "DaemonSet" | "Pod" | "ReplicaSet" | "Job" | "CronJob" => {
             "run your code as a Knative Service (serving.knative.dev/v1), or schedule it with a \

@@ -493,6 +493,7 @@ fn parse_document(doc: &Document, origin: &Origin) -> Result<Outcome, Failed> {
         Kind::KafkaSource => typed(doc).map(Resource::KafkaSource),
         Kind::RabbitmqSource => typed(doc).map(Resource::RabbitmqSource),
         Kind::WebhookSource => typed(doc).map(Resource::WebhookSource),
+        Kind::KafkaSink => typed(doc).map(Resource::KafkaSink),
         Kind::Service => typed(doc).map(Resource::Service),
         Kind::Configuration => typed(doc).map(Resource::Configuration),
         Kind::Route => typed(doc).map(Resource::Route),

@@ -37,6 +37,7 @@ use crate::delivery::DeliverySpec;
 use crate::field::FieldError;
 use crate::resource::{Kind, Resource, ResourceId};
 use crate::serving::{Configuration, Route, Service};
+use crate::sinks::KafkaSink;
 use crate::sources::{KafkaSource, PingSource, RabbitmqSource, WebhookSource};
 use crate::trigger::Trigger;
 
@@ -127,6 +128,8 @@ pub struct Config {
     pub rabbitmq_sources: Vec<Located<RabbitmqSource>>,
     /// WebhookSources.
     pub webhook_sources: Vec<Located<WebhookSource>>,
+    /// KafkaSinks.
+    pub kafka_sinks: Vec<Located<KafkaSink>>,
     /// Services.
     pub services: Vec<Located<Service>>,
     /// Configurations written on their own.
@@ -186,6 +189,10 @@ impl Config {
                 resource: r,
                 origin,
             }),
+            Resource::KafkaSink(r) => self.kafka_sinks.push(Located {
+                resource: r,
+                origin,
+            }),
             Resource::Service(r) => self.services.push(Located {
                 resource: r,
                 origin,
@@ -215,6 +222,7 @@ impl Config {
             .chain(each(&self.kafka_sources, Resource::KafkaSource))
             .chain(each(&self.rabbitmq_sources, Resource::RabbitmqSource))
             .chain(each(&self.webhook_sources, Resource::WebhookSource))
+            .chain(each(&self.kafka_sinks, Resource::KafkaSink))
             .chain(each(&self.services, Resource::Service))
             .chain(each(&self.configurations, Resource::Configuration))
             .chain(each(&self.routes, Resource::Route))
@@ -237,6 +245,7 @@ impl Config {
             + self.kafka_sources.len()
             + self.rabbitmq_sources.len()
             + self.webhook_sources.len()
+            + self.kafka_sinks.len()
             + self.services.len()
             + self.configurations.len()
             + self.routes.len()

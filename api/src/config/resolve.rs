@@ -34,6 +34,13 @@ pub enum Target {
         /// The Destination's relative `uri`, if any.
         uri: Option<String>,
     },
+    /// A KafkaSink of this configuration: events given to it become records of its topic.
+    KafkaSink {
+        /// The KafkaSink's namespace.
+        namespace: String,
+        /// The KafkaSink's name.
+        name: String,
+    },
     /// A Knative Service of this configuration (`uri`: as for a Broker).
     Service {
         /// The Service's namespace.
@@ -168,6 +175,21 @@ impl Config {
                     uri,
                 })
             }
+            "KafkaSink" if in_group(&r.api_version, "eventing.knative.dev") => {
+                let defined = self
+                    .kafka_sinks
+                    .iter()
+                    .any(|s| s.metadata.namespace == namespace && s.metadata.name == r.name);
+                if !defined {
+                    return Err(not_found("KafkaSink"));
+                }
+                // Knative's KafkaSink is addressed at its URL; a relative `uri` beside the ref
+                // has no meaning for a topic.
+                Ok(Target::KafkaSink {
+                    namespace,
+                    name: r.name.clone(),
+                })
+            }
             "Service" if in_group(&r.api_version, "serving.knative.dev") => {
                 let defined = self
                     .services
@@ -198,6 +220,12 @@ impl Config {
                 .iter()
                 .filter(|b| b.metadata.namespace == namespace)
                 .map(|b| b.metadata.name.as_str())
+                .collect(),
+            "KafkaSink" => self
+                .kafka_sinks
+                .iter()
+                .filter(|s| s.metadata.namespace == namespace)
+                .map(|s| s.metadata.name.as_str())
                 .collect(),
             _ => self
                 .services
@@ -453,7 +481,7 @@ fn id_of<T: Clone>(l: &Located<T>, wrap: fn(T) -> Resource) -> ResourceId {
 /// The kinds a Destination `ref` may name in Ember, by (group, kind).
 pub(super) fn refusable_ref(api_version: &str, kind: &str) -> Option<String> {
     match kind {
-        "Broker" if in_group(api_version, "eventing.knative.dev") => None,
+        "Broker" | "KafkaSink" if in_group(api_version, "eventing.knative.dev") => None,
         "Service" if in_group(api_version, "serving.knative.dev") => None,
         "Service" if api_version == "v1" => Some(
             "a Kubernetes Service (apiVersion v1) is not something Ember runs or can address: \
@@ -463,8 +491,8 @@ pub(super) fn refusable_ref(api_version: &str, kind: &str) -> Option<String> {
         ),
         _ => Some(format!(
             "a ref to a {kind} ({api_version}) never resolves in Ember: a ref names a Broker \
-             (eventing.knative.dev/v1) or a Knative Service (serving.knative.dev/v1); use a \
-             uri for anything else"
+             (eventing.knative.dev/v1), a KafkaSink (eventing.knative.dev/v1alpha1) or a \
+             Knative Service (serving.knative.dev/v1); use a uri for anything else"
         )),
     }
 }

@@ -106,6 +106,21 @@ pub fn is_topic_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Checks a `bootstrapServers` list at `path`: at least one `host:port` (Knative accepts
+/// comma-separated lists inside one element too).
+pub(crate) fn check_bootstrap_servers(servers: &[String], path: &FieldPath, errs: &mut Errors) {
+    if servers.is_empty() {
+        errs.push(path, "required: at least one host:port");
+    }
+    for (i, b) in servers.iter().enumerate() {
+        for part in b.split(',') {
+            if let Err(why) = check_host_port(part.trim()) {
+                errs.push(&path.index(i), why);
+            }
+        }
+    }
+}
+
 fn check_host_port(s: &str) -> Result<(), String> {
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err(format!("{s:?} must be host:port"));
@@ -127,20 +142,7 @@ impl KafkaSource {
             .validate_into(&FieldPath::root().key("metadata"), &mut errs);
         let spec = FieldPath::root().key("spec");
         let s = &self.spec;
-        if s.bootstrap_servers.is_empty() {
-            errs.push(
-                &spec.key("bootstrapServers"),
-                "required: at least one host:port",
-            );
-        }
-        for (i, b) in s.bootstrap_servers.iter().enumerate() {
-            // Knative accepts comma-separated lists inside one element too.
-            for part in b.split(',') {
-                if let Err(why) = check_host_port(part.trim()) {
-                    errs.push(&spec.key("bootstrapServers").index(i), why);
-                }
-            }
-        }
+        check_bootstrap_servers(&s.bootstrap_servers, &spec.key("bootstrapServers"), &mut errs);
         if s.topics.is_empty() {
             errs.push(&spec.key("topics"), "required: at least one topic");
         }
