@@ -299,6 +299,7 @@ fn table(kind: Listed, value: &Value, all_namespaces: bool, now: i64) -> Vec<Vec
             ("LATESTREADY", "/status/latestReadyRevisionName"),
         ],
         Listed::Kind(Kind::Route) | Listed::Route => &[("URL", "/status/url")],
+        Listed::Kind(Kind::KafkaSink) => &[("TOPIC", "/spec/topic")],
         Listed::Kind(Kind::Configuration) | Listed::Configuration => &[
             ("LATESTCREATED", "/status/latestCreatedRevisionName"),
             ("LATESTREADY", "/status/latestReadyRevisionName"),

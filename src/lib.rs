@@ -22,6 +22,7 @@ pub mod send;
 pub mod server;
 pub mod serving;
 pub mod serving_status;
+pub mod sinks;
 pub mod sources;
 pub mod status;
 pub mod topology;

@@ -80,9 +80,9 @@ impl Sinks {
         }
     }
 
-    /// The sink `dest` names, as [`Config::target`] resolves it: a URL, or a Broker of this
+    /// The sink `dest` names, as [`Config::target`] resolves it: a URL, a Broker of this
     /// Ember (which must be among the brokers) — with a relative `uri`, the URL it resolves to
-    /// against the Broker's address.
+    /// against the Broker's address — a Service, or a KafkaSink (which must be running).
     pub fn resolve(
         &self,
         config: &Config,
@@ -112,6 +112,10 @@ impl Sinks {
                     .resolve_against(&format!("http://{}/{namespace}/{name}", self.ingress))
                     .map_err(anyhow::Error::msg)?,
             ),
+            Target::KafkaSink { namespace, name } => self
+                .brokers
+                .sink(crate::sinks::KAFKA_SINK, &namespace, &name)
+                .with_context(|| format!("KafkaSink {namespace}/{name} is not running")),
             Target::Service {
                 namespace,
                 name,

@@ -58,6 +58,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::KafkaSource => "kafkasources",
         Kind::RabbitmqSource => "rabbitmqsources",
         Kind::WebhookSource => "webhooksources",
+        Kind::KafkaSink => "kafkasinks",
         Kind::Service => "services",
         Kind::Configuration => "configurations",
         Kind::Route => "routes",
@@ -284,6 +285,8 @@ enum Detail {
         sink_uri: Option<Box<str>>,
     },
     Service,
+    /// A sink of this Ember registered under its kind (a KafkaSink).
+    Sink,
 }
 
 /// One resource's record.
@@ -523,6 +526,14 @@ impl Statuses {
             let sink_uri = url(sink, &id.namespace);
             record(&mut interned, id, document, Detail::Source { sink_uri });
         }
+        for s in &config.kafka_sinks {
+            record(
+                &mut interned,
+                id(Kind::KafkaSink, &s.metadata),
+                s.origin.text(),
+                Detail::Sink,
+            );
+        }
         for s in &config.services {
             record(
                 &mut interned,
@@ -687,6 +698,7 @@ impl Statuses {
             }
             Detail::Source { sink_uri } => put("sinkUri", sink_uri),
             Detail::Service => self.service_fields(id, &mut status),
+            Detail::Sink => {}
         }
         Value::Object(status)
     }
@@ -847,6 +859,32 @@ impl Statuses {
                     )
                 })
             }
+            Detail::Sink => {
+                let sink = seen
+                    .running
+                    .brokers
+                    .sink(id.kind.as_str(), &id.namespace, &id.name);
+                Some(match sink.map(|s| s.problem()) {
+                    Some(None) => observed(
+                        "TopicReady",
+                        ConditionStatus::True,
+                        "",
+                        Cow::Borrowed("its topic exists; events given to it are produced to it"),
+                    ),
+                    Some(Some(problem)) => observed(
+                        "TopicReady",
+                        ConditionStatus::False,
+                        "TopicNotPresentOrInvalid",
+                        Cow::Owned(problem),
+                    ),
+                    None => observed(
+                        "TopicReady",
+                        ConditionStatus::False,
+                        "NotRunning",
+                        Cow::Borrowed("Ember does not run this KafkaSink"),
+                    ),
+                })
+            }
             Detail::Service => {
                 let status = self
                     .running
@@ -1003,7 +1041,7 @@ fn resolved_url(
         } => dest
             .resolve_against(&broker_address(listen, &namespace, &name))
             .ok(),
-        Target::Service { .. } => None,
+        Target::Service { .. } | Target::KafkaSink { .. } => None,
     }
 }
 

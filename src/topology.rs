@@ -15,6 +15,9 @@
 //! 5. removed Brokers stop taking events (404) once their in-flight requests finish, then stop
 //!    and close their log. Their data stays on disk: deleting data is never implicit.
 //!
+//! KafkaSinks are added and replaced before step 1 and removed after step 5, so whatever
+//! delivers to one always finds it.
+//!
 //! Only what is Ready runs (`Config::runnable`): a Trigger whose Broker, or a source whose sink,
 //! is not defined yet waits outside the running set; the diff is taken over that set, so it
 //! starts the moment a reload brings its referent, and stops if the referent goes.
@@ -129,6 +132,8 @@ impl Ember {
         );
         apply_services(&services, config)?;
         directory.set_services(Arc::new(services.clone()));
+        // KafkaSinks: before anything delivers to them.
+        crate::sinks::start(config, &directory)?;
         for running in brokers.values_mut() {
             running.start(&client, &directory, grace);
         }
@@ -227,6 +232,8 @@ impl Ember {
         }
         let brokers = diff.of_kind(Kind::Broker);
 
+        // 0. New and changed KafkaSinks, before anything delivers to them.
+        crate::sinks::reload_added(&config, &diff, &self.directory)?;
         // 1. New brokers, with their triggers.
         for id in &brokers.added {
             let plan = plan_of(&plans, id)?;
@@ -334,6 +341,8 @@ impl Ember {
                 tracing::info!(broker = %key(id), "broker removed; its data stays on disk");
             }
         }
+        // 7. Removed KafkaSinks, once nothing running names them.
+        crate::sinks::reload_removed(&diff, &self.directory);
         self.fingerprint = fingerprint;
         self.statuses.observe_running();
         // Ten thousand parsed resources take a while to free, too.

@@ -24,8 +24,8 @@ use http::Uri;
 pub use ember_api::config::Config;
 use ember_api::config::Target;
 
-/// The kinds `ember run` runs today: brokers, triggers, Knative Services and the registered
-/// source kinds.
+/// The kinds `ember run` runs today: brokers, triggers, Knative Services, KafkaSinks and the
+/// registered source kinds.
 pub fn runnable(sources: &ember_sources::SourceKinds) -> Vec<Kind> {
     [
         Kind::Broker,
@@ -33,6 +33,7 @@ pub fn runnable(sources: &ember_sources::SourceKinds) -> Vec<Kind> {
         Kind::Service,
         Kind::Configuration,
         Kind::Route,
+        Kind::KafkaSink,
     ]
     .into_iter()
     .chain(sources.kinds())
@@ -54,6 +55,7 @@ pub fn load(files: &[PathBuf]) -> anyhow::Result<Config> {
     check_filters(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     crate::sources::check(&config, &sources)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    crate::sinks::check(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     Ok(config)
 }
 
@@ -291,6 +293,11 @@ pub fn destination(
             uri,
         } => Ok(BrokerDestination::Service {
             path: service_path(dest, uri.is_some())?,
+            namespace,
+            name,
+        }),
+        Target::KafkaSink { namespace, name } => Ok(BrokerDestination::Sink {
+            kind: crate::sinks::KAFKA_SINK.to_owned(),
             namespace,
             name,
         }),

@@ -84,7 +84,10 @@ impl KafkaSink {
         let spec = FieldPath::root().key("spec");
         let s = &self.spec;
         if s.topic.is_empty() {
-            errs.push(&spec.key("topic"), "required: the topic records are written to");
+            errs.push(
+                &spec.key("topic"),
+                "required: the topic records are written to",
+            );
         } else if !is_topic_name(&s.topic) {
             errs.push(
                 &spec.key("topic"),
@@ -94,7 +97,11 @@ impl KafkaSink {
                 ),
             );
         }
-        check_bootstrap_servers(&s.bootstrap_servers, &spec.key("bootstrapServers"), &mut errs);
+        check_bootstrap_servers(
+            &s.bootstrap_servers,
+            &spec.key("bootstrapServers"),
+            &mut errs,
+        );
         if let Some(p) = s.num_partitions
             && !(1..=i64::from(i32::MAX)).contains(&p)
         {
@@ -153,6 +160,9 @@ mod tests {
         let s = sink("  bootstrapServers: []\n");
         let all: Vec<String> = s.validate().iter().map(|e| e.to_string()).collect();
         assert!(all.iter().any(|e| e.contains("spec.topic")), "{all:?}");
-        assert!(all.iter().any(|e| e.contains("spec.bootstrapServers")), "{all:?}");
+        assert!(
+            all.iter().any(|e| e.contains("spec.bootstrapServers")),
+            "{all:?}"
+        );
     }
 }

@@ -74,6 +74,12 @@ pub trait EventSink: Send + Sync {
     /// stamps them with one arrival time, as its HTTP ingress does for a batch request).
     fn send<'a>(&'a self, batch: &'a [&'a Prepared]) -> Answers<'a>;
 
+    /// Why the sink cannot take events now, if it knows (a KafkaSink whose topic does not
+    /// exist): for its status. `None` by default.
+    fn problem(&self) -> Option<String> {
+        None
+    }
+
     /// `namespace/name` of a broker, or the receiver's URL: for logs. (Sources that share a
     /// destination share its batches by the identity of the sink object, so whoever resolves
     /// sinks hands out one object per destination.)

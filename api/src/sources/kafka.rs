@@ -142,7 +142,11 @@ impl KafkaSource {
             .validate_into(&FieldPath::root().key("metadata"), &mut errs);
         let spec = FieldPath::root().key("spec");
         let s = &self.spec;
-        check_bootstrap_servers(&s.bootstrap_servers, &spec.key("bootstrapServers"), &mut errs);
+        check_bootstrap_servers(
+            &s.bootstrap_servers,
+            &spec.key("bootstrapServers"),
+            &mut errs,
+        );
         if s.topics.is_empty() {
             errs.push(&spec.key("topics"), "required: at least one topic");
         }

@@ -1,8 +1,11 @@
 //! What a Trigger (or a dead-letter sink, or a reply) names as the place for an event to go,
 //! kept as named — not resolved to a URL — so each kind can be reached its own way.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
+
+use ember_event::sink::EventSink;
 
 use http::Uri;
 
@@ -31,6 +34,17 @@ pub enum Destination {
         name: String,
         /// The request path (a relative `uri` beside the `ref`), `/` by default.
         path: String,
+    },
+    /// A sink of this Ember that is not a broker — a KafkaSink — taking events as sources hand
+    /// them over ([`EventSink`]): `Ok` once it holds the event (Kafka acknowledged the record).
+    /// The binary registers each in the [`BrokerDirectory`] by kind, namespace and name.
+    Sink {
+        /// The sink's kind, e.g. `KafkaSink`.
+        kind: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
     },
 }
 
@@ -86,17 +100,26 @@ impl fmt::Display for Destination {
                 name,
                 path,
             } => write!(f, "service {namespace}/{name}{path}"),
+            Destination::Sink {
+                kind,
+                namespace,
+                name,
+            } => write!(f, "{kind} {namespace}/{name}"),
         }
     }
 }
 
-/// The in-process destinations of this Ember: its brokers by `namespace/name`, and the gateway
-/// to its Services. Shared by every dispatcher; the binary adds and removes brokers as they open
-/// and close.
+/// Other sinks by (kind, namespace, name).
+type Sinks = HashMap<(String, String, String), Arc<dyn EventSink>>;
+
+/// The in-process destinations of this Ember: its brokers by `namespace/name`, the gateway to
+/// its Services, and its other sinks (KafkaSinks). Shared by every dispatcher; the binary adds
+/// and removes brokers and sinks as they open and close.
 #[derive(Clone, Default)]
 pub struct BrokerDirectory(
     Arc<RwLock<Vec<Arc<Broker>>>>,
     Arc<RwLock<Option<Arc<dyn ServiceGateway>>>>,
+    Arc<RwLock<Sinks>>,
 );
 
 impl fmt::Debug for BrokerDirectory {
@@ -117,6 +140,44 @@ impl BrokerDirectory {
     /// The gateway to this Ember's Services, once serving runs.
     pub fn services(&self) -> Option<Arc<dyn ServiceGateway>> {
         self.1.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes `sink` reachable as the `kind` `namespace/name` (replacing one of the same name).
+    pub fn insert_sink(&self, kind: &str, namespace: &str, name: &str, sink: Arc<dyn EventSink>) {
+        self.2.write().unwrap_or_else(|e| e.into_inner()).insert(
+            (kind.to_owned(), namespace.to_owned(), name.to_owned()),
+            sink,
+        );
+    }
+
+    /// Makes the sink `kind` `namespace/name` unreachable.
+    pub fn remove_sink(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<dyn EventSink>> {
+        self.2.write().unwrap_or_else(|e| e.into_inner()).remove(&(
+            kind.to_owned(),
+            namespace.to_owned(),
+            name.to_owned(),
+        ))
+    }
+
+    /// The sink `kind` `namespace/name`, if it is open.
+    pub fn sink(&self, kind: &str, namespace: &str, name: &str) -> Option<Arc<dyn EventSink>> {
+        let sinks = self.2.read().unwrap_or_else(|e| e.into_inner());
+        // Few sinks, read once per delivery: a scan avoids building an owned key.
+        sinks
+            .iter()
+            .find(|((k, ns, n), _)| k == kind && ns == namespace && n == name)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Every sink's (kind, namespace, name).
+    pub fn sinks(&self) -> Vec<(String, String, String)> {
+        let sinks = self.2.read().unwrap_or_else(|e| e.into_inner());
+        sinks.keys().cloned().collect()
     }
 
     /// Makes `broker` reachable under its `namespace/name` (replacing one of the same name).

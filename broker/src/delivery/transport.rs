@@ -12,6 +12,9 @@
 //!   activator (the [`ServiceGateway`](super::destination::ServiceGateway)); while its revision
 //!   wakes from zero the attempt is simply in flight. An answer counts as over HTTP; no answer —
 //!   no instance could start, the connection failed — is a 503 or 502 (retryable).
+//! - Another sink of this Ember (a KafkaSink): handed the event as sources hand theirs over;
+//!   answered 202 once it holds it, 503 with `Retry-After` when it may take it later, 400
+//!   (final) when it refuses it for good.
 
 use std::time::Duration;
 
@@ -108,7 +111,56 @@ impl Attempt for Transport {
                 name,
                 path,
             } => self.to_service(namespace, name, path, event).await,
+            Destination::Sink {
+                kind,
+                namespace,
+                name,
+            } => {
+                let Some(sink) = self.brokers.sink(kind, namespace, name) else {
+                    return Err(Tried::retryable(Failure::new(format!(
+                        "{kind} {namespace}/{name} is not open"
+                    ))));
+                };
+                to_sink(sink.as_ref(), event).await
+            }
         }
+    }
+}
+
+/// Hands `event` to a sink of this Ember, answered as an HTTP receiver would be: 202 once it
+/// holds the event; 503 with `Retry-After` for what may succeed later; 400 (final) for an
+/// event it refuses for good.
+async fn to_sink(
+    sink: &dyn ember_event::sink::EventSink,
+    event: &CloudEvent,
+) -> Result<Response, Tried> {
+    use ember_event::sink::{Refused, Retry};
+    let refused = |r: Refused| match r.retry {
+        Retry::Never => Tried::final_(Failure {
+            reason: format!("{} refused the event: {}", sink.name(), r.reason),
+            response: Some(Box::new(Response::status(StatusCode::BAD_REQUEST))),
+        }),
+        Retry::After(wait) => {
+            let mut resp = Response::status(StatusCode::SERVICE_UNAVAILABLE);
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers.insert(http::header::RETRY_AFTER, v);
+            }
+            Tried::retryable(Failure {
+                reason: format!("{}: {}", sink.name(), r.reason),
+                response: Some(Box::new(resp)),
+            })
+        }
+    };
+    let prepared = sink.prepare(event.clone()).map_err(refused)?;
+    let answer = sink.send(&[&prepared]).await.into_iter().next();
+    match answer {
+        Some(Ok(())) => Ok(Response::status(StatusCode::ACCEPTED)),
+        Some(Err(r)) => Err(refused(r)),
+        None => Err(Tried::retryable(Failure::new(format!(
+            "{} gave no answer",
+            sink.name()
+        )))),
     }
 }
 

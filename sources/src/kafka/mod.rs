@@ -22,7 +22,9 @@
 //!
 //! Not yet: `net` (TLS and SASL) — refused by name when set.
 
+mod client_log;
 pub mod mapping;
+pub mod sink;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +47,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use crate::LogThrottle;
 use crate::component::{Handover, Source, SourceContext, SourceError, SourceKind};
 use crate::metrics::{Counter, CounterFamily, SourceMetrics};
+use client_log::ClientLog;
 use mapping::Consumed;
 
 /// Records sent to the sink in one batch at most: one append (one fsync) for up to this many,
@@ -138,41 +141,19 @@ impl Settled {
 }
 
 /// The consumer's context: commits what is settled before partitions are taken away, and
-/// writes librdkafka's own lines to Ember's log — each kind at most once per 10 s, since a
-/// cluster that is down makes librdkafka repeat itself every second.
+/// writes librdkafka's own lines to Ember's log.
 struct Context {
     settled: Arc<Settled>,
-    source: String,
-    log: LogThrottle<String>,
-    errors: Arc<KafkaMetrics>,
+    log: ClientLog,
 }
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        if matches!(level, RDKafkaLogLevel::Debug | RDKafkaLogLevel::Info) {
-            return;
-        }
-        let Some(suppressed) = self.log.allow(fac.to_owned(), tokio::time::Instant::now()) else {
-            return;
-        };
-        match level {
-            RDKafkaLogLevel::Notice => {
-                tracing::info!(source = %self.source, facility = fac, suppressed, "librdkafka: {message}")
-            }
-            _ => {
-                tracing::warn!(source = %self.source, facility = fac, suppressed, "librdkafka: {message}")
-            }
-        }
+        self.log.line(level, fac, message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.errors.errors.fetch_add(1, Ordering::Relaxed);
-        if let Some(suppressed) = self
-            .log
-            .allow(format!("error:{error}"), tokio::time::Instant::now())
-        {
-            tracing::warn!(source = %self.source, suppressed, "Kafka: {error}: {reason}");
-        }
+        self.log.error(error, reason);
     }
 }
 
@@ -183,7 +164,7 @@ impl ConsumerContext for Context {
             if tpl.count() > 0
                 && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
             {
-                tracing::warn!(source = %self.source, error = %e, "KafkaSource: committing before a rebalance failed; those records will be read again");
+                tracing::warn!(source = %self.log.who(), error = %e, "KafkaSource: committing before a rebalance failed; those records will be read again");
             }
         }
     }
@@ -224,9 +205,7 @@ impl Source for Kafka {
                 .set("client.id", format!("ember-{}", cx.id))
                 .create_with_context(Context {
                     settled: settled.clone(),
-                    source: cx.id.to_string(),
-                    log: LogThrottle::new(Duration::from_secs(10)),
-                    errors: self.metrics.clone(),
+                    log: ClientLog::new(cx.id.to_string(), self.metrics.errors.clone()),
                 })
                 .map_err(|e| SourceError::new(format!("creating the Kafka consumer: {e}")))?;
             let topics: Vec<&str> = self.settings.topics.iter().map(String::as_str).collect();
@@ -377,7 +356,7 @@ pub struct KafkaMetrics {
     skipped: AtomicU64,
     sink_retries: AtomicU64,
     pauses: AtomicU64,
-    errors: AtomicU64,
+    errors: Arc<AtomicU64>,
 }
 
 static RECORDS: CounterFamily = CounterFamily {
