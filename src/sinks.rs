@@ -8,7 +8,7 @@
 
 use anyhow::Context;
 use ember_api::config::ConfigDiff;
-use ember_api::{Config, ConfigError, ConfigErrors, FieldError, FieldPath, Kind, ResourceId};
+use ember_api::{Config, ConfigError, ConfigErrors, Kind, ResourceId};
 use ember_broker::delivery::BrokerDirectory;
 use ember_sources::kafka::sink::KafkaSink;
 use std::sync::Arc;
@@ -16,25 +16,20 @@ use std::sync::Arc;
 /// The kind name KafkaSinks are registered under (and named by in `Destination::Sink`).
 pub const KAFKA_SINK: &str = "KafkaSink";
 
-/// Checks what `ember run` would refuse of the sinks of `config`.
+/// Checks what `ember run` would refuse of the sinks of `config`: `auth` whose Secret holds a
+/// bad protocol or mechanism. (A sink whose Secret is missing is not Ready, not refused.)
 pub fn check(config: &Config) -> Result<(), ConfigErrors> {
     let errors: Vec<ConfigError> = config
         .kafka_sinks
         .iter()
-        .filter(|s| s.spec.auth.as_ref().is_some_and(|a| !a.is_null()))
-        .map(|s| {
+        .filter_map(|s| {
+            let error = KafkaSink::security(s).err()?;
             let id = ResourceId {
                 kind: Kind::KafkaSink,
                 namespace: s.metadata.namespace.clone(),
                 name: s.metadata.name.clone(),
             };
-            s.origin.error(
-                Some(id.to_string()),
-                FieldError::new(
-                    FieldPath::parse_keys("spec.auth"),
-                    "not supported yet: TLS and SASL to Kafka (auth); Ember connects in plaintext",
-                ),
-            )
+            Some(s.origin.error(Some(id.to_string()), error))
         })
         .collect();
     if errors.is_empty() {

@@ -53,9 +53,19 @@ pub fn load(files: &[PathBuf]) -> anyhow::Result<Config> {
         .ensure_runnable(&runnable(&sources))
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     check_filters(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    crate::sources::check(&config, &sources)
-        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    crate::sinks::check(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    // Sources and sinks as running them would check them: every problem of both at once.
+    let mut errors = Vec::new();
+    for checked in [
+        crate::sources::check(&config, &sources),
+        crate::sinks::check(&config),
+    ] {
+        if let Err(e) = checked {
+            errors.extend(e.0);
+        }
+    }
+    if !errors.is_empty() {
+        bail!("invalid configuration:\n{}", ConfigErrors(errors));
+    }
     Ok(config)
 }
 

@@ -269,3 +269,55 @@ async fn a_partition_paused_for_a_full_sink_resumes_and_a_poison_record_is_skipp
     );
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn net_settings_reach_the_client_tls_to_a_plaintext_cluster_fails_loudly() {
+    let topic = "secured";
+    let cluster = cluster(topic);
+    let brokers = cluster.bootstrap_servers();
+    let p = producer(&brokers);
+    produce(&p, topic, 0, None, b"not for a TLS client", &[]).await;
+    let subscriber = Subscriber::start().await;
+    // The cluster speaks plaintext: a client that insists on TLS never reads from it, and says
+    // so in its error count (nothing falls back to plaintext).
+    let yaml = config(
+        &brokers,
+        topic,
+        "g-tls",
+        &format!("{{uri: \"{}\"}}", subscriber.uri()),
+    )
+    .replace(
+        "  initialOffset: earliest\n",
+        "  initialOffset: earliest\n  net:\n    tls: {enable: true}\n",
+    );
+    let ember = TestEmber::start(&yaml).await;
+    let errors = || async {
+        let metrics = common::request(
+            http::Method::GET,
+            &ember.url("/metrics"),
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await;
+        String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .find(|l| l.starts_with("ember_kafka_consumer_errors_total{source=\"default/orders\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while errors().await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no client error counted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        subscriber.count(),
+        0,
+        "nothing read over a plaintext connection"
+    );
+    ember.stop().await;
+}

@@ -77,6 +77,19 @@ fn run_time_cases(dir: &Path) -> Vec<PathBuf> {
             ),
         ),
         (
+            "kafka-source-sasl-password-file-missing",
+            format!(
+                "{broker}---\napiVersion: sources.knative.dev/v1\nkind: KafkaSource\nmetadata: {{name: k}}\nspec:\n  bootstrapServers: [127.0.0.1:9]\n  topics: [t]\n  net:\n    sasl: {{enable: true, user: {{secretEnv: HOME}}, password: {{secretFile: {}/nope}}}}\n  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}\n",
+                dir.display()
+            ),
+        ),
+        (
+            "kafka-sink-auth-bad-protocol",
+            format!(
+                "{broker}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: kafka}}\nstringData: {{protocol: TLS}}\n---\napiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {{name: s}}\nspec:\n  topic: t\n  bootstrapServers: [127.0.0.1:9]\n  auth: {{secret: {{ref: {{name: kafka}}}}}}\n"
+            ),
+        ),
+        (
             "https-subscriber",
             format!(
                 "{broker}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: t}}\nspec: {{broker: default, subscriber: {{uri: \"https://example.com/\"}}}}\n"

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::field::{Errors, FieldError, FieldPath};
 use crate::meta::{ObjectMeta, null_as_default};
 use crate::sources::kafka::{check_bootstrap_servers, is_topic_name};
+use crate::sources::{KafkaNet, KafkaSasl, KafkaTls, NetSecret, SecretKeyRef, SecretValue};
 
 /// A KafkaSink: events given to it become records of one topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,9 +56,85 @@ pub struct KafkaSinkSpec {
     /// Replicas of each partition, when Ember creates the topic (with `numPartitions`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_factor: Option<i64>,
-    /// Knative's `auth.secret.ref` (TLS and SASL settings in a Secret; not interpreted yet).
+    /// Knative's `auth.secret.ref`: a Secret whose keys say how to connect (see
+    /// [`KafkaSinkAuth`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<serde_json::Value>,
+    pub auth: Option<KafkaSinkAuth>,
+    /// `auth` resolved against the configuration's Secrets, as a KafkaSource's `net` would
+    /// say it, or why it cannot be (never serialized); `None` without `auth` or its Secret.
+    #[serde(skip)]
+    pub resolved_net: Option<Result<Box<KafkaNet>, String>>,
+}
+
+/// Knative's KafkaSink `auth`: `secret.ref.name` names a Secret (in the sink's namespace) with
+/// the keys `protocol` (`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`), `sasl.mechanism`,
+/// `user`, `password`, `ca.crt`, `user.crt` and `user.key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkAuth {
+    /// The Secret.
+    pub secret: AuthSecret,
+}
+
+/// `secret: {ref: {name}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSecret {
+    /// The reference.
+    #[serde(rename = "ref")]
+    pub reference: SecretName,
+}
+
+/// A Secret's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretName {
+    /// The name.
+    pub name: String,
+}
+
+impl KafkaSinkAuth {
+    /// The connection settings the Secret's keys give (`value(key)` reads a key), in a
+    /// KafkaSource's `net` shape; `Err` names a bad `protocol`.
+    pub fn net(&self, value: impl Fn(&str) -> Option<Vec<u8>>) -> Result<KafkaNet, String> {
+        let name = &self.secret.reference.name;
+        let secret = |key: &str| NetSecret {
+            secret_key_ref: value(key).map(|v| SecretKeyRef {
+                name: name.clone(),
+                key: key.to_owned(),
+                value: Some(SecretValue(v)),
+            }),
+            ..NetSecret::default()
+        };
+        let protocol = value("protocol")
+            .map(|p| String::from_utf8_lossy(&p).trim().to_ascii_uppercase())
+            .unwrap_or_else(|| "PLAINTEXT".to_owned());
+        let (tls, sasl) = match protocol.as_str() {
+            "PLAINTEXT" => (false, false),
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SASL_SSL" => (true, true),
+            other => {
+                return Err(format!(
+                    "Secret {name:?}: protocol {other:?} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+                ));
+            }
+        };
+        Ok(KafkaNet {
+            sasl: KafkaSasl {
+                enable: sasl,
+                user: secret("user"),
+                password: secret("password"),
+                mechanism: secret("sasl.mechanism"),
+            },
+            tls: KafkaTls {
+                enable: tls,
+                cert: secret("user.crt"),
+                key: secret("user.key"),
+                ca_cert: secret("ca.crt"),
+            },
+        })
+    }
 }
 
 impl KafkaSinkSpec {
@@ -144,6 +221,33 @@ mod tests {
         );
         assert_eq!(s.spec.content_mode(), ContentMode::Structured);
         assert_eq!(s.spec.topic_to_create(), Some((3, 1)));
+    }
+
+    #[test]
+    fn auth_secret_keys_map_to_net() {
+        let s = sink(
+            "  topic: t\n  bootstrapServers: [k:9092]\n  auth: {secret: {ref: {name: kafka}}}\n",
+        );
+        let auth = s.spec.auth.unwrap();
+        let keys = |k: &str| match k {
+            "protocol" => Some(b"sasl_ssl".to_vec()),
+            "user" => Some(b"alice".to_vec()),
+            "password" => Some(b"pw".to_vec()),
+            "ca.crt" => Some(b"CA".to_vec()),
+            _ => None,
+        };
+        let net = auth.net(keys).unwrap();
+        assert!(net.sasl.enable && net.tls.enable);
+        let value = |n: &NetSecret| n.secret_key_ref.as_ref().and_then(|r| r.value.clone());
+        assert_eq!(value(&net.sasl.user), Some(SecretValue(b"alice".to_vec())));
+        assert_eq!(value(&net.tls.ca_cert), Some(SecretValue(b"CA".to_vec())));
+        assert!(!net.tls.cert.is_set() && !net.sasl.mechanism.is_set());
+        let plain = auth.net(|_| None).unwrap();
+        assert!(!plain.sasl.enable && !plain.tls.enable);
+        let err = auth
+            .net(|k| (k == "protocol").then(|| b"TLS".to_vec()))
+            .unwrap_err();
+        assert!(err.contains("\"TLS\""), "{err}");
     }
 
     #[test]

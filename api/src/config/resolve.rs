@@ -260,6 +260,11 @@ impl Config {
             checks.extend(self.secret_checks(&resource));
             out.insert(resource.id(), checks);
         }
+        for s in &self.kafka_sinks {
+            let resource = Resource::KafkaSink(s.resource.clone());
+            let checks = self.secret_checks(&resource);
+            out.insert(resource.id(), checks);
+        }
         for svc in &self.services {
             let resource = Resource::Service(svc.resource.clone());
             let checks = self.secret_checks(&resource);
@@ -442,6 +447,7 @@ impl Config {
             kafka_sources: keep(&self.kafka_sources, Resource::KafkaSource, readiness),
             rabbitmq_sources: keep(&self.rabbitmq_sources, Resource::RabbitmqSource, readiness),
             webhook_sources: keep(&self.webhook_sources, Resource::WebhookSource, readiness),
+            kafka_sinks: keep(&self.kafka_sinks, Resource::KafkaSink, readiness),
             services: keep(&self.services, Resource::Service, readiness),
             ..self.clone()
         }

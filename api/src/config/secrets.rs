@@ -63,7 +63,28 @@ pub fn secret_refs(resource: &Resource) -> Vec<SecretRef> {
         }
         Resource::KafkaSource(k) => {
             if let Some(net) = &k.spec.net {
-                key_refs_in(net, FieldPath::parse_keys("spec.net"), &mut out);
+                for (field, secret) in net.secrets(&FieldPath::parse_keys("spec.net")) {
+                    if let Some(r) = &secret.secret_key_ref {
+                        out.push(SecretRef {
+                            field: field.key("secretKeyRef"),
+                            config_map: false,
+                            optional: false,
+                            name: r.name.clone(),
+                            key: r.key.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Resource::KafkaSink(s) => {
+            if let Some(auth) = &s.spec.auth {
+                out.push(SecretRef {
+                    field: FieldPath::parse_keys("spec.auth.secret.ref.name"),
+                    config_map: false,
+                    optional: false,
+                    name: auth.secret.reference.name.clone(),
+                    key: "protocol".to_owned(),
+                });
             }
         }
         Resource::Service(svc) => out.extend(env_refs(svc).into_iter().map(|(_, r)| r)),
@@ -109,28 +130,6 @@ pub fn env_refs(service: &crate::serving::Service) -> Vec<(String, SecretRef)> {
     out
 }
 
-/// Every `secretKeyRef: {name, key}` in a JSON value (a KafkaSource's `net`).
-fn key_refs_in(v: &serde_json::Value, path: FieldPath, out: &mut Vec<SecretRef>) {
-    let Some(map) = v.as_object() else {
-        return;
-    };
-    for (k, child) in map {
-        let here = path.key(k.as_str());
-        if k == "secretKeyRef" {
-            let s = |f: &str| child.get(f).and_then(|v| v.as_str()).unwrap_or_default();
-            out.push(SecretRef {
-                field: here,
-                config_map: false,
-                optional: false,
-                name: s("name").to_owned(),
-                key: s("key").to_owned(),
-            });
-        } else {
-            key_refs_in(child, here, out);
-        }
-    }
-}
-
 impl Config {
     /// Fills in every WebhookSource secret given as a Secret key, from the Secret documents
     /// (those that do not resolve stay empty; [`Config::readiness`] reports them).
@@ -156,6 +155,35 @@ impl Config {
                     password: key("password"),
                 });
             }
+        }
+        for k in &mut self.kafka_sources {
+            let ns = k.resource.metadata.namespace.clone();
+            let Some(net) = k.resource.spec.net.as_mut() else {
+                continue;
+            };
+            for secret in net.secrets_mut() {
+                if let Some(r) = secret.secret_key_ref.as_mut() {
+                    r.value = secrets
+                        .iter()
+                        .rev()
+                        .find(|s| s.metadata.namespace == ns && s.metadata.name == r.name)
+                        .and_then(|s| s.value(&r.key).ok())
+                        .map(crate::sources::SecretValue);
+                }
+            }
+        }
+        for s in &mut self.kafka_sinks {
+            let ns = s.resource.metadata.namespace.clone();
+            let spec = &mut s.resource.spec;
+            let Some(auth) = &spec.auth else {
+                continue;
+            };
+            let secret = secrets.iter().rev().find(|s| {
+                s.metadata.namespace == ns && s.metadata.name == auth.secret.reference.name
+            });
+            // A missing Secret makes the sink not Ready (see `secret_checks`).
+            spec.resolved_net =
+                secret.map(|secret| auth.net(|k| secret.value(k).ok()).map(Box::new));
         }
         for w in &mut self.webhook_sources {
             let ns = w.resource.metadata.namespace.clone();

@@ -1,7 +1,7 @@
 //! `KafkaSource` (sources.knative.dev/v1beta1 and v1): consumes Kafka topics and sends each
 //! record as a CloudEvent.
 //!
-//! `net` (TLS and SASL) is kept as loose JSON until Ember implements it.
+//! `net` (TLS and SASL) is [`KafkaNet`](super::KafkaNet).
 
 use serde::{Deserialize, Serialize};
 
@@ -70,9 +70,9 @@ pub struct KafkaSourceSpec {
     /// The number of consumers (Knative's replica hint); at least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<i64>,
-    /// TLS and SASL settings (not interpreted yet).
+    /// TLS and SASL settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub net: Option<serde_json::Value>,
+    pub net: Option<Box<super::KafkaNet>>,
     /// Delivery options for sending to the sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliverySpec>,
@@ -175,6 +175,9 @@ impl KafkaSource {
         }
         if let Some(d) = &s.delivery {
             d.validate_into(&spec.key("delivery"), &mut errs);
+        }
+        if let Some(net) = &s.net {
+            net.validate_into(&spec.key("net"), &mut errs);
         }
         if let Some(o) = &s.ce_overrides {
             o.validate_into(&spec.key("ceOverrides"), &mut errs);

@@ -5,6 +5,7 @@
 //! live here.
 
 pub mod kafka;
+pub mod kafka_net;
 pub mod ping;
 pub mod rabbitmq;
 pub mod webhook;
@@ -17,6 +18,7 @@ use crate::field::{Errors, FieldPath};
 use crate::meta::null_as_default;
 
 pub use kafka::{InitialOffset, KafkaSource, KafkaSourceSpec, Ordering};
+pub use kafka_net::{KafkaNet, KafkaSasl, KafkaTls, NetSecret};
 pub use ping::{PingSource, PingSourceSpec, check_schedule, check_timezone};
 pub use rabbitmq::{
     ConnectionSecret, RabbitmqClusterReference, RabbitmqConnection, RabbitmqResourcesConfig,

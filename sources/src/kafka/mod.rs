@@ -20,10 +20,12 @@
 //!   first.
 //! - **Mapping** ([`mapping`]): the Kafka binding, else Knative's `dev.knative.kafka.event`.
 //!
-//! Not yet: `net` (TLS and SASL) — refused by name when set.
+//! - **`net`** ([`security`]): TLS and SASL (PLAIN, SCRAM), secrets from Secret documents,
+//!   files or environment variables.
 
 mod client_log;
 pub mod mapping;
+pub mod security;
 pub mod sink;
 
 use std::collections::HashMap;
@@ -74,18 +76,13 @@ impl SourceKind for KafkaSourceKind {
         let Resource::KafkaSource(k) = resource else {
             return Err(FieldError::new(FieldPath::root(), "not a KafkaSource"));
         };
-        if k.spec
-            .net
-            .as_ref()
-            .is_some_and(|n| !n.is_null() && n.as_object().is_none_or(|o| !o.is_empty()))
-        {
-            return Err(FieldError::new(
-                FieldPath::parse_keys("spec.net"),
-                "not supported yet: TLS and SASL to Kafka (net); Ember connects in plaintext",
-            ));
-        }
+        let security =
+            security::client_settings(k.spec.net.as_deref(), &FieldPath::parse_keys("spec.net"))?;
         Ok(Box::new(Kafka {
-            settings: Arc::new(Settings::of(k)),
+            settings: Arc::new(Settings {
+                security,
+                ..Settings::of(k)
+            }),
             metrics: Arc::default(),
         }))
     }
@@ -99,6 +96,8 @@ pub struct Settings {
     group: String,
     initial: InitialOffset,
     mapping: mapping::Mapping,
+    /// `security.protocol`, SASL and TLS settings from `net`.
+    security: Vec<(&'static str, String)>,
 }
 
 impl Settings {
@@ -115,6 +114,7 @@ impl Settings {
                 .unwrap_or_else(|| format!("{}.{}", k.metadata.namespace, k.metadata.name)),
             initial: k.spec.initial_offset(),
             mapping: mapping::Mapping::of(k),
+            security: Vec::new(),
         }
     }
 }
@@ -187,7 +187,11 @@ impl Source for Kafka {
     ) -> BoxFuture<'static, Result<Handover, SourceError>> {
         Box::pin(async move {
             let settled = Arc::new(Settled::default());
-            let consumer: StreamConsumer<Context> = ClientConfig::new()
+            let mut config = ClientConfig::new();
+            for (key, value) in &self.settings.security {
+                config.set(*key, value);
+            }
+            let consumer: StreamConsumer<Context> = config
                 .set("bootstrap.servers", &self.settings.brokers)
                 .set("group.id", &self.settings.group)
                 .set("enable.auto.commit", "false")

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ember_api::sinks::{ContentMode, KafkaSink as KafkaSinkResource};
+use ember_api::{FieldError, FieldPath};
 use ember_event::CloudEvent;
 use ember_event::kafka_binding::{self, KafkaRecord};
 use ember_event::sink::{Answers, EventSink, Prepared, Refused};
@@ -84,9 +85,15 @@ impl KafkaSink {
             "KafkaSink {}/{}",
             sink.metadata.namespace, sink.metadata.name
         );
+        let security = Self::security(sink).map_err(|e| format!("{name}: {e}"))?;
         let brokers = sink.spec.bootstrap_servers.join(",");
         let counters = Arc::new(KafkaSinkCounters::default());
-        let producer: FutureProducer<ProducerContext> = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        for (key, value) in &security {
+            config.set(*key, value);
+        }
+        let producer: FutureProducer<ProducerContext> = config
+            .clone()
             .set("bootstrap.servers", &brokers)
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -105,9 +112,10 @@ impl KafkaSink {
             .map_err(|e| format!("{name}: creating the Kafka producer: {e}"))?;
         let topic = sink.spec.topic.clone();
         let topic_problem = Arc::new(Mutex::new(Some("not checked yet".to_owned())));
+        config.set("bootstrap.servers", &brokers);
         let checker = tokio::spawn(check_topic(
             name.clone(),
-            brokers,
+            config,
             topic.clone(),
             sink.spec.topic_to_create(),
             topic_problem.clone(),
@@ -121,6 +129,16 @@ impl KafkaSink {
             checker: Mutex::new(Some(checker)),
             counters,
         })
+    }
+
+    /// The connection settings of `auth` (its Secret's keys), as librdkafka settings.
+    pub fn security(sink: &KafkaSinkResource) -> Result<Vec<(&'static str, String)>, FieldError> {
+        let path = FieldPath::parse_keys("spec.auth.secret.ref.name");
+        match &sink.spec.resolved_net {
+            None => Ok(Vec::new()),
+            Some(Err(why)) => Err(FieldError::new(path, why.clone())),
+            Some(Ok(net)) => super::security::client_settings(Some(net), &path),
+        }
     }
 
     /// The topic records go to.
@@ -265,7 +283,7 @@ impl EventSink for KafkaSink {
 /// replication factor — retrying every few seconds until it does; `problem` holds why not yet.
 async fn check_topic(
     name: String,
-    brokers: String,
+    client: ClientConfig,
     topic: String,
     create: Option<(i32, i32)>,
     problem: Arc<Mutex<Option<String>>>,
@@ -273,7 +291,7 @@ async fn check_topic(
     let set = |p: Option<String>| *problem.lock().unwrap_or_else(|e| e.into_inner()) = p;
     let mut wait = Duration::from_millis(500);
     loop {
-        match topic_ready(&brokers, &topic, create).await {
+        match topic_ready(&client, &topic, create).await {
             Ok(created) => {
                 set(None);
                 if created {
@@ -295,15 +313,13 @@ async fn check_topic(
 
 /// Whether `topic` exists (`Ok(false)`), or was created (`Ok(true)`).
 async fn topic_ready(
-    brokers: &str,
+    client: &ClientConfig,
     topic: &str,
     create: Option<(i32, i32)>,
 ) -> Result<bool, String> {
     let mut create_failed = None;
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("log_level", "3");
+    let mut config = client.clone();
+    config.set("log_level", "3");
     if let Some((partitions, replication)) = create {
         let admin: AdminClient<DefaultClientContext> = config
             .create()
