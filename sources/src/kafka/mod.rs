@@ -7,7 +7,8 @@
 //!   (`earliest` | `latest`, Knative's default) applies only when the group has no committed
 //!   offset. Auto-commit is off.
 //! - **Batches, in order.** Records are taken as they come (up to 2,048 at once) and sent to the
-//!   sink in the order they were consumed, so each partition's order holds (`ordering: ordered`
+//!   sink in the order they were consumed — the next batch is collected and made ready while
+//!   one is being settled, never sent before it — so each partition's order holds (`ordering: ordered`
 //!   needs nothing more; `unordered` is served the same way). A batch's offsets — the last of
 //!   each partition, plus one — are committed once every record of it is settled.
 //! - **Backpressure**: when the sink cannot take events now, the partitions of the batch are
@@ -52,8 +53,8 @@ use crate::metrics::{Counter, CounterFamily, SourceMetrics};
 use client_log::ClientLog;
 use mapping::Consumed;
 
-/// Records sent to the sink in one batch at most: one append (one fsync) for up to this many,
-/// and the most records the source holds at once.
+/// Records sent to the sink in one batch at most: one append (one fsync) for up to this many.
+/// The source holds at most two batches: one being settled, the next being made ready.
 const BATCH: usize = 2048;
 
 /// Builds KafkaSources.
@@ -219,33 +220,37 @@ impl Source for Kafka {
             cx.ready();
             tracing::info!(source = %cx.id, brokers = %self.settings.brokers, topics = ?self.settings.topics, group = %self.settings.group, "KafkaSource consuming");
             let log: LogThrottle<()> = LogThrottle::new(Duration::from_secs(10));
+            // Two stages: while one batch is being settled (appended, synced), the next is
+            // collected and made ready, so the sink's disk and this task's CPU work overlap.
+            let mut upcoming = None;
             loop {
-                let first = tokio::select! {
-                    _ = cx.shutdown.requested() => break,
-                    m = consumer.recv() => m,
+                let batch = match upcoming.take() {
+                    Some(b) => b,
+                    None => match self.collect(&cx, &consumer, &log).await {
+                        Some(b) => self.prepare(&cx, b),
+                        None => break,
+                    },
                 };
-                let mut batch = Vec::with_capacity(BATCH);
-                match first {
-                    Ok(m) => batch.push(consumed(&m)),
-                    Err(e) => {
-                        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                        if log.allow((), tokio::time::Instant::now()).is_some() {
-                            tracing::warn!(source = %cx.id, error = %e, "KafkaSource: consumer error");
-                        }
-                        continue;
+                let settling = async {
+                    let stopped = self.settle(&cx, &consumer, batch).await;
+                    // Committed as soon as settled, not when the next batch is in.
+                    let tpl = settled.list();
+                    if !stopped && tpl.count() > 0 {
+                        let _ = consumer.commit(&tpl, CommitMode::Async);
                     }
+                    stopped
+                };
+                let (stopped, next) = tokio::join!(settling, async {
+                    let b = self.collect(&cx, &consumer, &log).await?;
+                    Some(self.prepare(&cx, b))
+                });
+                if stopped {
+                    break;
                 }
-                // Whatever else has arrived already joins the batch.
-                while batch.len() < BATCH {
-                    match consumer.recv().now_or_never() {
-                        Some(Ok(m)) => batch.push(consumed(&m)),
-                        _ => break,
-                    }
-                }
-                self.send(&cx, &consumer, batch).await;
-                let tpl = settled.list();
-                if tpl.count() > 0 {
-                    let _ = consumer.commit(&tpl, CommitMode::Async);
+                match next {
+                    Some(b) => upcoming = Some(b),
+                    None if cx.shutdown.is_requested() => break,
+                    None => {}
                 }
             }
             // Stopping: what is settled is committed before the consumer leaves its group.
@@ -279,15 +284,53 @@ fn consumed(m: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
     }
 }
 
+/// A batch made ready to send: its events, and the offset after the last record of each of
+/// its partitions.
+struct Batch {
+    pending: Vec<(Consumed, Prepared)>,
+    next: HashMap<(String, i32), i64>,
+}
+
 impl Kafka {
-    /// Sends a batch until every record of it is settled, pausing its partitions while the
-    /// sink cannot take events; records the offsets settled.
-    async fn send(
+    /// Waits for records and takes what has arrived, up to [`BATCH`]; `None` once the source
+    /// is stopping.
+    async fn collect(
         &self,
         cx: &SourceContext,
         consumer: &StreamConsumer<Context>,
-        batch: Vec<Consumed>,
-    ) {
+        log: &LogThrottle<()>,
+    ) -> Option<Vec<Consumed>> {
+        let mut shutdown = cx.shutdown.clone();
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.requested() => return None,
+                m = consumer.recv() => m,
+            };
+            let mut batch = Vec::with_capacity(BATCH);
+            match first {
+                Ok(m) => batch.push(consumed(&m)),
+                Err(e) => {
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    if log.allow((), tokio::time::Instant::now()).is_some() {
+                        tracing::warn!(source = %cx.id, error = %e, "KafkaSource: consumer error");
+                    }
+                    continue;
+                }
+            }
+            // Whatever else has arrived already joins the batch.
+            while batch.len() < BATCH {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(consumed(&m)),
+                    _ => break,
+                }
+            }
+            return Some(batch);
+        }
+    }
+
+    /// Maps each record to its event and makes it ready for the sink; a record that can never
+    /// be an event is skipped (its offset still counts as settled).
+    fn prepare(&self, cx: &SourceContext, batch: Vec<Consumed>) -> Batch {
         self.metrics
             .received
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -307,6 +350,19 @@ impl Kafka {
                 Err(why) => self.skip(cx, &c, &why),
             }
         }
+        Batch { pending, next }
+    }
+
+    /// Sends a batch until every record of it is settled, pausing its partitions while the
+    /// sink cannot take events; records the offsets settled. `true` when it stopped early
+    /// because the source is stopping (those offsets stay unsettled).
+    async fn settle(
+        &self,
+        cx: &SourceContext,
+        consumer: &StreamConsumer<Context>,
+        batch: Batch,
+    ) -> bool {
+        let Batch { pending, next } = batch;
         let mut paused: Option<TopicPartitionList> = None;
         let settled = crate::settle::until_settled(cx.sink.as_ref(), pending, cx.shutdown.clone(), |_| {
             self.metrics.sink_retries.fetch_add(1, Ordering::Relaxed);
@@ -331,7 +387,7 @@ impl Kafka {
         }
         if settled.stopped {
             // Stopping: these records stay unsettled, their offsets uncommitted.
-            return;
+            return true;
         }
         if let Some(tpl) = paused {
             let _ = consumer.resume(&tpl);
@@ -343,6 +399,7 @@ impl Kafka {
             let at = s.entry(k).or_insert(o);
             *at = (*at).max(o);
         }
+        false
     }
 
     /// Logs and counts a record that can never become an event; its offset is settled.
