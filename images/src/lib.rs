@@ -1,0 +1,7 @@
+//! Ember's image store: OCI images pulled from registries (every blob verified against its
+//! digest), unpacked once per image digest into a content-addressed cache under the data
+//! directory, and the OCI runtime bundles instances run from.
+//!
+//! Owns: images on disk. Never does: run anything (serving runs bundles with an OCI runtime).
+
+pub mod unpack;
