@@ -4,4 +4,13 @@
 //!
 //! Owns: images on disk. Never does: run anything (serving runs bundles with an OCI runtime).
 
+pub mod config;
+pub mod registry;
+pub mod store;
 pub mod unpack;
+
+pub use config::{ImageConfig, Overrides, Process};
+pub use store::{Image, ImageError, ImageStore, PullPolicy, StoreSettings};
+
+#[cfg(feature = "test-util")]
+pub mod testing;

@@ -1,0 +1,211 @@
+//! For tests: a real OCI registry on loopback (Debian's `docker-registry`, started per test and
+//! killed when dropped) and images built in the test from files — typically the static
+//! `busybox` (Debian's `busybox-static`), which gives `sh` and `httpd` — and pushed to it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_client::client::{Config, ImageLayer};
+use oci_client::secrets::RegistryAuth;
+
+/// A `docker-registry` process serving on `127.0.0.1:port`.
+pub struct Registry {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The static busybox these tests build images from.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+impl Registry {
+    /// Starts a registry; with `silly_auth` every request without an `Authorization` header is
+    /// answered 401 (the registry's `silly` access controller), as a private registry answers
+    /// a client without credentials. Panics — loudly — when `docker-registry` is missing.
+    pub fn start(silly_auth: bool) -> Registry {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let auth = if silly_auth {
+            "auth:\n  silly:\n    realm: ember-test\n    service: ember-test\n"
+        } else {
+            ""
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("writing the registry config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed; .ci/run installs it");
+        let registry = Registry {
+            addr,
+            child,
+            _dir: dir,
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&registry.addr).is_err() {
+            assert!(
+                Instant::now() < until,
+                "docker-registry did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        registry
+    }
+}
+
+/// A file of an image layer: its path in the image and what it is.
+pub enum Entry {
+    /// A regular file with this content and mode.
+    File(Vec<u8>, u32),
+    /// A symlink to this target.
+    Link(String),
+    /// A directory.
+    Dir,
+    /// A whiteout of this name in the entry's directory (`.wh.NAME`).
+    Whiteout,
+}
+
+/// A gzip-compressed layer of `entries`.
+pub fn layer(entries: &[(&str, Entry)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (path, e) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        match e {
+            Entry::File(data, mode) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*mode);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, &data[..]).unwrap();
+            }
+            Entry::Link(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_size(0);
+                b.append_link(&mut h, path, target).unwrap();
+            }
+            Entry::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, path, std::io::empty()).unwrap();
+            }
+            Entry::Whiteout => {
+                let p = Path::new(path);
+                let name = format!(".wh.{}", p.file_name().unwrap().to_string_lossy());
+                let wh = p.parent().map_or(PathBuf::from(&name), |d| d.join(&name));
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(0);
+                b.append_data(&mut h, wh, std::io::empty()).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+/// A layer with the static busybox at `/bin/busybox` and `sh`, `httpd`, `echo`, `cat`, `env`,
+/// `pwd`, `sleep`, `id` linked to it, plus `/tmp`.
+pub fn busybox_layer() -> Vec<u8> {
+    let busybox = std::fs::read(BUSYBOX).expect(
+        "a static busybox (Debian package busybox-static) must be installed; .ci/run installs it",
+    );
+    let mut entries = vec![
+        ("bin", Entry::Dir),
+        ("bin/busybox", Entry::File(busybox, 0o755)),
+        ("tmp", Entry::Dir),
+        ("www", Entry::Dir),
+        (
+            "www/index.html",
+            Entry::File(b"hello from an image\n".to_vec(), 0o644),
+        ),
+    ];
+    for tool in [
+        "sh", "httpd", "echo", "cat", "env", "pwd", "sleep", "id", "ls", "test",
+    ] {
+        entries.push((
+            Box::leak(format!("bin/{tool}").into_boxed_str()),
+            Entry::Link("busybox".into()),
+        ));
+    }
+    layer(&entries)
+}
+
+/// The image configuration document for `config` (`Entrypoint`, `Cmd`, `Env`...), over
+/// `layers` (their uncompressed digests are not checked by Ember).
+pub fn image_config(config: serde_json::Value, layers: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": vec!["sha256:0000000000000000000000000000000000000000000000000000000000000000"; layers]},
+    }))
+    .unwrap()
+}
+
+/// Pushes an image of `layers` (gzip) and `config` to `registry` as `repository:tag`; returns
+/// the manifest's digest.
+pub async fn push(
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    layers: Vec<Vec<u8>>,
+    config: serde_json::Value,
+) -> String {
+    let client = crate::registry::client(&[registry.to_owned()]);
+    let reference: oci_client::Reference =
+        format!("{registry}/{repository}:{tag}").parse().unwrap();
+    let config = Config::oci_v1(image_config(config, layers.len()), None);
+    let layers: Vec<ImageLayer> = layers
+        .into_iter()
+        .map(|l| ImageLayer::oci_v1_gzip(l, None))
+        .collect();
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        "org.opencontainers.image.title".to_owned(),
+        repository.to_owned(),
+    );
+    let manifest =
+        oci_client::manifest::OciImageManifest::build(&layers, &config, Some(annotations));
+    client
+        .push(
+            &reference,
+            &layers,
+            config,
+            &RegistryAuth::Anonymous,
+            Some(manifest),
+        )
+        .await
+        .expect("pushing the test image");
+    let (_, digest) = client
+        .pull_manifest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .expect("reading back the manifest");
+    digest
+}
