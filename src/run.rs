@@ -67,6 +67,52 @@ pub struct RunArgs {
     pub domain: String,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+}
+
+/// Where container images come from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImageArgs {
+    /// A Docker config.json with registry credentials (`auths`), for pulling images
+    /// [default: ~/.docker/config.json].
+    #[arg(long, env = "EMBER_REGISTRY_CONFIG", value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// A registry reached over plain HTTP, e.g. 127.0.0.1:5000 (repeat for more); every other
+    /// registry is reached over HTTPS.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// How much disk unpacked images may take; beyond it, the least recently used images no
+    /// revision runs are evicted (e.g. 10Gi, 500M; 0: no limit).
+    #[arg(long, default_value = "10Gi", value_name = "SIZE", value_parser = parse_size)]
+    pub image_cache_size: u64,
+}
+
+impl ImageArgs {
+    /// The image store's settings (credentials read now).
+    pub fn settings(&self) -> anyhow::Result<ember_images::StoreSettings> {
+        let file = self.registry_config.clone().or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+        });
+        let credentials = match &file {
+            Some(f) => ember_images::registry::Credentials::from_file(f)
+                .map_err(|e| anyhow::anyhow!("--registry-config: {e}"))?,
+            None => Default::default(),
+        };
+        Ok(ember_images::StoreSettings {
+            insecure: self.insecure_registries.clone(),
+            credentials,
+            budget: self.image_cache_size,
+        })
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    ember_api::serving::quantity::memory_bytes(s)
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 10Gi, 500M)"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -96,6 +142,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         limits,
         args.shutdown_grace,
         &args.domain,
+        args.images.settings()?,
     )
     .await?;
     // Nothing below reads the configuration (a reload compares fingerprints); free it with the

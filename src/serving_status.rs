@@ -113,6 +113,26 @@ fn not_applied(template: &Value) -> Vec<String> {
         .enumerate()
     {
         let at = format!("containers[{i}]");
+        if c["image"].is_string() {
+            // In a container: only what the container runtime does not do yet.
+            for (field, why) in [
+                (
+                    "livenessProbe",
+                    "liveness is not probed: an instance that exits is replaced",
+                ),
+                ("volumeMounts", "volumes are not mounted yet"),
+            ] {
+                if !c[field].is_null() {
+                    out.push(format!("{at}.{field}: {why}"));
+                }
+            }
+            if let Some(port) = c["ports"][0]["containerPort"].as_i64() {
+                out.push(format!(
+                    "{at}.ports: containerPort {port} (the container shares the host's network and listens on the PORT Ember picks)"
+                ));
+            }
+            continue;
+        }
         if let Some(port) = c["ports"][0]["containerPort"].as_i64() {
             out.push(format!(
                 "{at}.ports: containerPort {port} (a local process listens on the PORT Ember picks)"
@@ -173,6 +193,10 @@ fn revision(r: &RevisionRecord) -> Value {
             let failed = s.last_failure.as_deref().filter(|_| s.ready == 0);
             let ready = match (s.ever_ready, failed) {
                 (true, _) => condition("Ready", Some(true), "", ""),
+                (false, _) if s.image_problem.is_some() => {
+                    let (reason, why) = s.image_problem.clone().unwrap_or_default();
+                    condition("Ready", Some(false), reason, &why)
+                }
                 (false, Some(why)) => condition("Ready", Some(false), "ExitCode", why),
                 (false, None) => condition(
                     "Ready",
@@ -240,6 +264,10 @@ fn revision(r: &RevisionRecord) -> Value {
             "desiredReplicas": desired,
             "notApplied": not_applied(&r.template),
             "autoscaler": autoscaler,
+            "containerStatuses": r.state.as_ref().and_then(|s| s.image_digest.as_ref()).map(|d| json!([{
+                "name": r.template["spec"]["containers"][0]["name"].as_str().unwrap_or("user-container"),
+                "imageDigest": d,
+            }])),
         },
     })
 }

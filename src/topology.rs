@@ -90,7 +90,8 @@ pub struct Ember {
 
 impl Ember {
     /// Opens every broker of `config` below `data_dir` (recovering their logs), starts the
-    /// dispatchers and the sources, and serves on `listener` within `limits`.
+    /// dispatchers and the sources, and serves on `listener` within `limits`; revisions with
+    /// an image pull from the registries `images` describes.
     pub async fn start(
         config: &Config,
         data_dir: &Path,
@@ -98,6 +99,7 @@ impl Ember {
         limits: ConnectionLimits,
         grace: Duration,
         domain: &str,
+        images: ember_images::StoreSettings,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -126,10 +128,10 @@ impl Ember {
         }
         // Services: their revisions start (at their initial scale); triggers and sources reach
         // them through the directory's gateway, clients by Host.
-        let services = crate::serving::Services::new(
-            Arc::new(ember_serving::Serving::new(data_dir)),
-            crate::serving::domain(whole, domain),
-        );
+        let serving = ember_serving::Serving::new(data_dir);
+        serving.set_image_settings(images);
+        let services =
+            crate::serving::Services::new(Arc::new(serving), crate::serving::domain(whole, domain));
         apply_services(&services, config)?;
         directory.set_services(Arc::new(services.clone()));
         // KafkaSinks: before anything delivers to them.

@@ -281,6 +281,10 @@ pub struct Revision {
     pub stats: RevisionStats,
     /// The events waiting for it in the broker.
     queue: Queue,
+    /// For a revision with an image: the image store and runtime, and its image — resolved to
+    /// a digest once, when the revision is created, and the same for its whole life.
+    containers: std::sync::OnceLock<Arc<crate::container::Containers>>,
+    image: tokio::sync::OnceCell<Result<ember_images::Image, ember_images::ImageError>>,
 }
 
 /// What a revision looks like now, for statuses and metrics.
@@ -304,6 +308,18 @@ pub struct RevisionSnapshot {
     pub observed: Observed,
     /// The last decision.
     pub decision: Option<Decision>,
+    /// Its image pinned to a digest, once resolved.
+    pub image_digest: Option<String>,
+    /// Why its image cannot run (Knative's reason, a message), if it cannot.
+    pub image_problem: Option<(&'static str, String)>,
+}
+
+impl RevisionSnapshot {
+    fn with_image(mut self, r: &Revision) -> Self {
+        self.image_digest = r.image_digest();
+        self.image_problem = r.image_problem();
+        self
+    }
 }
 
 /// An instance's room for one request: released when dropped.
@@ -350,7 +366,79 @@ impl Revision {
             wake: Notify::new(),
             stats: RevisionStats::default(),
             queue,
+            containers: std::sync::OnceLock::new(),
+            image: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Gives a revision with an image the store and runtime, and starts resolving its image
+    /// (pulled and unpacked unless the store has it) so its first instance need not wait.
+    pub fn use_containers(self: &Arc<Self>, containers: Arc<crate::container::Containers>) {
+        if self.spec.container.is_none() || self.containers.set(containers).is_err() {
+            return;
+        }
+        let revision = self.clone();
+        tokio::spawn(async move {
+            let _ = revision.image().await;
+        });
+    }
+
+    /// Its image, resolved (and pulled) on the first call; `None` without one.
+    pub async fn image(&self) -> Option<&Result<ember_images::Image, ember_images::ImageError>> {
+        let cs = self.spec.container.as_ref()?;
+        let containers = self.containers.get()?;
+        Some(
+            self.image
+                .get_or_init(|| async {
+                    let got = containers.store.get(&cs.image, cs.pull_policy).await;
+                    match &got {
+                        Ok(i) => tracing::info!(revision = %format!("{}/{}", self.spec.namespace, self.spec.name), image = %cs.image, pinned = %i.pinned, "image resolved"),
+                        Err(e) => tracing::error!(revision = %format!("{}/{}", self.spec.namespace, self.spec.name), image = %cs.image, reason = e.reason, error = %e, "image unavailable"),
+                    }
+                    got
+                })
+                .await,
+        )
+    }
+
+    /// The digest its image resolved to, once it has (`status.containerStatuses[].imageDigest`).
+    pub fn image_digest(&self) -> Option<String> {
+        match self.image.get()? {
+            Ok(i) => Some(i.pinned.clone()),
+            Err(_) => None,
+        }
+    }
+
+    /// Why its image is not available, as Knative's reason and a message.
+    pub fn image_problem(&self) -> Option<(&'static str, String)> {
+        if let Some(p) = self.containers.get().and_then(|c| c.problem()) {
+            return Some(("RuntimeMissing", p.to_owned()));
+        }
+        match self.image.get()? {
+            Err(e) => Some((e.reason, e.message.clone())),
+            Ok(_) => None,
+        }
+    }
+
+    async fn start_any(&self, id: u64) -> Result<Instance, StartError> {
+        let Some(cs) = &self.spec.container else {
+            return Instance::start(&self.spec, id).await;
+        };
+        let fail = |error: String| StartError::Spawn {
+            program: cs.image.clone(),
+            error,
+        };
+        let containers = self
+            .containers
+            .get()
+            .ok_or_else(|| fail("container images are not enabled".to_owned()))?
+            .clone();
+        let image = match self.image().await {
+            Some(Ok(i)) => i.clone(),
+            Some(Err(e)) => return Err(fail(format!("{}: {}", e.reason, e.message))),
+            None => return Err(fail("no image".to_owned())),
+        };
+        crate::container::start(&containers, &self.spec, cs, &image, id).await
     }
 
     /// Changes how it scales (a new `config-autoscaler`), keeping what the decider has seen.
@@ -423,7 +511,10 @@ impl Revision {
             last_failure: st.last_failure.clone(),
             observed: st.observed,
             decision: st.decision,
+            image_digest: None,
+            image_problem: None,
         }
+        .with_image(self)
     }
 
     /// Whether an instance was ever ready (a new revision takes traffic only then).
@@ -693,7 +784,7 @@ impl Revision {
     }
 
     async fn start_instance(self: Arc<Self>, id: u64, cold: bool) {
-        let result = Instance::start(&self.spec, id).await;
+        let result = self.start_any(id).await;
         let stopped = {
             let mut st = self.lock();
             st.starting -= 1;

@@ -18,6 +18,7 @@
 
 pub mod activator;
 pub mod autoscaler;
+pub mod container;
 pub mod history;
 pub mod invoker;
 pub mod manager;

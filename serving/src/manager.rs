@@ -170,6 +170,10 @@ pub struct Serving {
     /// Whether any Service or Route runs.
     reachable: std::sync::atomic::AtomicBool,
     services: RwLock<HashMap<ServiceKey, Arc<Mutex<ServiceState>>>>,
+    /// Registries, credentials and the cache budget for images.
+    image_settings: Mutex<ember_images::StoreSettings>,
+    /// The image store and OCI runtime, opened with the first revision that has an image.
+    containers: std::sync::OnceLock<Arc<crate::container::Containers>>,
 }
 
 impl Serving {
@@ -185,7 +189,35 @@ impl Serving {
             routes: RwLock::default(),
             reachable: std::sync::atomic::AtomicBool::new(false),
             services: RwLock::default(),
+            image_settings: Mutex::default(),
+            containers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets where images come from (before the first revision with an image starts).
+    pub fn set_image_settings(&self, settings: ember_images::StoreSettings) {
+        *self
+            .image_settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    /// The image store and runtime, opened (leftover containers cleaned up) on first use.
+    pub fn containers(&self) -> Result<Arc<crate::container::Containers>, String> {
+        if let Some(c) = self.containers.get() {
+            return Ok(c.clone());
+        }
+        let settings = self
+            .image_settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let opened = crate::container::Containers::open(&self.data_dir, settings)
+            .map_err(|e| format!("opening the image store: {e}"))?;
+        if let Some(p) = opened.problem() {
+            tracing::warn!("{p}");
+        }
+        Ok(self.containers.get_or_init(|| Arc::new(opened)).clone())
     }
 
     /// Sets Knative's `config-autoscaler` settings; running revisions take them at once.
@@ -504,6 +536,14 @@ impl Serving {
             }
             let queue = Queue::new(self.backlog.clone(), ns, name, st.admissions.clone());
             let revision = Revision::with_queue(spec, queue);
+            if revision.spec().container.is_some() {
+                match self.containers() {
+                    Ok(c) => revision.use_containers(c),
+                    Err(e) => {
+                        tracing::error!(revision = %r, error = %e, "container images cannot run")
+                    }
+                }
+            }
             let scaler = tokio::spawn(revision.clone().run());
             st.revisions.insert(r.clone(), Running { revision, scaler });
         }

@@ -82,6 +82,8 @@ pub struct Instance {
     exit_tx: Option<watch::Sender<Option<ExitStatus>>>,
     /// For an invoker instance: its adapter's server.
     adapter: Option<tokio::task::AbortHandle>,
+    /// For a container: how it is stopped and cleaned up.
+    container: Option<crate::container::Handle>,
     output: Arc<Mutex<VecDeque<String>>>,
 }
 
@@ -142,6 +144,28 @@ impl Instance {
             exited,
             exit_tx,
             adapter: Some(server),
+            container: None,
+            output,
+        }
+    }
+
+    /// A container instance: the runtime's process `pid` (under its shell), serving at `addr`.
+    pub(crate) fn container(
+        id: u64,
+        addr: SocketAddr,
+        pid: u32,
+        exited: watch::Receiver<Option<ExitStatus>>,
+        output: Arc<Mutex<VecDeque<String>>>,
+        handle: crate::container::Handle,
+    ) -> Instance {
+        Instance {
+            id,
+            addr,
+            pid,
+            exited,
+            exit_tx: None,
+            adapter: None,
+            container: Some(handle),
             output,
         }
     }
@@ -187,6 +211,7 @@ impl Instance {
             exited,
             exit_tx: None,
             adapter: None,
+            container: None,
             output,
         };
         let started = Instant::now();
@@ -206,7 +231,11 @@ impl Instance {
     }
 
     /// Probes until ready, the process exits, or the deadline passes.
-    async fn wait_ready(&self, probe: &Probe, deadline: Duration) -> Result<(), StartError> {
+    pub(crate) async fn wait_ready(
+        &self,
+        probe: &Probe,
+        deadline: Duration,
+    ) -> Result<(), StartError> {
         let until = tokio::time::Instant::now() + deadline;
         let mut pause = Duration::from_micros(50);
         let mut exited = self.exited.clone();
@@ -279,6 +308,15 @@ impl Instance {
         if self.exit_status().is_some() {
             return;
         }
+        if let Some(container) = &self.container {
+            // Through the runtime: SIGTERM to the container's process, SIGKILL after the grace.
+            container.kill("TERM").await;
+            if !self.exited_within(grace).await {
+                container.kill("KILL").await;
+                self.exited_within(Duration::from_secs(5)).await;
+            }
+            return;
+        }
         signal_group(self.pid, libc::SIGTERM);
         let mut rx = self.exited.clone();
         let exited = tokio::time::timeout(grace, async {
@@ -295,10 +333,32 @@ impl Instance {
     }
 }
 
+impl Instance {
+    /// Whether it exits within `wait`.
+    async fn exited_within(&self, wait: Duration) -> bool {
+        let mut rx = self.exited.clone();
+        tokio::time::timeout(wait, async {
+            while rx.borrow_and_update().is_none() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
 impl Drop for Instance {
     fn drop(&mut self) {
         if let Some(server) = &self.adapter {
             server.abort();
+        }
+        if let Some(container) = &self.container {
+            // The container, its overlay and its bundle go with the instance (the shell under
+            // it ends when its container does).
+            container.clean_up();
+            return;
         }
         // The child itself is killed on drop; its process group too.
         if self.exit_status().is_none() {
@@ -328,7 +388,7 @@ pub(crate) fn describe(status: ExitStatus) -> String {
 }
 
 /// A loopback port free right now.
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(l.local_addr()?.port())
 }

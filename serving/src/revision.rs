@@ -95,6 +95,9 @@ pub struct RevisionSpec {
     pub stop_grace: Duration,
     /// How long an instance may take to become ready.
     pub progress_deadline: Duration,
+    /// Its container's image and what the runtime needs, when it has an image (then `argv`
+    /// is what overrides the image's `Entrypoint`/`Cmd`).
+    pub container: Option<crate::container::ContainerSpec>,
 }
 
 impl RevisionSpec {
@@ -146,6 +149,28 @@ impl RevisionSpec {
             .unwrap_or(Probe::Tcp);
         let mut argv = container.command.clone();
         argv.extend(container.args.iter().cloned());
+        let image = container
+            .image
+            .as_deref()
+            .map(str::trim)
+            .filter(|i| !i.is_empty());
+        let container_spec = image.map(|image| crate::container::ContainerSpec {
+            image: image.to_owned(),
+            pull_policy: ember_images::PullPolicy::parse(
+                container.image_pull_policy.as_deref(),
+                image,
+            )
+            .unwrap_or_default(),
+            read_only: container.read_only_root(),
+            memory_limit: container
+                .limit("memory")
+                .and_then(|m| ember_api::serving::quantity::memory_bytes(&m)),
+            cpu_millis: container
+                .limit("cpu")
+                .and_then(|m| ember_api::serving::quantity::cpu_millis(&m)),
+            command: container.command.clone(),
+            args: container.args.clone(),
+        });
         RevisionSpec {
             namespace: service.metadata.namespace.clone(),
             service: service.metadata.name.clone(),
@@ -180,6 +205,7 @@ impl RevisionSpec {
             invoker,
             stop_grace: DEFAULT_STOP_GRACE,
             progress_deadline: DEFAULT_PROGRESS_DEADLINE,
+            container: container_spec,
         }
     }
 

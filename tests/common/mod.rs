@@ -39,6 +39,21 @@ impl TestEmber {
         data_dir: tempfile::TempDir,
         limits: ConnectionLimits,
     ) -> Self {
+        Self::start_full(yaml, data_dir, limits, Default::default()).await
+    }
+
+    /// Starts Ember on `yaml`, pulling images as `images` says.
+    pub async fn start_with_images(yaml: &str, images: ember_images::StoreSettings) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_full(yaml, data_dir, ConnectionLimits::default(), images).await
+    }
+
+    async fn start_full(
+        yaml: &str,
+        data_dir: tempfile::TempDir,
+        limits: ConnectionLimits,
+        images: ember_images::StoreSettings,
+    ) -> Self {
         let config_dir = tempfile::tempdir().unwrap();
         let file = config_dir.path().join("ember.yaml");
         std::fs::write(&file, yaml).unwrap();
@@ -51,6 +66,7 @@ impl TestEmber {
             limits,
             Duration::from_secs(5),
             "localhost",
+            images,
         )
         .await
         .expect("ember starts");

@@ -23,21 +23,6 @@ pub fn not_yet_supported(resource: &Resource) -> Vec<FieldError> {
     };
     if let Some(service) = &as_service {
         let spec = FieldPath::parse_keys("spec.template.spec");
-        if let Some((i, _)) = service
-            .spec
-            .template
-            .spec
-            .containers
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.command.is_empty() && c.image.is_some())
-        {
-            refuse(
-                spec.key("containers").index(i).key("image"),
-                "container images (they need a container runtime; run a local program with \
-                 command and args instead)",
-            );
-        }
         if service.spec.template.spec.containers.len() > 1 {
             refuse(
                 spec.key("containers").index(1),

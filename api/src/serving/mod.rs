@@ -6,6 +6,7 @@
 //! (`resources`, probes) are kept as loose JSON.
 
 mod autoscaling;
+pub mod quantity;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -117,7 +118,8 @@ pub struct Container {
     /// The container's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// The container image (used on Kubernetes).
+    /// The container image: run from its registry with an OCI runtime; `command`/`args`
+    /// override its `Entrypoint`/`Cmd`. Without one, `command` runs as a local process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// The program and its leading arguments (used by the local process runtime).
@@ -160,9 +162,35 @@ pub struct Container {
     /// Kubernetes liveness probe (operator mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness_probe: Option<serde_json::Value>,
-    /// Kubernetes image pull policy (operator mode).
+    /// When the image is pulled: `IfNotPresent`, `Always` or `Never` (Kubernetes' default:
+    /// `Always` for `:latest` or no tag, else `IfNotPresent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
+    /// Kubernetes security context; Ember reads `readOnlyRootFilesystem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<serde_json::Value>,
+}
+
+impl Container {
+    /// Whether the image is to run with its root filesystem read-only
+    /// (`securityContext.readOnlyRootFilesystem`).
+    pub fn read_only_root(&self) -> bool {
+        self.security_context
+            .as_ref()
+            .and_then(|s| s.get("readOnlyRootFilesystem"))
+            .and_then(|v| v.as_bool())
+            == Some(true)
+    }
+
+    /// `resources.limits.<name>` as written.
+    pub fn limit(&self, name: &str) -> Option<String> {
+        let v = self.resources.as_ref()?.get("limits")?.get(name)?;
+        match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// An environment variable.
@@ -306,7 +334,31 @@ fn validate_revision_spec(rs: &RevisionSpec, path: &FieldPath, errs: &mut Errors
             if no_image && c.command.is_empty() {
                 errs.push(
                     &cp,
-                    "needs a command (to run as a local process) or an image (on Kubernetes)",
+                    "needs an image (run in a container) or a command (run as a local process)",
+                );
+            }
+            if let Some(p) = &c.image_pull_policy
+                && !["IfNotPresent", "Always", "Never"].contains(&p.as_str())
+            {
+                errs.push(
+                    &cp.key("imagePullPolicy"),
+                    format!("{p:?} must be IfNotPresent, Always or Never"),
+                );
+            }
+            if let Some(m) = c.limit("memory")
+                && quantity::memory_bytes(&m).is_none()
+            {
+                errs.push(
+                    &cp.key("resources").key("limits").key("memory"),
+                    format!("{m:?} is not a memory quantity (e.g. 128Mi, 1G)"),
+                );
+            }
+            if let Some(m) = c.limit("cpu")
+                && quantity::cpu_millis(&m).is_none()
+            {
+                errs.push(
+                    &cp.key("resources").key("limits").key("cpu"),
+                    format!("{m:?} is not a CPU quantity (e.g. 500m, 1)"),
                 );
             }
             if c.command.first().is_some_and(|p| p.trim().is_empty()) {

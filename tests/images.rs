@@ -1,0 +1,263 @@
+//! Knative Services with container images, end to end: a real registry on loopback (Debian's
+//! `docker-registry`), images built in the test from the static busybox and pushed to it, and
+//! a real OCI runtime (runc). A Service with only `image:` runs and answers at its route, woken
+//! from zero; command/args/env/workingDir override the image's as Kubernetes does; a tag moved
+//! after the revision was created changes nothing that runs; a read-only root; a registry that
+//! wants credentials gives the Revision a clear reason; Ember SIGKILLed leaves no container.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestEmber, eventually, get_host};
+use ember_images::testing::{Entry, Registry, busybox_layer, layer, push};
+use http::StatusCode;
+use serde_json::json;
+
+fn settings(registry: &Registry) -> ember_images::StoreSettings {
+    ember_images::StoreSettings {
+        insecure: vec![registry.addr.clone()],
+        ..Default::default()
+    }
+}
+
+/// The busybox httpd serving `/www` on `$PORT`, as an image's own command.
+fn httpd_config() -> serde_json::Value {
+    json!({
+        "Entrypoint": ["/bin/sh", "-c"],
+        "Cmd": ["exec httpd -f -p \"$PORT\" -h /www"],
+        "Env": ["PATH=/bin", "FROM_IMAGE=image-env", "SHARED=from-image"],
+        "WorkingDir": "/www",
+    })
+}
+
+fn service(name: &str, image: &str, extra: &str, annotations: &str) -> String {
+    format!(
+        "---\napiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  template:\n    metadata: {{annotations: {{{annotations}}}}}\n    spec:\n      containers:\n      - image: {image}\n{extra}"
+    )
+}
+
+fn autoscaler() -> &'static str {
+    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config-autoscaler, namespace: knative-serving}\ndata: {scale-to-zero-grace-period: 500ms, stable-window: 6s}\n"
+}
+
+async fn revision_status(ember: &TestEmber, name: &str) -> serde_json::Value {
+    let (_, body) = common::get_json(&ember.url(&format!(
+        "/apis/serving.knative.dev/v1/namespaces/default/revisions/{name}"
+    )))
+    .await;
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_runs_at_its_route_from_zero_and_overrides_apply_as_in_kubernetes() {
+    let registry = Registry::start(false);
+    let d1 = push(
+        &registry.addr,
+        "web",
+        "v1",
+        vec![busybox_layer()],
+        httpd_config(),
+    )
+    .await;
+    let image = format!("{}/web:v1", registry.addr);
+    let overrides = "        command: [/bin/sh, -c]\n        args: ['echo \"$FROM_IMAGE,$SHARED,$FROM_CONTAINER,$(pwd),$K_REVISION\" > /tmp/info.txt; exec httpd -f -p \"$PORT\" -h /tmp']\n        workingDir: /bin\n        env: [{name: FROM_CONTAINER, value: yes}, {name: SHARED, value: from-container}]\n";
+    let yaml = format!(
+        "{}{}{}",
+        autoscaler(),
+        service("web", &image, "", ""),
+        service("custom", &image, overrides, "")
+    );
+    let ember = TestEmber::start_with_images(&yaml, settings(&registry)).await;
+
+    // Only `image:`: the image's Entrypoint and Cmd, at the route.
+    let r = get_host(&ember, "web.default.localhost", "/index.html").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(&r.body[..], b"hello from an image\n");
+    let status = revision_status(&ember, "web-00001").await;
+    assert_eq!(
+        status["status"]["containerStatuses"][0]["imageDigest"],
+        format!("{}/web@{d1}", registry.addr),
+        "{status}"
+    );
+
+    // command, args, env and workingDir over the image's.
+    let r = get_host(&ember, "custom.default.localhost", "/info.txt").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&r.body).trim(),
+        "image-env,from-container,yes,/bin,custom-00001"
+    );
+
+    // The tag moves; the running revision keeps its digest, and so does a new instance of it.
+    let d2 = push(
+        &registry.addr,
+        "web",
+        "v1",
+        vec![
+            busybox_layer(),
+            layer(&[("www/index.html", Entry::File(b"moved\n".to_vec(), 0o644))]),
+        ],
+        httpd_config(),
+    )
+    .await;
+    assert_ne!(d1, d2);
+    // Scaled to zero (stable window 6 s, then the grace), then woken by a request: the new
+    // instance runs the revision's digest, not the moved tag.
+    let gone = eventually(Duration::from_secs(30), || {
+        let out = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(ember.data_dir.path().join("containers/runc"))
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        !String::from_utf8_lossy(&out.stdout).contains("web-00001")
+    })
+    .await;
+    assert!(gone, "web scaled to zero");
+    let r = get_host(&ember, "web.default.localhost", "/index.html").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        &r.body[..],
+        b"hello from an image\n",
+        "woken from zero, same digest"
+    );
+    ember.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_root_and_a_registry_that_wants_credentials() {
+    let registry = Registry::start(false);
+    push(
+        &registry.addr,
+        "web",
+        "v1",
+        vec![busybox_layer()],
+        httpd_config(),
+    )
+    .await;
+    let image = format!("{}/web:v1", registry.addr);
+    let read_only = "        command: [/bin/sh, -c]\n        args: ['if touch /www/x 2>/dev/null; then echo writable; else echo read-only; fi > /tmp/root.txt; exec httpd -f -p \"$PORT\" -h /tmp']\n        securityContext: {readOnlyRootFilesystem: true}\n";
+    let private = Registry::start(true);
+    let yaml = format!(
+        "{}{}",
+        service("ro", &image, read_only, ""),
+        service("private", &format!("{}/web:v1", private.addr), "", "")
+    );
+    let mut s = settings(&registry);
+    s.insecure.push(private.addr.clone());
+    let ember = TestEmber::start_with_images(&yaml, s).await;
+    let r = get_host(&ember, "ro.default.localhost", "/root.txt").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body).trim(), "read-only");
+
+    let r = get_host(&ember, "private.default.localhost", "/").await;
+    assert!(r.status.is_server_error(), "{}", r.status);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (reported, last) = loop {
+        let status = revision_status(&ember, "private-00001").await;
+        let ready = status["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned());
+        if ready.is_some_and(|c| c["status"] == "False" && c["reason"] == "Unauthorized") {
+            break (true, status);
+        }
+        if std::time::Instant::now() > deadline {
+            break (false, status);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(reported, "{last}");
+    ember.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ember_killed_leaves_no_container_running() {
+    let registry = Registry::start(false);
+    push(
+        &registry.addr,
+        "web",
+        "v1",
+        vec![busybox_layer()],
+        httpd_config(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ember.yaml");
+    std::fs::write(
+        &file,
+        service("web", &format!("{}/web:v1", registry.addr), "", ""),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(common::ember_bin())
+        .arg("run")
+        .arg("-f")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--insecure-registry")
+        .arg(&registry.addr)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    let mut answered = false;
+    for _ in 0..100 {
+        let r = common::try_request(
+            http::Method::GET,
+            &url,
+            &[("host", "web.default.localhost")],
+            bytes::Bytes::new(),
+        )
+        .await;
+        if r.is_some_and(|r| r.status == StatusCode::OK) {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(answered, "the image answered through Ember");
+    let running = || {
+        let out = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(data.join("containers/runc"))
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count()
+    };
+    assert_eq!(running(), 1, "one container runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || running() == 0).await,
+        "the container went with Ember"
+    );
+}
