@@ -53,8 +53,9 @@ pub fn load(files: &[PathBuf]) -> anyhow::Result<Config> {
         .ensure_runnable(&runnable(&sources))
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     check_filters(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    // Sources and sinks as running them would check them: every problem of both at once.
-    let mut errors = Vec::new();
+    // Sources and sinks as running them would check them, and images against this machine's
+    // OCI runtime: every problem at once.
+    let mut errors = images_runnable(&config);
     for checked in [
         crate::sources::check(&config, &sources),
         crate::sinks::check(&config),
@@ -67,6 +68,51 @@ pub fn load(files: &[PathBuf]) -> anyhow::Result<Config> {
         bail!("invalid configuration:\n{}", ConfigErrors(errors));
     }
     Ok(config)
+}
+
+/// A Service (or Configuration) with an image, on a machine with no usable OCI runtime: one
+/// error each, at its `image`.
+fn images_runnable(config: &Config) -> Vec<ConfigError> {
+    let with_image: Vec<(ember_api::ResourceId, &ember_api::Origin)> = config
+        .services
+        .iter()
+        .map(|s| {
+            (
+                ember_api::Resource::Service(s.resource.clone()).id(),
+                &s.origin,
+                &s.spec.template.spec.containers,
+            )
+        })
+        .chain(config.configurations.iter().map(|c| {
+            (
+                ember_api::Resource::Configuration(c.resource.clone()).id(),
+                &c.origin,
+                &c.spec.template.spec.containers,
+            )
+        }))
+        .filter(|(_, _, containers)| containers.iter().any(|c| c.image.is_some()))
+        .map(|(id, origin, _)| (id, origin))
+        .collect();
+    if with_image.is_empty() {
+        return Vec::new();
+    }
+    let Err(why) = ember_serving::container::runtime_program() else {
+        return Vec::new();
+    };
+    with_image
+        .into_iter()
+        .map(|(id, origin)| {
+            origin.error(
+                Some(id.to_string()),
+                FieldError::new(
+                    FieldPath::parse_keys("spec.template.spec.containers")
+                        .index(0)
+                        .key("image"),
+                    why.clone(),
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Compiles every Trigger's filter (CESQL included), so a bad one is refused before anything

@@ -68,11 +68,12 @@ fn validate_reports_file_document_line_field_and_reason() {
 #[test]
 fn run_refuses_kinds_it_cannot_run_yet() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("image.yaml");
+    let file = dir.path().join("sidecar.yaml");
     std::fs::write(
         &file,
         "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: hello}\nspec:\n  \
-         template:\n    spec:\n      containers:\n      - image: ghcr.io/knative/helloworld-go:latest\n",
+         template:\n    spec:\n      containers:\n      - image: ghcr.io/knative/helloworld-go:latest\n      \
+         - {name: sidecar, image: ghcr.io/knative/helloworld-go:latest}\n",
     )
     .unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -87,7 +88,7 @@ fn run_refuses_kinds_it_cannot_run_yet() {
     ]);
     assert!(!ok);
     assert!(
-        stderr.contains("not supported yet: container images"),
+        stderr.contains("not supported yet: more than one container"),
         "{stderr}"
     );
 }

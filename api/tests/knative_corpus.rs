@@ -65,7 +65,10 @@ const EXPECTED: &[(&str, &str)] = &[
     ("02", "runs"),
     ("03", "runs"),
     ("04", "refused: Ember does not run Deployment (apps/v1)"),
-    ("05", "refused: not supported yet: container images"),
+    (
+        "05",
+        "not ready: Trigger default/testevents-trigger: BrokerDoesNotExist",
+    ),
     (
         "06",
         "refused: Ember does not run ApiServerSource (sources.knative.dev/v1alpha1)",
@@ -125,21 +128,24 @@ const EXPECTED: &[(&str, &str)] = &[
         "25",
         "refused: Ember does not run Subscription (messaging.knative.dev/v1)",
     ),
-    ("26", "refused: not supported yet: container images"),
-    ("27", "refused: not supported yet: container images"),
+    ("26", "runs"),
+    ("27", "runs"),
     ("28", "refused: missing field `template`"),
-    ("29", "refused: not supported yet: container images"),
-    ("30", "refused: not supported yet: container images"),
-    ("31", "refused: not supported yet: container images"),
+    ("29", "runs"),
+    ("30", "runs"),
+    ("31", "runs"),
     (
         "32",
         "refused: Configuration is served at serving.knative.dev/v1, not \"serving.knative.dev/v1alpha1\"",
     ),
     ("33", "refused: required: at least one container"),
-    ("34", "refused: not supported yet: container images"),
-    ("35", "refused: not supported yet: container images"),
+    ("34", "runs"),
+    ("35", "runs"),
     ("36", "runs"),
-    ("37", "refused: not supported yet: container images"),
+    (
+        "37",
+        "refused: not supported yet: more than one container (sidecars) in a revision",
+    ),
     (
         "38",
         "not ready: Broker default/default: Unable to get the dead letter sink's URI",
@@ -156,7 +162,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ),
     (
         "43",
-        "refused: unknown field, expected one of `bootstrapServers`, `topics`, `consumerGroup`, `initialOffs",
+        "refused: invalid type: string \"KAFKA_SASL_ENABLE\", expected a boolean",
     ),
     (
         "44",

@@ -285,6 +285,8 @@ pub struct Revision {
     /// a digest once, when the revision is created, and the same for its whole life.
     containers: std::sync::OnceLock<Arc<crate::container::Containers>>,
     image: tokio::sync::OnceCell<Result<ember_images::Image, ember_images::ImageError>>,
+    /// Keeps its image in the store while it lives.
+    image_hold: std::sync::OnceLock<crate::container::ImageHold>,
 }
 
 /// What a revision looks like now, for statuses and metrics.
@@ -368,6 +370,7 @@ impl Revision {
             queue,
             containers: std::sync::OnceLock::new(),
             image: tokio::sync::OnceCell::new(),
+            image_hold: std::sync::OnceLock::new(),
         })
     }
 
@@ -391,6 +394,9 @@ impl Revision {
             self.image
                 .get_or_init(|| async {
                     let got = containers.store.get(&cs.image, cs.pull_policy).await;
+                    if let Ok(i) = &got {
+                        let _ = self.image_hold.set(containers.hold(&i.digest));
+                    }
                     match &got {
                         Ok(i) => tracing::info!(revision = %format!("{}/{}", self.spec.namespace, self.spec.name), image = %cs.image, pinned = %i.pinned, "image resolved"),
                         Err(e) => tracing::error!(revision = %format!("{}/{}", self.spec.namespace, self.spec.name), image = %cs.image, reason = e.reason, error = %e, "image unavailable"),

@@ -65,6 +65,30 @@ pub struct Containers {
     pub store: ImageStore,
     runtime: Result<Runtime, String>,
     bundles: PathBuf,
+    /// Revisions holding each image digest: what eviction keeps.
+    in_use: Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// A revision's hold on its image: the store does not evict it while held.
+pub struct ImageHold {
+    containers: Arc<Containers>,
+    digest: String,
+}
+
+impl Drop for ImageHold {
+    fn drop(&mut self) {
+        let mut in_use = self
+            .containers
+            .in_use
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = in_use.get_mut(&self.digest) {
+            *n -= 1;
+            if *n == 0 {
+                in_use.remove(&self.digest);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -97,10 +121,11 @@ fn hybrid_cgroups() -> bool {
         && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// The OCI runtime to use: `runc` when installed; `crun` only where it works.
-fn detect_runtime(root: PathBuf) -> Result<Runtime, String> {
+/// The OCI runtime to use: `runc` when installed; `crun` only where it works. `Err` says why
+/// images cannot run on this machine (what `ember validate` reports for a Service with one).
+pub fn runtime_program() -> Result<PathBuf, String> {
     if let Some(program) = on_path("runc") {
-        return Ok(Runtime { program, root });
+        return Ok(program);
     }
     if let Some(program) = on_path("crun") {
         if hybrid_cgroups() {
@@ -109,12 +134,16 @@ fn detect_runtime(root: PathBuf) -> Result<Runtime, String> {
                 program.display()
             ));
         }
-        return Ok(Runtime { program, root });
+        return Ok(program);
     }
     Err(
         "no OCI runtime installed: container images need runc (Debian/Ubuntu: apt install runc)"
             .to_owned(),
     )
+}
+
+fn detect_runtime(root: PathBuf) -> Result<Runtime, String> {
+    runtime_program().map(|program| Runtime { program, root })
 }
 
 impl Containers {
@@ -130,9 +159,36 @@ impl Containers {
             store,
             runtime,
             bundles,
+            in_use: Mutex::default(),
         };
         c.clean_leftovers();
         Ok(c)
+    }
+
+    /// Holds `digest` for a revision, then evicts (in the background) what the cache budget
+    /// leaves no room for among the images no revision holds.
+    pub fn hold(self: &Arc<Self>, digest: &str) -> ImageHold {
+        *self
+            .in_use
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(digest.to_owned())
+            .or_default() += 1;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let keep: std::collections::HashSet<String> = me
+                .in_use
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned()
+                .collect();
+            me.store.evict(&keep);
+        });
+        ImageHold {
+            containers: self.clone(),
+            digest: digest.to_owned(),
+        }
     }
 
     /// Why containers cannot run here, if they cannot.

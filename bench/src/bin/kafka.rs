@@ -33,6 +33,9 @@ struct Args {
     /// A scratch directory.
     #[arg(long)]
     work: std::path::PathBuf,
+    /// A real Kafka-protocol broker (`host:port`) instead of librdkafka's mock cluster.
+    #[arg(long)]
+    brokers: Option<String>,
 }
 
 async fn sent(url: &str) -> u64 {
@@ -54,9 +57,31 @@ async fn sent(url: &str) -> u64 {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("bench", args.partitions, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
+    let topic = format!("bench-{}", std::process::id());
+    let mut _cluster = None;
+    let brokers = match &args.brokers {
+        Some(b) => {
+            use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+            let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+                .set("bootstrap.servers", b)
+                .create()
+                .unwrap();
+            let new = NewTopic::new(&topic, args.partitions, TopicReplication::Fixed(1));
+            let created = admin
+                .create_topics([&new], &AdminOptions::new())
+                .await
+                .expect("CreateTopics");
+            println!("created topic {topic}: {created:?}");
+            b.clone()
+        }
+        None => {
+            let cluster = MockCluster::new(1).unwrap();
+            cluster.create_topic(&topic, args.partitions, 1).unwrap();
+            let b = cluster.bootstrap_servers();
+            _cluster = Some(cluster);
+            b
+        }
+    };
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("linger.ms", "5")
@@ -69,7 +94,7 @@ async fn main() {
         let key = format!("k{i}");
         waits.push(
             producer
-                .send_result(FutureRecord::to("bench").key(&key).payload(&body))
+                .send_result(FutureRecord::to(&topic).key(&key).payload(&body))
                 .unwrap(),
         );
         if waits.len() >= 10_000 {
@@ -94,7 +119,7 @@ async fn main() {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    consumer.subscribe(&["bench"]).unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
     let _ = consumer.recv().await.unwrap();
     let start = Instant::now();
     for _ in 1..args.count {
@@ -115,7 +140,7 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default}}\n---\napiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {{name: bench}}\nspec:\n  bootstrapServers: [\"{brokers}\"]\n  topics: [bench]\n  initialOffset: earliest\n  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}\n"
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default}}\n---\napiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {{name: bench}}\nspec:\n  bootstrapServers: [\"{brokers}\"]\n  topics: [{topic}]\n  initialOffset: earliest\n  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}\n"
         ),
     )
     .unwrap();
