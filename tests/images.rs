@@ -152,8 +152,8 @@ async fn a_read_only_root_and_a_registry_that_wants_credentials() {
     let yaml = format!(
         "{}{}",
         service("ro", &image, read_only, ""),
-        service("private", &format!("{}/web:v1", private.addr), "", "")
-    );
+        service("private", &format!("{}/web:v1", private.addr), "", ""),
+    ) + &service("fails", &image, "        command: [/bin/false]\n", "");
     let mut s = settings(&registry);
     s.insecure.push(private.addr.clone());
     let ember = TestEmber::start_with_images(&yaml, s).await;
@@ -166,6 +166,14 @@ async fn a_read_only_root_and_a_registry_that_wants_credentials() {
     );
     assert_eq!(String::from_utf8_lossy(&r.body).trim(), "read-only");
 
+    // A container that exits at once: the request fails, it does not wait forever.
+    let r = tokio::time::timeout(
+        Duration::from_secs(60),
+        get_host(&ember, "fails.default.localhost", "/"),
+    )
+    .await
+    .expect("a failing container answers the request with an error");
+    assert!(r.status.is_server_error(), "{}", r.status);
     let r = get_host(&ember, "private.default.localhost", "/").await;
     assert!(r.status.is_server_error(), "{}", r.status);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -259,5 +267,15 @@ async fn ember_killed_leaves_no_container_running() {
     assert!(
         eventually(Duration::from_secs(10), || running() == 0).await,
         "the container went with Ember"
+    );
+    let data_dir = data.to_string_lossy().into_owned();
+    assert!(
+        eventually(Duration::from_secs(10), || !std::fs::read_to_string(
+            "/proc/mounts"
+        )
+        .unwrap()
+        .contains(&data_dir))
+        .await,
+        "its root filesystem is unmounted"
     );
 }

@@ -328,6 +328,22 @@ mod tests {
     }
 
     #[test]
+    fn zstd_and_uncompressed_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        fs::create_dir(&root).unwrap();
+        let plain = layer(&[("a", "f:plain")]);
+        apply_layer(&root, io::Cursor::new(plain)).unwrap();
+        let zst = ruzstd::encoding::compress_to_vec(
+            &layer(&[("b", "f:zstd")])[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        apply_layer(&root, io::Cursor::new(zst)).unwrap();
+        assert_eq!(read(&root, "a").as_deref(), Some("plain"));
+        assert_eq!(read(&root, "b").as_deref(), Some("zstd"));
+    }
+
+    #[test]
     fn a_dot_dot_entry_is_refused_and_nothing_lands_outside() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("rootfs");

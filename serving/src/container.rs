@@ -34,8 +34,10 @@ use crate::process::{Instance, StartError};
 use crate::revision::RevisionSpec;
 
 /// The shell each container runs under: it starts `runc run` in the background and waits; on
-/// SIGTERM (sent by the kernel when Ember dies, or by Ember) it kills and deletes the container.
-const SHIM: &str = r#"trap '"$1" --root "$2" kill "$4" KILL 2>/dev/null; "$1" --root "$2" delete -f "$4" >/dev/null 2>&1; exit 143' TERM INT HUP
+/// SIGTERM (sent by the kernel when Ember dies, or by Ember) it kills and deletes the container,
+/// unmounts the instance's root filesystem and removes its bundle.
+const SHIM: &str = r#"gone() { "$1" --root "$2" delete -f "$4" >/dev/null 2>&1; umount -l "$3/rootfs" 2>/dev/null; rm -rf "$3"; }
+trap '"$1" --root "$2" kill "$4" KILL 2>/dev/null; gone "$@"; exit 143' TERM INT HUP
 "$1" --root "$2" run --bundle "$3" "$4" </dev/null &
 wait $!
 "#;
