@@ -140,7 +140,7 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default}}\n---\napiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {{name: bench}}\nspec:\n  bootstrapServers: [\"{brokers}\"]\n  topics: [{topic}]\n  initialOffset: earliest\n  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}\n"
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default}}\n---\napiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {{name: bench}}\nspec:\n  bootstrapServers: [\"{brokers}\"]\n  topics: [{topic}]\n  consumerGroup: {topic}\n  initialOffset: earliest\n  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}\n"
         ),
     )
     .unwrap();
