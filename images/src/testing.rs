@@ -25,6 +25,11 @@ impl Drop for Registry {
     }
 }
 
+/// The user a [`Registry::with_password`] takes.
+pub const USER: &str = "ember";
+/// Its password.
+pub const PASSWORD: &str = "secret";
+
 /// The static busybox these tests build images from.
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -33,20 +38,50 @@ impl Registry {
     /// answered 401 (the registry's `silly` access controller), as a private registry answers
     /// a client without credentials. Panics — loudly — when `docker-registry` is missing.
     pub fn start(silly_auth: bool) -> Registry {
+        Self::start_with(
+            if silly_auth {
+                "auth:\n  silly:\n    realm: ember-test\n    service: ember-test\n"
+            } else {
+                ""
+            },
+            None,
+            None,
+        )
+    }
+
+    /// Starts a registry that takes only user [`USER`] with password [`PASSWORD`] (HTTP basic
+    /// authentication, the registry's `htpasswd` access controller).
+    /// It serves what `open` holds (the same storage), so tests push there anonymously.
+    pub fn with_password(open: &Registry) -> Registry {
+        // bcrypt("secret"), cost 4: a fixed test vector.
+        let htpasswd =
+            format!("{USER}:$2b$04$HjFOfZbj0qQUUQGL23O0BugkNsEohVXpZnjJ/lDNbN7H0iB9km5E6\n");
+        Self::start_with("", Some(htpasswd), Some(open._dir.path().join("data")))
+    }
+
+    fn start_with(auth: &str, htpasswd: Option<String>, storage: Option<PathBuf>) -> Registry {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let auth = if silly_auth {
-            "auth:\n  silly:\n    realm: ember-test\n    service: ember-test\n"
-        } else {
-            ""
+        let htpasswd_auth;
+        let auth = match htpasswd {
+            Some(h) => {
+                let file = dir.path().join("htpasswd");
+                std::fs::write(&file, h).expect("writing the htpasswd file");
+                htpasswd_auth = format!(
+                    "auth:\n  htpasswd:\n    realm: ember-test\n    path: {}\n",
+                    file.display()
+                );
+                htpasswd_auth.as_str()
+            }
+            None => auth,
         };
         let config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
-            dir.path().join("data").display()
+            storage.unwrap_or_else(|| dir.path().join("data")).display()
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("writing the registry config");
@@ -178,6 +213,26 @@ pub async fn push(
     layers: Vec<Vec<u8>>,
     config: serde_json::Value,
 ) -> String {
+    push_as(
+        registry,
+        repository,
+        tag,
+        layers,
+        config,
+        &RegistryAuth::Anonymous,
+    )
+    .await
+}
+
+/// [`push`] with credentials.
+pub async fn push_as(
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    layers: Vec<Vec<u8>>,
+    config: serde_json::Value,
+    auth: &RegistryAuth,
+) -> String {
     let client = crate::registry::client(&[registry.to_owned()]);
     let reference: oci_client::Reference =
         format!("{registry}/{repository}:{tag}").parse().unwrap();
@@ -204,7 +259,7 @@ pub async fn push(
         .await
         .expect("pushing the test image");
     let (_, digest) = client
-        .pull_manifest(&reference, &RegistryAuth::Anonymous)
+        .pull_manifest(&reference, auth)
         .await
         .expect("reading back the manifest");
     digest

@@ -136,3 +136,52 @@ async fn errors_a_user_can_act_on() {
         .unwrap_err();
     assert_eq!(denied.reason, "Unauthorized", "{denied}");
 }
+
+#[tokio::test]
+async fn credentials_from_a_docker_config_open_a_private_registry() {
+    use ember_images::testing::{PASSWORD, USER};
+    let public = Registry::start(false);
+    let private = Registry::with_password(&public);
+    let digest = push(
+        &public.addr,
+        "web",
+        "v1",
+        vec![busybox_layer()],
+        json!({"Cmd": ["/bin/sh"]}),
+    )
+    .await;
+    let image = format!("{}/web:v1", private.addr);
+    let open = |credentials| {
+        let data = tempfile::tempdir().unwrap();
+        let s = ImageStore::open(
+            data.path(),
+            StoreSettings {
+                insecure: vec![private.addr.clone()],
+                credentials,
+                budget: 0,
+            },
+        )
+        .unwrap();
+        (data, s)
+    };
+    let (_d, anonymous) = open(Default::default());
+    let denied = anonymous
+        .get(&image, PullPolicy::IfNotPresent)
+        .await
+        .unwrap_err();
+    assert_eq!(denied.reason, "Unauthorized", "{denied}");
+    use base64::Engine as _;
+    let config = format!(
+        r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+        private.addr,
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    let (_d, with) = open(ember_images::registry::Credentials::parse(&config).unwrap());
+    assert_eq!(
+        with.get(&image, PullPolicy::IfNotPresent)
+            .await
+            .unwrap()
+            .digest,
+        digest
+    );
+}
