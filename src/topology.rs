@@ -427,6 +427,31 @@ fn apply_services(services: &crate::serving::Services, config: &Config) -> anyho
     services.serving.set_autoscaler(config.autoscaler());
     // `env` values from Secret and ConfigMap keys (`valueFrom`), resolved here: the revision
     // history keeps the template, never a secret's value.
+    // Registry credentials from `imagePullSecrets` (Secret documents' `.dockerconfigjson`).
+    for s in config
+        .services
+        .iter()
+        .map(|s| s.resource.clone())
+        .chain(config.configurations.iter().map(|c| c.as_service()))
+    {
+        let mut credentials = ember_images::registry::Credentials::default();
+        for r in ember_api::config::pull_secret_refs(&s) {
+            match config
+                .key_value(&s.metadata.namespace, &r)
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    ember_images::registry::Credentials::parse(&String::from_utf8_lossy(&v))
+                }) {
+                Ok(c) => credentials.merge(c),
+                Err(e) => {
+                    tracing::warn!(service = %format!("{}/{}", s.metadata.namespace, s.metadata.name), secret = %r.name, error = %e, "imagePullSecrets: not usable")
+                }
+            }
+        }
+        services
+            .serving
+            .set_pull_credentials(&s.metadata.namespace, &s.metadata.name, credentials);
+    }
     let with_env = |s: ember_api::serving::Service| {
         let env: ember_serving::Env = ember_api::config::env_refs(&s)
             .into_iter()

@@ -3,7 +3,8 @@
 //! a real OCI runtime (runc). A Service with only `image:` runs and answers at its route, woken
 //! from zero; command/args/env/workingDir override the image's as Kubernetes does; a tag moved
 //! after the revision was created changes nothing that runs; a read-only root; a registry that
-//! wants credentials gives the Revision a clear reason; Ember SIGKILLed leaves no container.
+//! wants credentials gives the Revision a clear reason, and `imagePullSecrets` open one; Ember
+//! SIGKILLed leaves no container.
 
 mod common;
 
@@ -149,13 +150,33 @@ async fn a_read_only_root_and_a_registry_that_wants_credentials() {
     let image = format!("{}/web:v1", registry.addr);
     let read_only = "        command: [/bin/sh, -c]\n        args: ['if touch /www/x 2>/dev/null; then echo writable; else echo read-only; fi > /tmp/root.txt; exec httpd -f -p \"$PORT\" -h /tmp']\n        securityContext: {readOnlyRootFilesystem: true}\n";
     let private = Registry::start(true);
+    let locked = Registry::with_password(&registry);
+    let secret = {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            ember_images::testing::USER,
+            ember_images::testing::PASSWORD
+        ));
+        format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: regcred}}\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}'\n",
+            locked.addr
+        )
+    };
+    let pulled_with_secret = format!(
+        "---\napiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {{name: locked}}\nspec:\n  template:\n    spec:\n      imagePullSecrets: [{{name: regcred}}]\n      containers:\n      - image: {}/web:v1\n",
+        locked.addr
+    );
     let yaml = format!(
         "{}{}",
         service("ro", &image, read_only, ""),
         service("private", &format!("{}/web:v1", private.addr), "", ""),
-    ) + &service("fails", &image, "        command: [/bin/false]\n", "");
+    ) + &service("fails", &image, "        command: [/bin/false]\n", "")
+        + &secret
+        + &pulled_with_secret;
     let mut s = settings(&registry);
     s.insecure.push(private.addr.clone());
+    s.insecure.push(locked.addr.clone());
     let ember = TestEmber::start_with_images(&yaml, s).await;
     let r = get_host(&ember, "ro.default.localhost", "/root.txt").await;
     assert_eq!(
@@ -165,6 +186,15 @@ async fn a_read_only_root_and_a_registry_that_wants_credentials() {
         String::from_utf8_lossy(&r.body)
     );
     assert_eq!(String::from_utf8_lossy(&r.body).trim(), "read-only");
+
+    // A registry that wants a password, opened by the Service's imagePullSecrets.
+    let r = get_host(&ember, "locked.default.localhost", "/index.html").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{:?}",
+        String::from_utf8_lossy(&r.body)
+    );
 
     // A container that exits at once: the request fails, it does not wait forever.
     let r = tokio::time::timeout(

@@ -11,7 +11,7 @@ use oci_client::manifest::ImageIndexEntry;
 use oci_client::secrets::RegistryAuth;
 
 /// Credentials by registry host.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials(HashMap<String, (String, String)>);
 
 /// The host a Docker `config.json` key names (`https://index.docker.io/v1/` → `docker.io`).
@@ -65,6 +65,16 @@ impl Credentials {
             }
         }
         Ok(Self(out))
+    }
+
+    /// Adds `other`'s credentials, over these for the same registry.
+    pub fn merge(&mut self, other: Credentials) {
+        self.0.extend(other.0);
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// The authentication for `registry` (anonymous without credentials; a token challenge is

@@ -229,6 +229,17 @@ impl ImageStore {
 
     /// The image `image` names, pulled and unpacked if it is not in the store (by `policy`).
     pub async fn get(&self, image: &str, policy: PullPolicy) -> Result<Image, ImageError> {
+        self.get_with(image, policy, None).await
+    }
+
+    /// As [`ImageStore::get`], with `credentials` (a revision's `imagePullSecrets`) over the
+    /// store's own for the registries they name.
+    pub async fn get_with(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+        credentials: Option<&Credentials>,
+    ) -> Result<Image, ImageError> {
         let reference: Reference = image.trim().parse().map_err(|e| {
             ImageError::new(
                 "InvalidImage",
@@ -257,7 +268,7 @@ impl ImageStore {
                 format!("{image}: not in the image store and imagePullPolicy is Never"),
             ));
         }
-        self.pull(&reference).await
+        self.pull(&reference, credentials).await
     }
 
     fn cached(&self, reference: &Reference, digest: &str) -> Option<Image> {
@@ -272,9 +283,17 @@ impl ImageStore {
         })
     }
 
-    async fn pull(&self, reference: &Reference) -> Result<Image, ImageError> {
+    async fn pull(
+        &self,
+        reference: &Reference,
+        credentials: Option<&Credentials>,
+    ) -> Result<Image, ImageError> {
         let name = reference.whole();
-        let auth = self.settings.credentials.auth(reference.resolve_registry());
+        let registry = reference.resolve_registry();
+        let auth = match credentials.map(|c| c.auth(registry)) {
+            Some(a @ oci_client::secrets::RegistryAuth::Basic(..)) => a,
+            _ => self.settings.credentials.auth(registry),
+        };
         let started = Instant::now();
         let (manifest, digest, config, _index) = self
             .client

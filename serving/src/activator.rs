@@ -393,7 +393,10 @@ impl Revision {
         Some(
             self.image
                 .get_or_init(|| async {
-                    let got = containers.store.get(&cs.image, cs.pull_policy).await;
+                    let got = containers
+                        .store
+                        .get_with(&cs.image, cs.pull_policy, cs.credentials.as_ref())
+                        .await;
                     if let Ok(i) = &got {
                         let _ = self.image_hold.set(containers.hold(&i.digest));
                     }

@@ -59,6 +59,8 @@ pub struct ContainerSpec {
     pub command: Vec<String>,
     /// `args` (over its `Cmd`).
     pub args: Vec<String>,
+    /// Registry credentials from its `imagePullSecrets` (set by whoever resolves Secrets).
+    pub credentials: Option<ember_images::registry::Credentials>,
 }
 
 /// Images and the OCI runtime, for every revision with an image.

@@ -172,6 +172,8 @@ pub struct Serving {
     services: RwLock<HashMap<ServiceKey, Arc<Mutex<ServiceState>>>>,
     /// Registries, credentials and the cache budget for images.
     image_settings: Mutex<ember_images::StoreSettings>,
+    /// Each Service's registry credentials from its `imagePullSecrets`.
+    pull_credentials: Mutex<HashMap<ServiceKey, ember_images::registry::Credentials>>,
     /// The image store and OCI runtime, opened with the first revision that has an image.
     containers: std::sync::OnceLock<Arc<crate::container::Containers>>,
 }
@@ -190,7 +192,28 @@ impl Serving {
             reachable: std::sync::atomic::AtomicBool::new(false),
             services: RwLock::default(),
             image_settings: Mutex::default(),
+            pull_credentials: Mutex::default(),
             containers: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Sets the registry credentials of Service (or Configuration) `namespace/name` from its
+    /// `imagePullSecrets`, resolved by the caller; new revisions pull with them.
+    pub fn set_pull_credentials(
+        &self,
+        namespace: &str,
+        name: &str,
+        credentials: ember_images::registry::Credentials,
+    ) {
+        let mut all = self
+            .pull_credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_owned(), name.to_owned());
+        if credentials.is_empty() {
+            all.remove(&key);
+        } else {
+            all.insert(key, credentials);
         }
     }
 
@@ -533,6 +556,14 @@ impl Serving {
             if !st.addressable {
                 // A Configuration on its own belongs to no Service.
                 spec.service.clear();
+            }
+            if let Some(c) = spec.container.as_mut() {
+                c.credentials = self
+                    .pull_credentials
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(ns.clone(), name.clone()))
+                    .cloned();
             }
             let queue = Queue::new(self.backlog.clone(), ns, name, st.admissions.clone());
             let revision = Revision::with_queue(spec, queue);

@@ -170,6 +170,7 @@ impl RevisionSpec {
                 .and_then(|m| ember_api::serving::quantity::cpu_millis(&m)),
             command: container.command.clone(),
             args: container.args.clone(),
+            credentials: None,
         });
         RevisionSpec {
             namespace: service.metadata.namespace.clone(),

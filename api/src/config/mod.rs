@@ -30,7 +30,7 @@ pub use kubernetes::{ConfigMap, Secret};
 pub use load::{load, load_str};
 pub use resolve::{Check, Readiness, Target, Unresolved};
 pub use runnable::not_yet_supported;
-pub use secrets::{SecretRef, env_refs, secret_refs};
+pub use secrets::{SecretRef, env_refs, pull_secret_refs, secret_refs};
 
 use crate::broker::Broker;
 use crate::delivery::DeliverySpec;

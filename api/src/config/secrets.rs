@@ -87,13 +87,39 @@ pub fn secret_refs(resource: &Resource) -> Vec<SecretRef> {
                 });
             }
         }
-        Resource::Service(svc) => out.extend(env_refs(svc).into_iter().map(|(_, r)| r)),
+        Resource::Service(svc) => {
+            out.extend(env_refs(svc).into_iter().map(|(_, r)| r));
+            out.extend(pull_secret_refs(svc));
+        }
         Resource::Configuration(c) => {
-            out.extend(env_refs(&c.as_service()).into_iter().map(|(_, r)| r));
+            let svc = c.as_service();
+            out.extend(env_refs(&svc).into_iter().map(|(_, r)| r));
+            out.extend(pull_secret_refs(&svc));
         }
         _ => {}
     }
     out
+}
+
+/// The `.dockerconfigjson` key of each of a Service's `imagePullSecrets`.
+pub fn pull_secret_refs(service: &crate::serving::Service) -> Vec<SecretRef> {
+    service
+        .spec
+        .template
+        .spec
+        .image_pull_secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SecretRef {
+            field: FieldPath::parse_keys("spec.template.spec.imagePullSecrets")
+                .index(i)
+                .key("name"),
+            config_map: false,
+            optional: false,
+            name: s.name.clone(),
+            key: ".dockerconfigjson".to_owned(),
+        })
+        .collect()
 }
 
 /// A Service's `env` entries given by `valueFrom` (a Secret's or a ConfigMap's key), each with

@@ -109,6 +109,22 @@ pub struct RevisionSpec {
     /// The Kubernetes service account (operator mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// Secrets (type `kubernetes.io/dockerconfigjson`, key `.dockerconfigjson`) with registry
+    /// credentials for the containers' images, as Kubernetes reads them.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub image_pull_secrets: Vec<SecretName>,
+}
+
+/// `{name}`: a Secret in the resource's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretName {
+    /// The Secret's name.
+    pub name: String,
 }
 
 /// A container (a subset of Kubernetes' Container).
