@@ -146,6 +146,13 @@ fn classify(image: &str, e: OciDistributionError) -> ImageError {
                 "{image}: the registry refused access ({e}); give credentials in the registry config (--registry-config)"
             ),
         ),
+        E::ImageManifestNotFoundError(m) if m.contains("platform") => ImageError::new(
+            "PlatformMissing",
+            format!(
+                "{image}: its index has no image for linux/{}",
+                std::env::consts::ARCH
+            ),
+        ),
         E::ImageManifestNotFoundError(_) => ImageError::new(
             "ImageNotFound",
             format!("{image}: not found in the registry"),

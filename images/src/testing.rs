@@ -264,3 +264,47 @@ pub async fn push_as(
         .expect("reading back the manifest");
     digest
 }
+
+/// Pushes an image index as `repository:tag` over images already pushed to `repository`, each
+/// `(tag, architecture)` (os `linux`); returns the index's digest.
+pub async fn push_index(
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    images: &[(&str, &str)],
+) -> String {
+    use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageIndex};
+    let client = crate::registry::client(&[registry.to_owned()]);
+    let mut manifests = Vec::new();
+    for (image_tag, arch) in images {
+        let reference: oci_client::Reference = format!("{registry}/{repository}:{image_tag}")
+            .parse()
+            .unwrap();
+        let (raw, digest) = client
+            .pull_manifest_raw(
+                &reference,
+                &RegistryAuth::Anonymous,
+                &[OCI_IMAGE_MEDIA_TYPE],
+            )
+            .await
+            .expect("reading an image's manifest");
+        manifests.push(serde_json::json!({
+            "mediaType": OCI_IMAGE_MEDIA_TYPE,
+            "digest": digest,
+            "size": raw.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    let index: OciImageIndex = serde_json::from_value(serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_IMAGE_INDEX_MEDIA_TYPE,
+        "manifests": manifests,
+    }))
+    .expect("an image index");
+    let reference: oci_client::Reference =
+        format!("{registry}/{repository}:{tag}").parse().unwrap();
+    client
+        .push_manifest_list(&reference, &RegistryAuth::Anonymous, index)
+        .await
+        .expect("pushing the index")
+}

@@ -185,3 +185,60 @@ async fn credentials_from_a_docker_config_open_a_private_registry() {
         digest
     );
 }
+
+#[tokio::test]
+async fn an_index_gives_this_machines_platform_or_says_it_has_none() {
+    use ember_images::testing::push_index;
+    let registry = Registry::start(false);
+    let here = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    };
+    let other = if here == "amd64" { "s390x" } else { "amd64" };
+    let native = push(
+        &registry.addr,
+        "multi",
+        "native",
+        vec![busybox_layer()],
+        json!({"Cmd": ["/bin/sh"]}),
+    )
+    .await;
+    push(
+        &registry.addr,
+        "multi",
+        "foreign",
+        vec![layer(&[("foreign", Entry::File(b"x".to_vec(), 0o644))])],
+        json!({"Cmd": ["/foreign"]}),
+    )
+    .await;
+    push_index(
+        &registry.addr,
+        "multi",
+        "v1",
+        &[("foreign", other), ("native", here)],
+    )
+    .await;
+    push_index(&registry.addr, "multi", "elsewhere", &[("foreign", other)]).await;
+    let data = tempfile::tempdir().unwrap();
+    let s = store(data.path(), &registry, 0);
+    let got = s
+        .get(
+            &format!("{}/multi:v1", registry.addr),
+            PullPolicy::IfNotPresent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got.digest, native,
+        "this machine's platform is picked from the index"
+    );
+    assert!(got.rootfs.join("bin/busybox").is_file());
+    let none = s
+        .get(
+            &format!("{}/multi:elsewhere", registry.addr),
+            PullPolicy::IfNotPresent,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(none.reason, "PlatformMissing", "{none}");
+}
