@@ -309,3 +309,51 @@ async fn ember_killed_leaves_no_container_running() {
         "its root filesystem is unmounted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_keeps_its_digest_across_a_restart() {
+    let registry = Registry::start(false);
+    let d1 = push(
+        &registry.addr,
+        "web",
+        "v1",
+        vec![busybox_layer()],
+        httpd_config(),
+    )
+    .await;
+    // `Always`: without the pin, a restart would follow the tag.
+    let yaml = service(
+        "pinned",
+        &format!("{}/web:v1", registry.addr),
+        "        imagePullPolicy: Always\n",
+        "",
+    );
+    let ember = TestEmber::start_with_images(&yaml, settings(&registry)).await;
+    let r = get_host(&ember, "pinned.default.localhost", "/index.html").await;
+    assert_eq!(&r.body[..], b"hello from an image\n");
+    let data = ember.stop().await;
+    push(
+        &registry.addr,
+        "web",
+        "v1",
+        vec![
+            busybox_layer(),
+            layer(&[("www/index.html", Entry::File(b"moved\n".to_vec(), 0o644))]),
+        ],
+        httpd_config(),
+    )
+    .await;
+    let ember = TestEmber::start_in_with_images(&yaml, data, settings(&registry)).await;
+    let r = get_host(&ember, "pinned.default.localhost", "/index.html").await;
+    assert_eq!(
+        &r.body[..],
+        b"hello from an image\n",
+        "the revision's digest, not the moved tag"
+    );
+    let status = revision_status(&ember, "pinned-00001").await;
+    assert_eq!(
+        status["status"]["containerStatuses"][0]["imageDigest"],
+        format!("{}/web@{d1}", registry.addr)
+    );
+    ember.stop().await;
+}

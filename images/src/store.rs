@@ -203,7 +203,7 @@ impl ImageStore {
     pub fn open(data_dir: &Path, settings: StoreSettings) -> std::io::Result<Self> {
         let root = data_dir.join("images");
         let _ = std::fs::remove_dir_all(root.join("tmp"));
-        for d in ["unpacked", "tags", "tmp"] {
+        for d in ["unpacked", "tags", "pins", "tmp"] {
             std::fs::create_dir_all(root.join(d))?;
         }
         let client = client(&settings.insecure);
@@ -228,6 +228,38 @@ impl ImageStore {
             })
             .collect();
         self.root.join("tags").join(name)
+    }
+
+    fn pin_file(&self, key: &str) -> PathBuf {
+        let name: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.root.join("pins").join(name)
+    }
+
+    /// The reference `key` (a revision: `namespace/name`) was pinned to when its image was
+    /// `image` as written; `None` when it was never pinned, or for another image.
+    pub fn pin_of(&self, key: &str, image: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.pin_file(key)).ok()?;
+        let (written, pinned) = text.trim().split_once('\n')?;
+        (written == image).then(|| pinned.to_owned())
+    }
+
+    /// Records that `key`'s `image` resolved to `pinned`, so that it resolves the same after a
+    /// restart, whatever the tag points to by then.
+    pub fn pin(&self, key: &str, image: &str, pinned: &str) {
+        let path = self.pin_file(key);
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, format!("{image}\n{pinned}\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
     }
 
     fn unpacked(&self, digest: &str) -> PathBuf {

@@ -393,10 +393,20 @@ impl Revision {
         Some(
             self.image
                 .get_or_init(|| async {
+                    // A revision's image is what it resolved to first, across restarts too.
+                    let key = format!("{}/{}", self.spec.namespace, self.spec.name);
+                    let pinned = containers.store.pin_of(&key, &cs.image);
+                    let (target, policy) = match &pinned {
+                        Some(p) => (p.as_str(), ember_images::PullPolicy::IfNotPresent),
+                        None => (cs.image.as_str(), cs.pull_policy),
+                    };
                     let got = containers
                         .store
-                        .get_with(&cs.image, cs.pull_policy, cs.credentials.as_ref())
+                        .get_with(target, policy, cs.credentials.as_ref())
                         .await;
+                    if let (Ok(i), None) = (&got, &pinned) {
+                        containers.store.pin(&key, &cs.image, &i.pinned);
+                    }
                     if let Ok(i) = &got {
                         let _ = self.image_hold.set(containers.hold(&i.digest));
                     }

@@ -48,6 +48,15 @@ impl TestEmber {
         Self::start_full(yaml, data_dir, ConnectionLimits::default(), images).await
     }
 
+    /// Starts Ember on `yaml` with an existing data directory, pulling images as `images` says.
+    pub async fn start_in_with_images(
+        yaml: &str,
+        data_dir: tempfile::TempDir,
+        images: ember_images::StoreSettings,
+    ) -> Self {
+        Self::start_full(yaml, data_dir, ConnectionLimits::default(), images).await
+    }
+
     async fn start_full(
         yaml: &str,
         data_dir: tempfile::TempDir,
