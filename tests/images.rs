@@ -357,3 +357,57 @@ async fn a_revision_keeps_its_digest_across_a_restart() {
     );
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_user_and_resource_limits_apply() {
+    let registry = Registry::start(false);
+    let mut config = httpd_config();
+    config["User"] = json!("1000:1000");
+    push(&registry.addr, "web", "user", vec![busybox_layer()], config).await;
+    let extra = "        command: [/bin/sh, -c]\n        args: ['echo \"$(id -u):$(id -g)\" > /tmp/id.txt; exec httpd -f -p \"$PORT\" -h /tmp']\n        securityContext: {readOnlyRootFilesystem: true}\n        resources: {limits: {memory: 64Mi, cpu: 500m}}\n";
+    let yaml = service("limited", &format!("{}/web:user", registry.addr), extra, "");
+    let ember = TestEmber::start_with_images(&yaml, settings(&registry)).await;
+    let r = get_host(&ember, "limited.default.localhost", "/id.txt").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&r.body).trim(),
+        "1000:1000",
+        "the image's User"
+    );
+    // The limits are the container's cgroup's (where the host has the controllers).
+    let id = "default-limited-00001-1";
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").is_dir();
+    if v1 {
+        assert_eq!(
+            read(&format!(
+                "/sys/fs/cgroup/memory/ember/{id}/memory.limit_in_bytes"
+            ))
+            .as_deref(),
+            Some("67108864")
+        );
+        assert_eq!(
+            read(&format!("/sys/fs/cgroup/cpu/ember/{id}/cpu.cfs_quota_us")).as_deref(),
+            Some("50000")
+        );
+    } else {
+        assert_eq!(
+            read(&format!("/sys/fs/cgroup/ember/{id}/memory.max")).as_deref(),
+            Some("67108864")
+        );
+        assert_eq!(
+            read(&format!("/sys/fs/cgroup/ember/{id}/cpu.max")).as_deref(),
+            Some("50000 100000")
+        );
+    }
+    ember.stop().await;
+}

@@ -115,8 +115,10 @@ pub enum Entry {
     File(Vec<u8>, u32),
     /// A symlink to this target.
     Link(String),
-    /// A directory.
+    /// A directory (mode 0755).
     Dir,
+    /// A directory with this mode (e.g. `0o1777` for `/tmp`).
+    DirMode(u32),
     /// A whiteout of this name in the entry's directory (`.wh.NAME`).
     Whiteout,
 }
@@ -145,9 +147,12 @@ pub fn layer(entries: &[(&str, Entry)]) -> Vec<u8> {
                 h.set_size(0);
                 b.append_link(&mut h, path, target).unwrap();
             }
-            Entry::Dir => {
+            Entry::Dir | Entry::DirMode(_) => {
                 h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
+                h.set_mode(match e {
+                    Entry::DirMode(m) => *m,
+                    _ => 0o755,
+                });
                 h.set_size(0);
                 b.append_data(&mut h, path, std::io::empty()).unwrap();
             }
@@ -166,7 +171,7 @@ pub fn layer(entries: &[(&str, Entry)]) -> Vec<u8> {
 }
 
 /// A layer with the static busybox at `/bin/busybox` and `sh`, `httpd`, `echo`, `cat`, `env`,
-/// `pwd`, `sleep`, `id` linked to it, plus `/tmp`.
+/// `pwd`, `sleep`, `id` linked to it, plus `/tmp` (mode 1777, as images have it).
 pub fn busybox_layer() -> Vec<u8> {
     let busybox = std::fs::read(BUSYBOX).expect(
         "a static busybox (Debian package busybox-static) must be installed; .ci/run installs it",
@@ -174,7 +179,7 @@ pub fn busybox_layer() -> Vec<u8> {
     let mut entries = vec![
         ("bin", Entry::Dir),
         ("bin/busybox", Entry::File(busybox, 0o755)),
-        ("tmp", Entry::Dir),
+        ("tmp", Entry::DirMode(0o1777)),
         ("www", Entry::Dir),
         (
             "www/index.html",
