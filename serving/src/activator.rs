@@ -430,8 +430,10 @@ impl Revision {
 
     /// Why its image is not available, as Knative's reason and a message.
     pub fn image_problem(&self) -> Option<(&'static str, String)> {
-        if let Some(p) = self.containers.get().and_then(|c| c.problem()) {
-            return Some(("RuntimeMissing", p.to_owned()));
+        if let Some(c) = self.containers.get()
+            && let Some(p) = c.problem()
+        {
+            return Some((c.problem_reason(), p.to_owned()));
         }
         match self.image.get()? {
             Err(e) => Some((e.reason, e.message.clone())),

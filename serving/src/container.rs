@@ -146,8 +146,19 @@ pub fn runtime_program() -> Result<PathBuf, String> {
     )
 }
 
+/// How a missing privilege is told apart from a missing runtime.
+const NO_PERMISSION: &str = "no permission:";
+
 fn detect_runtime(root: PathBuf) -> Result<Runtime, String> {
-    runtime_program().map(|program| Runtime { program, root })
+    let program = runtime_program()?;
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Err(format!(
+            "{NO_PERMISSION} Ember runs as uid {euid}; container images need root here (each instance's overlay mount and runc's namespaces); run Ember as root, or run the function as a local process (command without image)"
+        ));
+    }
+    Ok(Runtime { program, root })
 }
 
 impl Containers {
@@ -198,6 +209,15 @@ impl Containers {
     /// Why containers cannot run here, if they cannot.
     pub fn problem(&self) -> Option<&str> {
         self.runtime.as_ref().err().map(String::as_str)
+    }
+
+    /// Knative-style reason for [`Containers::problem`]: `NoPermission` when Ember lacks the
+    /// privileges, else `RuntimeMissing`.
+    pub fn problem_reason(&self) -> &'static str {
+        match &self.runtime {
+            Err(p) if p.starts_with(NO_PERMISSION) => "NoPermission",
+            _ => "RuntimeMissing",
+        }
     }
 
     fn clean_leftovers(&self) {
