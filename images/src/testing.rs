@@ -313,3 +313,160 @@ pub async fn push_index(
         .await
         .expect("pushing the index")
 }
+
+/// A registry that wants bearer tokens (the registry's `token` access controller, as Docker Hub
+/// and GHCR do), and the token server beside it: it answers `GET /token` with a JWT (RS256,
+/// its certificate in `x5c`, signed with `openssl`) granting what the request's `scope` asks,
+/// but only to a client that sends [`USER`]/[`PASSWORD`] by basic auth. Needs `openssl`.
+pub struct TokenRegistry {
+    /// The registry.
+    pub registry: Registry,
+    _server: std::thread::JoinHandle<()>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TokenRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn b64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+impl TokenRegistry {
+    /// Starts both; the registry serves what `open` holds.
+    pub fn start(open: &Registry) -> TokenRegistry {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let dir = tmp.path().to_path_buf();
+        let key = dir.join("key.pem");
+        let cert = dir.join("cert.pem");
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=ember-test",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl must be installed")
+            .success();
+        assert!(ok, "openssl made a key and certificate");
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .expect("openssl")
+            .stdout;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a token port");
+        let token_addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let auth = format!(
+            "auth:\n  token:\n    realm: http://{token_addr}/token\n    service: ember-test\n    issuer: ember-test\n    rootcertbundle: {}\n",
+            cert.display()
+        );
+        let registry = Registry::start_with(&auth, None, Some(open._dir.path().join("data")));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let server = std::thread::spawn(move || {
+            use base64::Engine as _;
+            use std::io::{Read, Write};
+            let expected = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+            );
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = conn.set_nonblocking(false);
+                let mut buf = vec![0u8; 8192];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let authorized = req.lines().any(|l| {
+                    l.to_ascii_lowercase().starts_with("authorization:")
+                        && l[14..].trim() == expected
+                });
+                if !authorized {
+                    let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                // scope=repository:NAME:pull,push
+                let target = req.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                let mut access = Vec::new();
+                for part in target.split(['?', '&']) {
+                    if let Some(scope) = part.strip_prefix("scope=") {
+                        let scope = scope.replace("%3A", ":").replace("%2C", ",");
+                        let mut f = scope.splitn(3, ':');
+                        let (kind, name, actions) = (
+                            f.next().unwrap_or(""),
+                            f.next().unwrap_or(""),
+                            f.next().unwrap_or(""),
+                        );
+                        access.push(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}));
+                    }
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [base64::engine::general_purpose::STANDARD.encode(&der)]});
+                let claims = serde_json::json!({
+                    "iss": "ember-test", "sub": USER, "aud": "ember-test",
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+                    "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    b64url(header.to_string().as_bytes()),
+                    b64url(claims.to_string().as_bytes())
+                );
+                let mut sign = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("openssl");
+                sign.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(signing_input.as_bytes())
+                    .unwrap();
+                let signature = sign.wait_with_output().unwrap().stdout;
+                let token = format!("{signing_input}.{}", b64url(&signature));
+                let body =
+                    serde_json::json!({"token": token, "access_token": token, "expires_in": 300})
+                        .to_string();
+                let _ = conn.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        TokenRegistry {
+            registry,
+            _server: server,
+            stop,
+            _dir: tmp,
+        }
+    }
+}

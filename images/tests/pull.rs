@@ -242,3 +242,51 @@ async fn an_index_gives_this_machines_platform_or_says_it_has_none() {
         .unwrap_err();
     assert_eq!(none.reason, "PlatformMissing", "{none}");
 }
+
+#[tokio::test]
+async fn a_registry_that_wants_tokens_gets_them_with_the_credentials() {
+    use ember_images::testing::{PASSWORD, TokenRegistry, USER};
+    let public = Registry::start(false);
+    let digest = push(
+        &public.addr,
+        "web",
+        "v1",
+        vec![busybox_layer()],
+        json!({"Cmd": ["/bin/sh"]}),
+    )
+    .await;
+    let tokens = TokenRegistry::start(&public);
+    let image = format!("{}/web:v1", tokens.registry.addr);
+    let store = |credentials, dir: &std::path::Path| {
+        ImageStore::open(
+            dir,
+            StoreSettings {
+                insecure: vec![tokens.registry.addr.clone()],
+                credentials,
+                budget: 0,
+            },
+        )
+        .unwrap()
+    };
+    let data = tempfile::tempdir().unwrap();
+    let denied = store(Default::default(), data.path())
+        .get(&image, PullPolicy::IfNotPresent)
+        .await
+        .unwrap_err();
+    assert_eq!(denied.reason, "Unauthorized", "{denied}");
+    use base64::Engine as _;
+    let config = format!(
+        r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+        tokens.registry.addr,
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    let data = tempfile::tempdir().unwrap();
+    let got = store(
+        ember_images::registry::Credentials::parse(&config).unwrap(),
+        data.path(),
+    )
+    .get(&image, PullPolicy::IfNotPresent)
+    .await
+    .unwrap();
+    assert_eq!(got.digest, digest);
+}
