@@ -411,3 +411,89 @@ async fn the_image_user_and_resource_limits_apply() {
     }
     ember.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_root_the_revision_says_so() {
+    let registry = Registry::start(false);
+    push(
+        &registry.addr,
+        "web",
+        "v1",
+        vec![busybox_layer()],
+        httpd_config(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ember.yaml");
+    std::fs::write(
+        &file,
+        service("web", &format!("{}/web:v1", registry.addr), "", ""),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [dir.path(), data.as_path(), file.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Ember as `nobody`: no overlay mounts, no runc namespaces.
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(common::ember_bin())
+        .arg("run")
+        .arg("-f")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--insecure-registry")
+        .arg(&registry.addr)
+        .env("HOME", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("setpriv (util-linux) runs Ember as nobody");
+    let base = format!("http://127.0.0.1:{port}");
+    let up = eventually(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    assert!(up, "Ember runs as nobody");
+    let mut reason = String::new();
+    for _ in 0..100 {
+        let _ = common::try_request(
+            http::Method::GET,
+            &format!("{base}/"),
+            &[("host", "web.default.localhost")],
+            bytes::Bytes::new(),
+        )
+        .await;
+        let (_, status) = common::get_json(&format!(
+            "{base}/apis/serving.knative.dev/v1/namespaces/default/revisions/web-00001"
+        ))
+        .await;
+        if let Some(c) = status["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned())
+        {
+            reason = c["reason"].as_str().unwrap_or_default().to_owned();
+            if reason == "NoPermission" {
+                assert!(
+                    c["message"].as_str().unwrap_or_default().contains("root"),
+                    "{c}"
+                );
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(reason, "NoPermission");
+}
