@@ -128,11 +128,20 @@ fn hybrid_cgroups() -> bool {
 /// The OCI runtime to use: `runc` when installed; `crun` only where it works. `Err` says why
 /// images cannot run on this machine (what `ember validate` reports for a Service with one).
 pub fn runtime_program() -> Result<PathBuf, String> {
-    if let Some(program) = on_path("runc") {
+    choose_runtime(on_path("runc"), on_path("crun"), hybrid_cgroups())
+}
+
+/// runc when there is one; crun unless the cgroup layout is hybrid (crun 1.8 refuses it).
+fn choose_runtime(
+    runc: Option<PathBuf>,
+    crun: Option<PathBuf>,
+    hybrid: bool,
+) -> Result<PathBuf, String> {
+    if let Some(program) = runc {
         return Ok(program);
     }
-    if let Some(program) = on_path("crun") {
-        if hybrid_cgroups() {
+    if let Some(program) = crun {
+        if hybrid {
             return Err(format!(
                 "no usable OCI runtime: crun ({}) refuses this machine's hybrid cgroup layout (v1 controllers with a v2 'unified' mount); install runc (Debian/Ubuntu: apt install runc)",
                 program.display()
@@ -641,6 +650,27 @@ pub(crate) async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runc_first_and_crun_only_where_it_works() {
+        let runc = Some(PathBuf::from("/usr/sbin/runc"));
+        let crun = Some(PathBuf::from("/usr/bin/crun"));
+        assert_eq!(
+            choose_runtime(runc.clone(), crun.clone(), true),
+            Ok(runc.clone().unwrap())
+        );
+        assert_eq!(
+            choose_runtime(None, crun.clone(), false),
+            Ok(crun.clone().unwrap())
+        );
+        let hybrid = choose_runtime(None, crun, true).unwrap_err();
+        assert!(
+            hybrid.contains("hybrid cgroup layout") && hybrid.contains("install runc"),
+            "{hybrid}"
+        );
+        let none = choose_runtime(None, None, false).unwrap_err();
+        assert!(none.contains("apt install runc"), "{none}");
+    }
 
     #[test]
     fn image_users_resolve_in_the_image() {
