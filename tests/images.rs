@@ -497,3 +497,102 @@ async fn without_root_the_revision_says_so() {
     child.wait().unwrap();
     assert_eq!(reason, "NoPermission");
 }
+
+/// `runc list` of the containers under `data`: (id, pid) each.
+fn runc_list(data: &std::path::Path) -> Vec<(String, u32)> {
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(data.join("containers/runc"))
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    (
+                        c["id"].as_str().unwrap_or_default().to_owned(),
+                        c["pid"].as_u64().unwrap_or_default() as u32,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_left_by_a_crash_are_removed_when_ember_starts() {
+    let registry = Registry::start(false);
+    push(
+        &registry.addr,
+        "web",
+        "v1",
+        vec![busybox_layer()],
+        httpd_config(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ember.yaml");
+    std::fs::write(
+        &file,
+        service("web", &format!("{}/web:v1", registry.addr), "", ""),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let start = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(common::ember_bin())
+            .arg("run")
+            .arg("-f")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--insecure-registry")
+            .arg(&registry.addr)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, port)
+    };
+    let (mut first, _) = start();
+    assert!(
+        eventually(Duration::from_secs(30), || runc_list(&data).len() == 1).await,
+        "the revision's first instance runs"
+    );
+    let (_, old_pid) = runc_list(&data)[0].clone();
+    // A crash that takes the shell under the container with Ember: the container is left.
+    let pattern = format!("ember-container.*{}", data.display());
+    std::process::Command::new("pkill")
+        .args(["-KILL", "-f", &pattern])
+        .status()
+        .unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::path::Path::new(&format!("/proc/{old_pid}")).exists(),
+        "the container outlived its shell (as after a crash)"
+    );
+    let (mut second, _) = start();
+    let removed = eventually(Duration::from_secs(30), || {
+        !std::path::Path::new(&format!("/proc/{old_pid}")).exists()
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(
+        removed,
+        "the leftover container is removed when Ember starts"
+    );
+    // The second Ember's own container went with it.
+    assert!(eventually(Duration::from_secs(10), || runc_list(&data).is_empty()).await);
+}

@@ -328,6 +328,30 @@ mod tests {
     }
 
     #[test]
+    fn ownership_and_modes_are_kept() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o640);
+        h.set_uid(1000);
+        h.set_gid(2000);
+        h.set_mtime(1_700_000_000);
+        h.set_size(2);
+        b.append_data(&mut h, "srv/data", &b"ok"[..]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        apply_layer(dir.path(), io::Cursor::new(b.into_inner().unwrap())).unwrap();
+        let m = fs::metadata(dir.path().join("srv/data")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(m.mtime(), 1_700_000_000);
+        // Ownership needs root (as Ember runs to use images); elsewhere the owner is ours.
+        let root = fs::metadata("/proc/self").is_ok_and(|p| p.uid() == 0);
+        if root {
+            assert_eq!((m.uid(), m.gid()), (1000, 2000));
+        }
+    }
+
+    #[test]
     fn zstd_and_uncompressed_layers() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("rootfs");
