@@ -476,3 +476,37 @@ spec:
     }
     assert_eq!(err.len(), 3, "{text}");
 }
+
+#[test]
+fn a_kafka_sink_waits_for_its_auth_secret_and_so_does_what_names_it() {
+    let yaml = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n---\napiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: out}\nspec:\n  topic: t\n  bootstrapServers: [k:9092]\n  auth: {secret: {ref: {name: kafka-auth}}}\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: to-kafka}\nspec:\n  broker: default\n  subscriber: {ref: {apiVersion: eventing.knative.dev/v1alpha1, kind: KafkaSink, name: out}}\n";
+    let cfg = ember_api::load_str("sink.yaml", yaml).unwrap();
+    let readiness = cfg.readiness();
+    let not_ready: Vec<String> = readiness
+        .not_ready()
+        .map(|(id, checks)| format!("{id}: {}", checks[0].message))
+        .collect();
+    assert_eq!(not_ready.len(), 2, "{not_ready:?}");
+    assert!(
+        not_ready
+            .iter()
+            .any(|l| l.starts_with("KafkaSink default/out") && l.contains("kafka-auth")),
+        "{not_ready:?}"
+    );
+    assert!(
+        not_ready
+            .iter()
+            .any(|l| l.starts_with("Trigger default/to-kafka") && l.contains("not Ready")),
+        "{not_ready:?}"
+    );
+    // With the Secret, both run.
+    let with_secret = format!(
+        "{yaml}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: kafka-auth}}\nstringData: {{protocol: PLAINTEXT}}\n"
+    );
+    let cfg = ember_api::load_str("sink.yaml", &with_secret).unwrap();
+    assert_eq!(cfg.readiness().not_ready().count(), 0);
+    let sink = &cfg.kafka_sinks[0];
+    assert!(
+        matches!(&sink.spec.resolved_net, Some(Ok(net)) if !net.tls.enable && !net.sasl.enable)
+    );
+}

@@ -176,12 +176,26 @@ impl Config {
                 })
             }
             "KafkaSink" if in_group(&r.api_version, "eventing.knative.dev") => {
-                let defined = self
+                let Some(sink) = self
                     .kafka_sinks
                     .iter()
-                    .any(|s| s.metadata.namespace == namespace && s.metadata.name == r.name);
-                if !defined {
+                    .find(|s| s.metadata.namespace == namespace && s.metadata.name == r.name)
+                else {
                     return Err(not_found("KafkaSink"));
+                };
+                // A KafkaSink whose auth Secret is missing does not run: what names it waits.
+                if let Some(check) = self
+                    .secret_checks(&Resource::KafkaSink(sink.resource.clone()))
+                    .into_iter()
+                    .next()
+                {
+                    return Err(Unresolved {
+                        reason: "NotReady".into(),
+                        message: format!(
+                            "KafkaSink {namespace}/{} is not Ready: {}",
+                            r.name, check.message
+                        ),
+                    });
                 }
                 // Knative's KafkaSink is addressed at its URL; a relative `uri` beside the ref
                 // has no meaning for a topic.
