@@ -43,11 +43,24 @@ fn autoscaler() -> &'static str {
 }
 
 async fn revision_status(ember: &TestEmber, name: &str) -> serde_json::Value {
-    let (_, body) = common::get_json(&ember.url(&format!(
-        "/apis/serving.knative.dev/v1/namespaces/default/revisions/{name}"
-    )))
+    revision_at(&ember.url(""), name).await
+}
+
+/// Revision `name` of namespace `default` from the API of the Ember at `base`.
+async fn revision_at(base: &str, name: &str) -> serde_json::Value {
+    let base = base.trim_end_matches('/');
+    let (_, body) = common::get_json(&format!(
+        "{base}/apis/serving.knative.dev/v1/namespaces/default/revisions/{name}"
+    ))
     .await;
     body
+}
+
+/// Its `Ready` condition.
+fn ready(status: &serde_json::Value) -> Option<serde_json::Value> {
+    status["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,10 +222,7 @@ async fn a_read_only_root_and_a_registry_that_wants_credentials() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let (reported, last) = loop {
         let status = revision_status(&ember, "private-00001").await;
-        let ready = status["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned());
-        if ready.is_some_and(|c| c["status"] == "False" && c["reason"] == "Unauthorized") {
+        if ready(&status).is_some_and(|c| c["status"] == "False" && c["reason"] == "Unauthorized") {
             break (true, status);
         }
         if std::time::Instant::now() > deadline {
@@ -222,92 +232,6 @@ async fn a_read_only_root_and_a_registry_that_wants_credentials() {
     };
     assert!(reported, "{last}");
     ember.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ember_killed_leaves_no_container_running() {
-    let registry = Registry::start(false);
-    push(
-        &registry.addr,
-        "web",
-        "v1",
-        vec![busybox_layer()],
-        httpd_config(),
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ember.yaml");
-    std::fs::write(
-        &file,
-        service("web", &format!("{}/web:v1", registry.addr), "", ""),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let data = dir.path().join("data");
-    let mut child = std::process::Command::new(common::ember_bin())
-        .arg("run")
-        .arg("-f")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--insecure-registry")
-        .arg(&registry.addr)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}/index.html");
-    let mut answered = false;
-    for _ in 0..100 {
-        let r = common::try_request(
-            http::Method::GET,
-            &url,
-            &[("host", "web.default.localhost")],
-            bytes::Bytes::new(),
-        )
-        .await;
-        if r.is_some_and(|r| r.status == StatusCode::OK) {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(answered, "the image answered through Ember");
-    let running = || {
-        let out = std::process::Command::new("runc")
-            .arg("--root")
-            .arg(data.join("containers/runc"))
-            .args(["list", "-q"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .count()
-    };
-    assert_eq!(running(), 1, "one container runs");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || running() == 0).await,
-        "the container went with Ember"
-    );
-    let data_dir = data.to_string_lossy().into_owned();
-    assert!(
-        eventually(Duration::from_secs(10), || !std::fs::read_to_string(
-            "/proc/mounts"
-        )
-        .unwrap()
-        .contains(&data_dir))
-        .await,
-        "its root filesystem is unmounted"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,92 +336,6 @@ async fn the_image_user_and_resource_limits_apply() {
     ember.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_root_the_revision_says_so() {
-    let registry = Registry::start(false);
-    push(
-        &registry.addr,
-        "web",
-        "v1",
-        vec![busybox_layer()],
-        httpd_config(),
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ember.yaml");
-    std::fs::write(
-        &file,
-        service("web", &format!("{}/web:v1", registry.addr), "", ""),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    for p in [dir.path(), data.as_path(), file.as_path()] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // Ember as `nobody`: no overlay mounts, no runc namespaces.
-    let mut child = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(common::ember_bin())
-        .arg("run")
-        .arg("-f")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--insecure-registry")
-        .arg(&registry.addr)
-        .env("HOME", dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("setpriv (util-linux) runs Ember as nobody");
-    let base = format!("http://127.0.0.1:{port}");
-    let up = eventually(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
-    assert!(up, "Ember runs as nobody");
-    let mut reason = String::new();
-    for _ in 0..100 {
-        let _ = common::try_request(
-            http::Method::GET,
-            &format!("{base}/"),
-            &[("host", "web.default.localhost")],
-            bytes::Bytes::new(),
-        )
-        .await;
-        let (_, status) = common::get_json(&format!(
-            "{base}/apis/serving.knative.dev/v1/namespaces/default/revisions/web-00001"
-        ))
-        .await;
-        if let Some(c) = status["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned())
-        {
-            reason = c["reason"].as_str().unwrap_or_default().to_owned();
-            if reason == "NoPermission" {
-                assert!(
-                    c["message"].as_str().unwrap_or_default().contains("root"),
-                    "{c}"
-                );
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(reason, "NoPermission");
-}
-
 /// `runc list` of the containers under `data`: (id, pid) each.
 fn runc_list(data: &std::path::Path) -> Vec<(String, u32)> {
     let out = std::process::Command::new("runc")
@@ -522,55 +360,165 @@ fn runc_list(data: &std::path::Path) -> Vec<(String, u32)> {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn containers_left_by_a_crash_are_removed_when_ember_starts() {
-    let registry = Registry::start(false);
-    push(
-        &registry.addr,
-        "web",
-        "v1",
-        vec![busybox_layer()],
-        httpd_config(),
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ember.yaml");
-    std::fs::write(
-        &file,
-        service("web", &format!("{}/web:v1", registry.addr), "", ""),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let start = || {
+/// For the tests that run the `ember` binary itself: a registry with the httpd image as
+/// `web:v1`, and a Service `web` of it in a scratch directory.
+struct Binary {
+    registry: Registry,
+    dir: tempfile::TempDir,
+    file: std::path::PathBuf,
+    data: std::path::PathBuf,
+}
+
+impl Binary {
+    async fn new() -> Self {
+        let registry = Registry::start(false);
+        push(
+            &registry.addr,
+            "web",
+            "v1",
+            vec![busybox_layer()],
+            httpd_config(),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ember.yaml");
+        let yaml = service("web", &format!("{}/web:v1", registry.addr), "", "");
+        std::fs::write(&file, yaml).unwrap();
+        let data = dir.path().join("data");
+        Binary {
+            registry,
+            dir,
+            file,
+            data,
+        }
+    }
+
+    /// Starts `ember run` (behind `prefix`, e.g. `setpriv …`) on a free port.
+    fn start(&self, prefix: &[&str]) -> (std::process::Child, u16) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new(common::ember_bin())
+        let ember = common::ember_bin();
+        let mut argv: Vec<&std::ffi::OsStr> = prefix.iter().map(std::ffi::OsStr::new).collect();
+        argv.push(ember.as_os_str());
+        let child = std::process::Command::new(argv[0])
+            .args(&argv[1..])
             .arg("run")
             .arg("-f")
-            .arg(&file)
+            .arg(&self.file)
             .arg("--data-dir")
-            .arg(&data)
+            .arg(&self.data)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--insecure-registry")
-            .arg(&registry.addr)
+            .arg(&self.registry.addr)
+            .env("HOME", self.dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap();
+            .expect("the ember binary starts");
         (child, port)
-    };
-    let (mut first, _) = start();
+    }
+}
+
+/// GET `/index.html` of Service `web` through Ember on `port`: its status, if it answered.
+async fn get_web(port: u16) -> Option<StatusCode> {
+    common::try_request(
+        http::Method::GET,
+        &format!("http://127.0.0.1:{port}/index.html"),
+        &[("host", "web.default.localhost")],
+        bytes::Bytes::new(),
+    )
+    .await
+    .map(|r| r.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ember_killed_leaves_no_container_running() {
+    let b = Binary::new().await;
+    let (mut child, port) = b.start(&[]);
+    let mut answered = false;
+    for _ in 0..100 {
+        if get_web(port).await == Some(StatusCode::OK) {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(answered, "the image answered through Ember");
+    assert_eq!(runc_list(&b.data).len(), 1, "one container runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
     assert!(
-        eventually(Duration::from_secs(30), || runc_list(&data).len() == 1).await,
+        eventually(Duration::from_secs(10), || runc_list(&b.data).is_empty()).await,
+        "the container went with Ember"
+    );
+    let data_dir = b.data.to_string_lossy().into_owned();
+    let mounted = || {
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .contains(&data_dir)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || !mounted()).await,
+        "its root filesystem is unmounted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_root_the_revision_says_so() {
+    let b = Binary::new().await;
+    std::fs::create_dir(&b.data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [b.dir.path(), b.data.as_path(), b.file.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    // Ember as `nobody`: no overlay mounts, no runc namespaces.
+    let (mut child, port) = b.start(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ]);
+    let up = eventually(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    assert!(up, "Ember runs as nobody");
+    let mut last = None;
+    for _ in 0..100 {
+        let _ = get_web(port).await;
+        last = ready(&revision_at(&format!("http://127.0.0.1:{port}"), "web-00001").await);
+        if last.as_ref().is_some_and(|c| c["reason"] == "NoPermission") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let c = last.expect("a Ready condition");
+    assert_eq!(c["reason"], "NoPermission", "{c}");
+    assert!(
+        c["message"].as_str().unwrap_or_default().contains("root"),
+        "{c}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_left_by_a_crash_are_removed_when_ember_starts() {
+    let b = Binary::new().await;
+    let (mut first, _) = b.start(&[]);
+    assert!(
+        eventually(Duration::from_secs(30), || runc_list(&b.data).len() == 1).await,
         "the revision's first instance runs"
     );
-    let (_, old_pid) = runc_list(&data)[0].clone();
+    let (_, old_pid) = runc_list(&b.data)[0].clone();
+    let alive = || std::path::Path::new(&format!("/proc/{old_pid}")).exists();
     // A crash that takes the shell under the container with Ember: the container is left.
-    let pattern = format!("ember-container.*{}", data.display());
+    let pattern = format!("ember-container.*{}", b.data.display());
     std::process::Command::new("pkill")
         .args(["-KILL", "-f", &pattern])
         .status()
@@ -579,14 +527,11 @@ async fn containers_left_by_a_crash_are_removed_when_ember_starts() {
     first.wait().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        std::path::Path::new(&format!("/proc/{old_pid}")).exists(),
+        alive(),
         "the container outlived its shell (as after a crash)"
     );
-    let (mut second, _) = start();
-    let removed = eventually(Duration::from_secs(30), || {
-        !std::path::Path::new(&format!("/proc/{old_pid}")).exists()
-    })
-    .await;
+    let (mut second, _) = b.start(&[]);
+    let removed = eventually(Duration::from_secs(30), || !alive()).await;
     second.kill().unwrap();
     second.wait().unwrap();
     assert!(
@@ -594,5 +539,5 @@ async fn containers_left_by_a_crash_are_removed_when_ember_starts() {
         "the leftover container is removed when Ember starts"
     );
     // The second Ember's own container went with it.
-    assert!(eventually(Duration::from_secs(10), || runc_list(&data).is_empty()).await);
+    assert!(eventually(Duration::from_secs(10), || runc_list(&b.data).is_empty()).await);
 }
