@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::subscriber::{Answer, Subscriber};
-use common::{TestEmber, eventually};
+use common::{TestEmber, eventually, metric};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
@@ -246,26 +246,19 @@ async fn a_partition_paused_for_a_full_sink_resumes_and_a_poison_record_is_skipp
         !ids.contains(&"partition:0/offset:1".to_owned()),
         "the poison record is skipped"
     );
-    let metrics = common::request(
-        http::Method::GET,
-        &ember.url("/metrics"),
-        &[],
-        bytes::Bytes::new(),
+    let pauses = metric(
+        &ember,
+        "ember_kafka_pauses_total{source=\"default/orders\"}",
     )
     .await;
-    let metrics = String::from_utf8_lossy(&metrics.body);
-    let value = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in {metrics}"))
-    };
-    assert!(value("ember_kafka_pauses_total{source=\"default/orders\"}") >= 1);
+    assert!(pauses.is_some_and(|n| n >= 1), "{pauses:?}");
     assert_eq!(
-        value("ember_kafka_records_total{source=\"default/orders\",outcome=\"skipped\"}"),
-        1
+        metric(
+            &ember,
+            "ember_kafka_records_total{source=\"default/orders\",outcome=\"skipped\"}"
+        )
+        .await,
+        Some(1)
     );
     ember.stop().await;
 }
@@ -292,19 +285,12 @@ async fn net_settings_reach_the_client_tls_to_a_plaintext_cluster_fails_loudly()
     );
     let ember = TestEmber::start(&yaml).await;
     let errors = || async {
-        let metrics = common::request(
-            http::Method::GET,
-            &ember.url("/metrics"),
-            &[],
-            bytes::Bytes::new(),
+        metric(
+            &ember,
+            "ember_kafka_consumer_errors_total{source=\"default/orders\"}",
         )
-        .await;
-        String::from_utf8_lossy(&metrics.body)
-            .lines()
-            .find(|l| l.starts_with("ember_kafka_consumer_errors_total{source=\"default/orders\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
+        .await
+        .unwrap_or(0)
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while errors().await == 0 {

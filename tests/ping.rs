@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::subscriber::Subscriber;
-use common::{TestEmber, ember_bin, eventually};
+use common::{TestEmber, ember_bin, eventually, metric};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_source_feeds_a_broker_on_schedule() {
@@ -224,15 +224,6 @@ fn validate_refuses_a_bad_schedule_or_a_second_zone_with_the_reason() {
         assert!(out.contains("PingSource default/p"), "{out}");
         assert!(out.contains(expected), "{schedule:?}: {out}");
     }
-}
-
-/// The value of the metric line starting with `series` on `/metrics`, if there is one.
-async fn metric(ember: &TestEmber, series: &str) -> Option<u64> {
-    let r = common::request(http::Method::GET, &ember.url("/metrics"), &[], "").await;
-    let text = String::from_utf8(r.body.to_vec()).unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -426,20 +426,12 @@ async fn a_rabbitmq_restart_in_the_middle_of_10000_messages_loses_none() {
         "every message reached the subscriber at least once: {} of {total}",
         distinct()
     );
-    let metrics = common::request(
-        http::Method::GET,
-        &ember.url("/metrics"),
-        &[],
-        bytes::Bytes::new(),
+    let reconnects = common::metric(
+        &ember,
+        "ember_rabbitmq_reconnects_total{source=\"default/orders\"}",
     )
-    .await;
-    let metrics = String::from_utf8_lossy(&metrics.body);
-    let reconnects: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("ember_rabbitmq_reconnects_total{source=\"default/orders\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no reconnect counter in {metrics}"));
+    .await
+    .expect("the reconnect counter");
     assert!(
         reconnects >= 1,
         "the source lived through the restart by reconnecting"

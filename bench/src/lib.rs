@@ -26,3 +26,24 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 pub fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// Sorts `samples`, prints `name` with their count, min, p50, p90, p99 and max in
+/// milliseconds, and returns them sorted (for [`quantile`]).
+pub fn summary(name: &str, mut samples: Vec<Duration>) -> Vec<Duration> {
+    samples.sort();
+    println!(
+        "{name:<22} n={} min {:.3} ms  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+        samples.len(),
+        samples[0].as_secs_f64() * 1e3,
+        quantile(&samples, 0.5).as_secs_f64() * 1e3,
+        quantile(&samples, 0.9).as_secs_f64() * 1e3,
+        quantile(&samples, 0.99).as_secs_f64() * 1e3,
+        samples[samples.len() - 1].as_secs_f64() * 1e3,
+    );
+    samples
+}
+
+/// The `q` quantile (0–1) of sorted samples.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}

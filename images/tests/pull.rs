@@ -20,6 +20,39 @@ fn store(dir: &std::path::Path, registry: &Registry, budget: u64) -> ImageStore 
     .unwrap()
 }
 
+/// `web:v1` at the registry `addr` that wants credentials: refused without them
+/// (`Unauthorized`), pulled with [`USER`]/[`PASSWORD`] from a Docker config.json; its digest.
+async fn pulled_only_with_credentials(addr: &str) -> String {
+    use base64::Engine as _;
+    use ember_images::testing::{PASSWORD, USER};
+    let image = format!("{addr}/web:v1");
+    let open = |credentials| {
+        let data = tempfile::tempdir().unwrap();
+        let settings = StoreSettings {
+            insecure: vec![addr.to_owned()],
+            credentials,
+            budget: 0,
+        };
+        let store = ImageStore::open(data.path(), settings).unwrap();
+        (data, store)
+    };
+    let (_data, anonymous) = open(Default::default());
+    let denied = anonymous
+        .get(&image, PullPolicy::IfNotPresent)
+        .await
+        .unwrap_err();
+    assert_eq!(denied.reason, "Unauthorized", "{denied}");
+    let config = format!(
+        r#"{{"auths":{{"{addr}":{{"auth":"{}"}}}}}}"#,
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    let (_data, with) = open(ember_images::registry::Credentials::parse(&config).unwrap());
+    with.get(&image, PullPolicy::IfNotPresent)
+        .await
+        .unwrap()
+        .digest
+}
+
 #[tokio::test]
 async fn pulls_verifies_unpacks_and_pins_tags_to_digests() {
     let registry = Registry::start(false);
@@ -139,7 +172,6 @@ async fn errors_a_user_can_act_on() {
 
 #[tokio::test]
 async fn credentials_from_a_docker_config_open_a_private_registry() {
-    use ember_images::testing::{PASSWORD, USER};
     let public = Registry::start(false);
     let private = Registry::with_password(&public);
     let digest = push(
@@ -150,40 +182,7 @@ async fn credentials_from_a_docker_config_open_a_private_registry() {
         json!({"Cmd": ["/bin/sh"]}),
     )
     .await;
-    let image = format!("{}/web:v1", private.addr);
-    let open = |credentials| {
-        let data = tempfile::tempdir().unwrap();
-        let s = ImageStore::open(
-            data.path(),
-            StoreSettings {
-                insecure: vec![private.addr.clone()],
-                credentials,
-                budget: 0,
-            },
-        )
-        .unwrap();
-        (data, s)
-    };
-    let (_d, anonymous) = open(Default::default());
-    let denied = anonymous
-        .get(&image, PullPolicy::IfNotPresent)
-        .await
-        .unwrap_err();
-    assert_eq!(denied.reason, "Unauthorized", "{denied}");
-    use base64::Engine as _;
-    let config = format!(
-        r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
-        private.addr,
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
-    );
-    let (_d, with) = open(ember_images::registry::Credentials::parse(&config).unwrap());
-    assert_eq!(
-        with.get(&image, PullPolicy::IfNotPresent)
-            .await
-            .unwrap()
-            .digest,
-        digest
-    );
+    assert_eq!(pulled_only_with_credentials(&private.addr).await, digest);
 }
 
 #[tokio::test]
@@ -245,7 +244,7 @@ async fn an_index_gives_this_machines_platform_or_says_it_has_none() {
 
 #[tokio::test]
 async fn a_registry_that_wants_tokens_gets_them_with_the_credentials() {
-    use ember_images::testing::{PASSWORD, TokenRegistry, USER};
+    use ember_images::testing::TokenRegistry;
     let public = Registry::start(false);
     let digest = push(
         &public.addr,
@@ -256,37 +255,8 @@ async fn a_registry_that_wants_tokens_gets_them_with_the_credentials() {
     )
     .await;
     let tokens = TokenRegistry::start(&public);
-    let image = format!("{}/web:v1", tokens.registry.addr);
-    let store = |credentials, dir: &std::path::Path| {
-        ImageStore::open(
-            dir,
-            StoreSettings {
-                insecure: vec![tokens.registry.addr.clone()],
-                credentials,
-                budget: 0,
-            },
-        )
-        .unwrap()
-    };
-    let data = tempfile::tempdir().unwrap();
-    let denied = store(Default::default(), data.path())
-        .get(&image, PullPolicy::IfNotPresent)
-        .await
-        .unwrap_err();
-    assert_eq!(denied.reason, "Unauthorized", "{denied}");
-    use base64::Engine as _;
-    let config = format!(
-        r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
-        tokens.registry.addr,
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    assert_eq!(
+        pulled_only_with_credentials(&tokens.registry.addr).await,
+        digest
     );
-    let data = tempfile::tempdir().unwrap();
-    let got = store(
-        ember_images::registry::Credentials::parse(&config).unwrap(),
-        data.path(),
-    )
-    .get(&image, PullPolicy::IfNotPresent)
-    .await
-    .unwrap();
-    assert_eq!(got.digest, digest);
 }

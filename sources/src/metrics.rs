@@ -23,6 +23,21 @@ pub struct Counter {
     pub value: u64,
 }
 
+impl Counter {
+    /// The counter `value` reads now.
+    pub fn read(
+        family: &'static CounterFamily,
+        labels: Vec<(&'static str, &'static str)>,
+        value: &std::sync::atomic::AtomicU64,
+    ) -> Self {
+        Counter {
+            family,
+            labels,
+            value: value.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
 /// A source's counters, read at scrape time.
 pub trait SourceMetrics: Send + Sync + std::fmt::Debug {
     /// Every counter of the source, each family's in a fixed order.

@@ -239,3 +239,12 @@ pub async fn get_host(ember: &TestEmber, host: &str, path: &str) -> Reply {
     )
     .await
 }
+
+/// The value of the metric line starting with `series` on Ember's `/metrics`, if there is one.
+pub async fn metric(ember: &TestEmber, series: &str) -> Option<u64> {
+    let r = request(Method::GET, &ember.url("/metrics"), &[], Bytes::new()).await;
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|value| value.trim().parse().ok())
+}

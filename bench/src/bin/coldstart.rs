@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use ember_bench::{quantile, summary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
@@ -40,21 +41,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn summary(name: &str, mut v: Vec<Duration>) -> Vec<Duration> {
-    v.sort();
-    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "{name:<16} n={} min {:.3} ms  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
-        v.len(),
-        v[0].as_secs_f64() * 1e3,
-        at(0.5).as_secs_f64() * 1e3,
-        at(0.9).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
-        v[v.len() - 1].as_secs_f64() * 1e3,
-    );
-    v
 }
 
 async fn alone(function: &str) -> Duration {
@@ -129,11 +115,10 @@ async fn main() {
         wakes.push(took);
     }
     let wakes = summary("through Ember", wakes);
-    let at = |v: &Vec<Duration>, q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
     for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
         println!(
             "Ember's share at {label}: {:.3} ms",
-            (at(&wakes, q).as_secs_f64() - at(&starts, q).as_secs_f64()) * 1e3
+            (quantile(&wakes, q).as_secs_f64() - quantile(&starts, q).as_secs_f64()) * 1e3
         );
     }
 }

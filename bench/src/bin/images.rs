@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use ember_bench::{quantile, summary};
 use ember_images::testing::{Entry, Registry, busybox_layer, layer, push};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,21 +35,6 @@ struct Args {
     /// Size of the image pulled, MiB (0: skip the pull benchmark).
     #[arg(long, default_value_t = 50)]
     pull_mb: usize,
-}
-
-fn summary(name: &str, mut v: Vec<Duration>) -> Vec<Duration> {
-    v.sort();
-    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "{name:<22} n={} min {:.2} ms  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        v.len(),
-        v[0].as_secs_f64() * 1e3,
-        at(0.5).as_secs_f64() * 1e3,
-        at(0.9).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
-        v[v.len() - 1].as_secs_f64() * 1e3,
-    );
-    v
 }
 
 async fn wake(ember: std::net::SocketAddr, host: &str) -> Duration {
@@ -135,11 +121,10 @@ async fn main() {
     }
     let procs = summary("busybox httpd, process", procs);
     let imgs = summary("busybox httpd, image", imgs);
-    let at = |v: &Vec<Duration>, q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
     for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
         println!(
             "the container's extra cost at {label}: {:.2} ms",
-            (at(&imgs, q).as_secs_f64() - at(&procs, q).as_secs_f64()) * 1e3
+            (quantile(&imgs, q).as_secs_f64() - quantile(&procs, q).as_secs_f64()) * 1e3
         );
     }
     let _ = ember.kill().await;

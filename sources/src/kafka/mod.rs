@@ -439,11 +439,7 @@ static ERRORS: CounterFamily = CounterFamily {
 
 impl SourceMetrics for KafkaMetrics {
     fn counters(&self) -> Vec<Counter> {
-        let c = |family, labels, value: &AtomicU64| Counter {
-            family,
-            labels,
-            value: value.load(Ordering::Relaxed),
-        };
+        let c = Counter::read;
         vec![
             c(&RECORDS, vec![("outcome", "received")], &self.received),
             c(&RECORDS, vec![("outcome", "sent")], &self.sent),

@@ -507,11 +507,7 @@ static RECONNECTS: CounterFamily = CounterFamily {
 
 impl SourceMetrics for RabbitmqMetrics {
     fn counters(&self) -> Vec<Counter> {
-        let c = |family, labels, value: &AtomicU64| Counter {
-            family,
-            labels,
-            value: value.load(Ordering::Relaxed),
-        };
+        let c = Counter::read;
         vec![
             c(&MESSAGES, vec![("outcome", "received")], &self.received),
             c(&MESSAGES, vec![("outcome", "sent")], &self.sent),
