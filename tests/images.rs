@@ -435,19 +435,22 @@ async fn get_web(port: u16) -> Option<StatusCode> {
     .map(|r| r.status)
 }
 
+/// Whether Service `web` answers 200 through Ember on `port` within 20 s.
+async fn answers(port: u16) -> bool {
+    for _ in 0..100 {
+        if get_web(port).await == Some(StatusCode::OK) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ember_killed_leaves_no_container_running() {
     let b = Binary::new().await;
     let (mut child, port) = b.start(&[]);
-    let mut answered = false;
-    for _ in 0..100 {
-        if get_web(port).await == Some(StatusCode::OK) {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(answered, "the image answered through Ember");
+    assert!(answers(port).await, "the image answered through Ember");
     assert_eq!(runc_list(&b.data).len(), 1, "one container runs");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -510,34 +513,65 @@ async fn without_root_the_revision_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_left_by_a_crash_are_removed_when_ember_starts() {
     let b = Binary::new().await;
-    let (mut first, _) = b.start(&[]);
-    assert!(
-        eventually(Duration::from_secs(30), || runc_list(&b.data).len() == 1).await,
-        "the revision's first instance runs"
-    );
-    let (_, old_pid) = runc_list(&b.data)[0].clone();
-    let alive = || std::path::Path::new(&format!("/proc/{old_pid}")).exists();
-    // A crash that takes the shell under the container with Ember: the container is left.
-    let pattern = format!("ember-container.*{}", b.data.display());
-    std::process::Command::new("pkill")
-        .args(["-KILL", "-f", &pattern])
-        .status()
-        .unwrap();
+    let (mut first, port) = b.start(&[]);
+    assert!(answers(port).await, "the revision's first instance runs");
     first.kill().unwrap();
     first.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        alive(),
-        "the container outlived its shell (as after a crash)"
-    );
-    let (mut second, _) = b.start(&[]);
+    assert!(eventually(Duration::from_secs(10), || runc_list(&b.data).is_empty()).await);
+    // What a machine crash leaves: a container in Ember's runc state that nothing watches
+    // (started detached here, from the unpacked image, sleeping).
+    let rootfs = std::fs::read_dir(b.data.join("images/unpacked"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("rootfs");
+    let bundle = b.data.join("containers/bundles/leftover");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let status = std::process::Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(&bundle)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let spec_path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&spec_path).unwrap()).unwrap();
+    spec["process"]["terminal"] = json!(false);
+    spec["process"]["args"] = json!(["/bin/sleep", "1000"]);
+    spec["root"] = json!({"path": rootfs, "readonly": true});
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let status = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(b.data.join("containers/runc"))
+        .args(["run", "--detach", "--bundle"])
+        .arg(&bundle)
+        .arg("leftover")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the leftover container starts");
+    let (_, pid) = runc_list(&b.data)
+        .into_iter()
+        .find(|(id, _)| id == "leftover")
+        .expect("listed");
+    let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(alive());
+    let (mut second, port) = b.start(&[]);
+    assert!(answers(port).await, "the second Ember serves");
     let removed = eventually(Duration::from_secs(30), || !alive()).await;
+    let listed = runc_list(&b.data);
     second.kill().unwrap();
     second.wait().unwrap();
     assert!(
         removed,
         "the leftover container is removed when Ember starts"
     );
+    assert!(listed.iter().all(|(id, _)| id != "leftover"), "{listed:?}");
+    assert!(!bundle.exists(), "its bundle is removed too");
     // The second Ember's own container went with it.
     assert!(eventually(Duration::from_secs(10), || runc_list(&b.data).is_empty()).await);
 }
